@@ -1,0 +1,100 @@
+//! The one error type of the runtime.
+
+use std::fmt;
+
+/// What went wrong with a cross-process call or with the runtime itself.
+///
+/// Every fault a peer can cause (disconnecting, sending garbage, naming a
+/// thread it was not given, failing in its method) arrives as one of these,
+/// never as a panic or a hang.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection to the peer is gone: it closed, crashed or was killed,
+    /// before or during the call. Retrying on the same connection is useless.
+    Disconnected(String),
+    /// The peer ran the call and it failed: its method returned an error or
+    /// panicked. The connection and the worker thread are still usable.
+    Remote(String),
+    /// The call named a thread the callee did not create for this connection,
+    /// or named none where one is needed.
+    InvalidThread(String),
+    /// The event loop has shut down, so nothing can be posted to it.
+    LoopShutDown,
+    /// The peer broke the protocol (malformed message, unexpected type).
+    Protocol(String),
+    /// An operating-system I/O error (spawning a process, a socket).
+    Io {
+        /// The kind of the underlying `std::io::Error`.
+        kind: std::io::ErrorKind,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// The prefix a server puts in front of an "invalid thread" failure, so that
+/// the client can tell it apart from other remote errors.
+pub const INVALID_THREAD_PREFIX: &str = "invalid thread: ";
+
+impl Error {
+    /// Maps an error from Cap'n Proto to ours.
+    pub fn from_capnp(error: capnp::Error) -> Self {
+        match error.kind {
+            capnp::ErrorKind::Disconnected => Error::Disconnected(error.extra),
+            _ => {
+                if let Some(pos) = error.extra.find(INVALID_THREAD_PREFIX) {
+                    let detail = &error.extra[pos + INVALID_THREAD_PREFIX.len()..];
+                    return Error::InvalidThread(detail.to_string());
+                }
+                Error::Remote(error.extra)
+            }
+        }
+    }
+
+    /// Maps our error to a Cap'n Proto error, to send to a peer.
+    pub fn to_capnp(&self) -> capnp::Error {
+        match self {
+            Error::Disconnected(m) => capnp::Error::disconnected(m.clone()),
+            Error::InvalidThread(m) => capnp::Error::failed(format!("{INVALID_THREAD_PREFIX}{m}")),
+            other => capnp::Error::failed(other.to_string()),
+        }
+    }
+
+    /// Whether this error means the connection is gone.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Disconnected(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Disconnected(m) => write!(f, "peer disconnected: {m}"),
+            Error::Remote(m) => write!(f, "remote call failed: {m}"),
+            Error::InvalidThread(m) => write!(f, "invalid thread: {m}"),
+            Error::LoopShutDown => f.write_str("the event loop has shut down"),
+            Error::Protocol(m) => write!(f, "protocol error: {m}"),
+            Error::Io { message, .. } => write!(f, "I/O error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<capnp::Error> for Error {
+    fn from(e: capnp::Error) -> Self {
+        Error::from_capnp(e)
+    }
+}
+
+/// A specialised `Result` for the runtime.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

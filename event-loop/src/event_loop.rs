@@ -1,0 +1,411 @@
+//! The event-loop thread and the handles other threads use to reach it.
+//!
+//! # Design
+//!
+//! One named OS thread per [`EventLoop`] owns a mio `Poll`, the executor of
+//! `!Send` futures and, through the code that runs on it, every capnp-rpc
+//! object. Other threads never touch those objects: they [`post`] closures
+//! to the loop (fire and forget) or [`sync`] them (wait for the value). The
+//! loop thread alternates between running posted closures and ready tasks,
+//! and blocking in epoll when there is nothing to do (see `mailbox.rs` for
+//! the wake-up protocol).
+//!
+//! ```text
+//!  app thread ──post/sync──▶ ┌──────────── loop thread ────────────┐
+//!  app thread ──post/sync──▶ │ mailbox ─▶ jobs, ready tasks ─▶ epoll │◀── sockets
+//!  worker     ──wake task──▶ └──────────────────────────────────────┘
+//! ```
+//!
+//! # Lifetime
+//!
+//! The loop is reference-counted by its [`LoopHandle`]s (connections and
+//! proxies hold one). When the last one is dropped the loop runs what was
+//! already posted, drops its tasks (failing the calls still in flight) and
+//! exits; if the last handle was dropped on another thread, that thread
+//! joins the loop thread before returning. [`LoopPoster`]s can post but do not
+//! keep the loop alive: posting through one after shutdown fails with
+//! [`Error::LoopShutDown`].
+//!
+//! [`post`]: LoopHandle::post
+//! [`sync`]: LoopHandle::sync
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::io::{AsyncStream, Reactor, WAKE_TOKEN};
+use crate::mailbox::{Mailbox, Next, Wake};
+// sync-facade: allow (task wakers hold the mailbox, and std::task::Wake needs std's Arc)
+use std::sync::Arc as StdArc;
+
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering, thread};
+use crate::waiter::Waiter;
+
+struct MioWake(mio::Waker);
+
+impl Wake for MioWake {
+    fn wake(&self) {
+        if let Err(e) = self.0.wake() {
+            tracing::error!(target: "multiprocess", "waking the event loop failed: {e}");
+        }
+    }
+}
+
+static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Shared {
+    id: u64,
+    name: String,
+    mailbox: StdArc<Mailbox<MioWake>>,
+    refs: AtomicUsize,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+thread_local! {
+    static LOOP_ID: Cell<u64> = const { Cell::new(0) };
+    static CONTEXT: RefCell<Option<Rc<LoopContext>>> = const { RefCell::new(None) };
+}
+
+/// Starts event loops.
+#[derive(Debug)]
+pub struct EventLoop;
+
+impl EventLoop {
+    /// Starts a loop on a new thread called `name` and returns the first
+    /// handle to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let handle = multiprocess_event_loop::EventLoop::start("example-loop").unwrap();
+    /// let answer = handle.sync(|| 6 * 7).unwrap();
+    /// assert_eq!(answer, 42);
+    /// ```
+    pub fn start(name: &str) -> io::Result<LoopHandle> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)?;
+        let shared = Arc::new(Shared {
+            id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
+            name: name.to_string(),
+            mailbox: StdArc::new(Mailbox::new(MioWake(waker))),
+            refs: AtomicUsize::new(1),
+            thread: Mutex::new(None),
+        });
+        let thread_shared = shared.clone();
+        let (started_tx, started_rx) = crate::sync::channel::unbounded::<io::Result<()>>();
+        let join = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let context = match Reactor::new(poll) {
+                    Ok(reactor) => {
+                        let _ = started_tx.send(Ok(()));
+                        LoopContext::new(thread_shared, reactor)
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
+                };
+                context.run();
+            })?;
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = join.join();
+                return Err(e);
+            }
+            Err(_) => return Err(io::Error::other("event loop thread died while starting")),
+        }
+        *shared.thread.lock() = Some(join);
+        tracing::debug!(target: "multiprocess", loop_name = name, "event loop started");
+        Ok(LoopHandle { shared })
+    }
+}
+
+/// The loop thread's own state: its executor, its reactor and code that must
+/// run when it exits. Reached with [`LoopContext::with`] on the loop thread;
+/// it does not exist anywhere else.
+pub struct LoopContext {
+    shared: Arc<Shared>,
+    executor: Executor,
+    reactor: Rc<Reactor>,
+    at_exit: RefCell<Vec<Box<dyn FnOnce()>>>,
+}
+
+impl fmt::Debug for LoopContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopContext")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoopContext {
+    fn new(shared: Arc<Shared>, reactor: Reactor) -> Rc<Self> {
+        let scheduler: crate::executor::SchedulerArc = shared.mailbox.clone();
+        let context = Rc::new(Self {
+            executor: Executor::new(scheduler),
+            reactor: Rc::new(reactor),
+            at_exit: RefCell::new(Vec::new()),
+            shared,
+        });
+        LOOP_ID.with(|id| id.set(context.shared.id));
+        CONTEXT.with(|c| *c.borrow_mut() = Some(context.clone()));
+        context
+    }
+
+    /// Runs `f` with the current thread's loop context, or returns `None` if
+    /// the current thread is not an event-loop thread.
+    pub fn with<R>(f: impl FnOnce(&LoopContext) -> R) -> Option<R> {
+        let context = CONTEXT.with(|c| c.borrow().clone())?;
+        Some(f(&context))
+    }
+
+    /// Spawns a `!Send` future on this loop.
+    pub fn spawn(&self, future: impl Future<Output = ()> + 'static) {
+        self.executor.spawn(Box::pin(future));
+    }
+
+    /// Registers a connected Unix socket with this loop's reactor.
+    pub fn stream(&self, stream: std::os::unix::net::UnixStream) -> io::Result<AsyncStream> {
+        AsyncStream::new(self.reactor.clone(), stream)
+    }
+
+    /// Registers `f` to run on the loop thread when the loop exits, before its
+    /// tasks are dropped (to drop loop-thread tables of capnp objects).
+    pub fn at_exit(&self, f: impl FnOnce() + 'static) {
+        self.at_exit.borrow_mut().push(Box::new(f));
+    }
+
+    /// A handle to this loop (counts as a reference).
+    pub fn handle(&self) -> LoopHandle {
+        self.shared.refs.fetch_add(1, Ordering::Relaxed);
+        LoopHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// A poster for this loop (does not keep it alive).
+    pub fn poster(&self) -> LoopPoster {
+        LoopPoster {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The loop's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// How many tasks are alive on this loop.
+    pub fn task_count(&self) -> usize {
+        self.executor.len()
+    }
+
+    fn run(self: Rc<Self>) {
+        let mut jobs = std::collections::VecDeque::new();
+        let mut ready = Vec::new();
+        loop {
+            match self.shared.mailbox.take_work(&mut jobs, &mut ready) {
+                Next::Work => {
+                    for job in jobs.drain(..) {
+                        job();
+                    }
+                    for id in ready.drain(..) {
+                        self.executor.poll(id);
+                    }
+                }
+                Next::Sleep => {
+                    if let Err(e) = self.reactor.poll(None) {
+                        tracing::error!(target: "multiprocess", "event loop poll failed: {e}");
+                        self.shared.mailbox.close();
+                    }
+                }
+                Next::Exit => break,
+            }
+        }
+        tracing::debug!(target: "multiprocess", loop_name = %self.shared.name, "event loop exiting");
+        let at_exit = std::mem::take(&mut *self.at_exit.borrow_mut());
+        for f in at_exit.into_iter().rev() {
+            f();
+        }
+        self.executor.drop_all();
+        CONTEXT.with(|c| c.borrow_mut().take());
+        LOOP_ID.with(|id| id.set(0));
+    }
+}
+
+fn on_loop_thread(shared: &Shared) -> bool {
+    LOOP_ID.with(|id| id.get()) == shared.id
+}
+
+fn post_job(shared: &Shared, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    if on_loop_thread(shared) {
+        f();
+        return Ok(());
+    }
+    shared
+        .mailbox
+        .post(Box::new(f))
+        .map_err(|_| Error::LoopShutDown)
+}
+
+fn sync_job<R: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R> {
+    if on_loop_thread(shared) {
+        return Ok(f());
+    }
+    let waiter = Waiter::current();
+    let (slot, reply) = waiter.reply_slot::<R>(Error::LoopShutDown);
+    shared
+        .mailbox
+        .post(Box::new(move || reply.send(Ok(f()))))
+        .map_err(|_| Error::LoopShutDown)?;
+    waiter.wait(&slot, || {
+        format!("event loop {} to run a closure", shared.name)
+    })
+}
+
+/// A handle to an event loop that keeps it alive. `Send + Sync + Clone`.
+///
+/// # Differences from a plain channel
+///
+/// Closures posted from the loop thread itself run at once, inline, so code
+/// that may run on either side never deadlocks by waiting for itself.
+///
+/// # Ordering
+///
+/// Closures posted from one thread run in the order they were posted.
+pub struct LoopHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for LoopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopHandle")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for LoopHandle {
+    fn clone(&self) -> Self {
+        self.shared.refs.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for LoopHandle {
+    fn drop(&mut self) {
+        if self.shared.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        self.shared.mailbox.close();
+        if on_loop_thread(&self.shared) {
+            // The loop thread exits by itself once it has drained its work.
+            return;
+        }
+        let join = self.shared.thread.lock().take();
+        if let Some(join) = join
+            && join.join().is_err()
+        {
+            tracing::error!(target: "multiprocess", "event loop thread {} panicked", self.shared.name);
+        }
+    }
+}
+
+impl LoopHandle {
+    /// Runs `f` on the loop thread without waiting for it. On the loop thread
+    /// itself `f` runs at once.
+    ///
+    /// Fails with [`Error::LoopShutDown`] if the loop has shut down.
+    pub fn post(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        post_job(&self.shared, f)
+    }
+
+    /// Runs `f` on the loop thread and returns its value. While waiting, the
+    /// calling thread runs callbacks posted to it (see [`Waiter`]).
+    ///
+    /// ```
+    /// # let handle = multiprocess_event_loop::EventLoop::start("doc-sync").unwrap();
+    /// let on_loop = handle.sync(|| std::thread::current().name().map(String::from)).unwrap();
+    /// assert_eq!(on_loop.as_deref(), Some("doc-sync"));
+    /// ```
+    pub fn sync<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+        sync_job(&self.shared, f)
+    }
+
+    /// Spawns the future `make()` builds on the loop thread. `make` is `Send`;
+    /// the future it returns need not be.
+    pub fn spawn<F, Fut>(&self, make: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.post(move || {
+            LoopContext::with(|cx| cx.spawn(make()));
+        })
+    }
+
+    /// A poster for this loop that does not keep it alive.
+    pub fn poster(&self) -> LoopPoster {
+        LoopPoster {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Whether the calling thread is this loop's thread.
+    pub fn is_loop_thread(&self) -> bool {
+        on_loop_thread(&self.shared)
+    }
+
+    /// The loop thread's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// How many times another thread had to wake the loop from epoll: each
+    /// is one system call (for benchmarks and tests of the wake-up protocol).
+    pub fn wakeups(&self) -> u64 {
+        self.shared.mailbox.wakeups()
+    }
+}
+
+/// Posts to a loop without keeping it alive: what worker threads hold.
+#[derive(Clone)]
+pub struct LoopPoster {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for LoopPoster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopPoster")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoopPoster {
+    /// Like [`LoopHandle::post`]; fails once the loop has shut down.
+    pub fn post(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        post_job(&self.shared, f)
+    }
+
+    /// Like [`LoopHandle::sync`]; fails once the loop has shut down.
+    pub fn sync<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+        sync_job(&self.shared, f)
+    }
+
+    /// Whether the calling thread is this loop's thread.
+    pub fn is_loop_thread(&self) -> bool {
+        on_loop_thread(&self.shared)
+    }
+}

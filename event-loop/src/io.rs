@@ -1,0 +1,215 @@
+//! Socket readiness: the loop thread's mio `Poll`, and the async stream type
+//! capnp-rpc's two-party network reads and writes.
+//!
+//! All of this is loop-thread only (`!Send`): a stream is registered with the
+//! poll when it is created and deregistered when dropped. Readiness events
+//! wake the tasks that last saw `WouldBlock`. Because readiness events are
+//! handled on the same thread that reads and writes, there is no window in
+//! which an event can arrive between a `WouldBlock` and the storing of the
+//! waker.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures::io::{AsyncRead, AsyncWrite};
+use mio::net::UnixStream;
+use mio::{Events, Interest, Token};
+use slab::Slab;
+
+/// The token of the loop's `mio::Waker`.
+pub(crate) const WAKE_TOKEN: Token = Token(usize::MAX);
+
+#[derive(Default)]
+struct Interest2 {
+    read: Option<Waker>,
+    write: Option<Waker>,
+}
+
+/// The loop thread's readiness reactor.
+pub(crate) struct Reactor {
+    poll: RefCell<mio::Poll>,
+    registry: mio::Registry,
+    events: RefCell<Events>,
+    sources: RefCell<Slab<Rc<RefCell<Interest2>>>>,
+}
+
+impl Reactor {
+    pub(crate) fn new(poll: mio::Poll) -> io::Result<Self> {
+        let registry = poll.registry().try_clone()?;
+        Ok(Self {
+            poll: RefCell::new(poll),
+            registry,
+            events: RefCell::new(Events::with_capacity(256)),
+            sources: RefCell::new(Slab::new()),
+        })
+    }
+
+    /// Blocks until a socket is ready or the loop is woken, then wakes the
+    /// tasks waiting on the ready sockets.
+    pub(crate) fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut events = self.events.borrow_mut();
+        match self.poll.borrow_mut().poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let mut to_wake: Vec<Waker> = Vec::new();
+        {
+            let sources = self.sources.borrow();
+            for event in events.iter() {
+                if event.token() == WAKE_TOKEN {
+                    continue;
+                }
+                let Some(source) = sources.get(event.token().0) else {
+                    continue;
+                };
+                let mut interest = source.borrow_mut();
+                let failed = event.is_error();
+                if event.is_readable() || event.is_read_closed() || failed {
+                    to_wake.extend(interest.read.take());
+                }
+                if event.is_writable() || event.is_write_closed() || failed {
+                    to_wake.extend(interest.write.take());
+                }
+            }
+        }
+        drop(events);
+        for waker in to_wake {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    fn register(&self, stream: &mut UnixStream) -> io::Result<(Token, Rc<RefCell<Interest2>>)> {
+        let interest = Rc::new(RefCell::new(Interest2::default()));
+        let key = self.sources.borrow_mut().insert(interest.clone());
+        let token = Token(key);
+        if let Err(e) =
+            self.registry
+                .register(stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            self.sources.borrow_mut().remove(key);
+            return Err(e);
+        }
+        Ok((token, interest))
+    }
+
+    fn deregister(&self, token: Token, stream: &mut UnixStream) {
+        let _ = self.registry.deregister(stream);
+        self.sources.borrow_mut().try_remove(token.0);
+    }
+}
+
+struct StreamInner {
+    stream: UnixStream,
+    token: Token,
+    interest: Rc<RefCell<Interest2>>,
+    reactor: Rc<Reactor>,
+}
+
+impl Drop for StreamInner {
+    fn drop(&mut self) {
+        self.reactor.deregister(self.token, &mut self.stream);
+    }
+}
+
+/// A non-blocking Unix stream registered with the loop, split into a read
+/// half and a write half for capnp-rpc's `twoparty::VatNetwork`.
+///
+/// Loop-thread only. Dropping both halves deregisters and closes the socket.
+pub struct AsyncStream {
+    inner: Rc<StreamInner>,
+}
+
+/// The read half of an [`AsyncStream`].
+pub struct ReadHalf {
+    inner: Rc<StreamInner>,
+}
+
+/// The write half of an [`AsyncStream`].
+pub struct WriteHalf {
+    inner: Rc<StreamInner>,
+}
+
+impl AsyncStream {
+    pub(crate) fn new(
+        reactor: Rc<Reactor>,
+        std_stream: std::os::unix::net::UnixStream,
+    ) -> io::Result<Self> {
+        std_stream.set_nonblocking(true)?;
+        let mut stream = UnixStream::from_std(std_stream);
+        let (token, interest) = reactor.register(&mut stream)?;
+        Ok(Self {
+            inner: Rc::new(StreamInner {
+                stream,
+                token,
+                interest,
+                reactor,
+            }),
+        })
+    }
+
+    /// Splits the stream into halves that can be used by separate tasks.
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
+        (
+            ReadHalf {
+                inner: self.inner.clone(),
+            },
+            WriteHalf { inner: self.inner },
+        )
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let inner = &*self.inner;
+        loop {
+            match (&inner.stream).read(buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    inner.interest.borrow_mut().read = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let inner = &*self.inner;
+        loop {
+            match (&inner.stream).write(buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    inner.interest.borrow_mut().write = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.inner.stream.shutdown(std::net::Shutdown::Write))
+    }
+}

@@ -1,0 +1,54 @@
+//! The event-loop thread of a multiprocess process.
+//!
+//! A multiprocess process has one **event-loop thread** that does all Cap'n
+//! Proto I/O: it owns the sockets, capnp-rpc's `RpcSystem`s and every capnp
+//! object. Other threads reach it through a [`LoopHandle`]: they
+//! [`post`](LoopHandle::post) closures to it or [`sync`](LoopHandle::sync)
+//! them. A thread that waits for a reply keeps running the work other threads
+//! post to it, through its [`Waiter`].
+//!
+//! ```
+//! use multiprocess_event_loop::EventLoop;
+//!
+//! let event_loop = EventLoop::start("my-loop")?;
+//! let name = event_loop.sync(|| std::thread::current().name().unwrap().to_string())?;
+//! assert_eq!(name, "my-loop");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The pieces, one module each:
+//! - `mailbox`: the queue of posted closures and woken tasks, and the
+//!   wake-up protocol that avoids a system call when the loop is awake;
+//! - `executor`: the loop's tasks (`!Send` futures);
+//! - `io`: mio readiness and the async socket halves capnp-rpc reads and writes;
+//! - `event_loop`: the thread, its handles and its reference count;
+//! - `waiter`: how a thread blocks for a reply and runs posted work meanwhile;
+//! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
+
+pub mod error;
+mod event_loop;
+mod executor;
+mod io;
+pub mod mailbox;
+pub mod sync;
+pub mod waiter;
+
+pub use error::{Error, Result};
+pub use event_loop::{EventLoop, LoopContext, LoopHandle, LoopPoster};
+pub use io::{AsyncStream, ReadHalf, WriteHalf};
+pub use waiter::{Reply, Slot, Waiter, dump_waiters};
+
+/// The current thread's name, or `thread-<id>` for an unnamed thread.
+pub fn thread_name() -> String {
+    let current = std::thread::current();
+    match current.name() {
+        Some(name) => name.to_string(),
+        None => format!("thread-{}", os_thread_id()),
+    }
+}
+
+/// The OS id of the calling thread (`gettid`).
+pub fn os_thread_id() -> i64 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    i64::from(unsafe { libc::gettid() })
+}

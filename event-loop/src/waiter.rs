@@ -1,0 +1,331 @@
+//! The per-thread Waiter: how a thread blocks for a reply and still runs the
+//! work other threads post to it.
+//!
+//! # Protocol
+//!
+//! Every thread that makes calls (and every server worker) has one `Waiter`.
+//! Other threads hand it two things:
+//!
+//! - **jobs** (`post`): closures that must run on this very thread, such as a
+//!   callback from the peer while this thread is blocked in a call to it, or a
+//!   request for a worker;
+//! - **replies** (`Reply::send`): the value a blocked `wait` is waiting for.
+//!
+//! A reply is stored in its own [`Slot`] first and then `notified` is set under
+//! the Waiter's lock; `wait` checks its slot before it sleeps and sleeps only
+//! while no job is queued and `notified` is clear. So neither a job nor a reply
+//! can be missed, and waits nest: a job run inside `wait` may itself `wait`
+//! for a nested reply. A reply that arrives for an outer wait while an inner
+//! one is running stays in its slot; the outer wait finds it as soon as the
+//! inner one returns, because `wait` always looks at its slot before sleeping.
+//!
+//! A worker thread runs `serve`, which runs jobs until `close`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::mailbox::Job;
+#[cfg(not(loom))]
+use crate::sync::Weak;
+use crate::sync::{Arc, Condvar, Mutex};
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    notified: bool,
+    closed: bool,
+    busy: bool,
+    waiting_for: Vec<String>,
+}
+
+/// Blocks one thread until its reply arrives, running the jobs posted to that
+/// thread in the meantime.
+///
+/// # Thread affinity
+///
+/// `wait` and `serve` must only be called by the thread the Waiter belongs to;
+/// `post`, `close` and [`Reply::send`] may be called from any thread.
+///
+/// # Ordering
+///
+/// Jobs run in the order they were posted (FIFO), one at a time.
+pub struct Waiter {
+    state: Mutex<State>,
+    cv: Condvar,
+    name: String,
+}
+
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a reply is left for a waiting thread.
+pub struct Slot<T> {
+    value: Mutex<Option<T>>,
+}
+
+impl<T> Slot<T> {
+    fn take(&self) -> Option<T> {
+        self.value.lock().take()
+    }
+}
+
+/// The sending side of a [`Slot`]: delivers one value and wakes the waiter.
+///
+/// Dropping a `Reply` without sending delivers the error it was created with,
+/// so a waiting thread is never left behind when, say, the loop drops an
+/// in-flight call because the connection died.
+pub struct Reply<T> {
+    slot: Option<Arc<Slot<Result<T>>>>,
+    waiter: Arc<Waiter>,
+    on_drop: Error,
+}
+
+impl<T> Reply<T> {
+    /// Delivers `value` and wakes the waiting thread.
+    pub fn send(mut self, value: Result<T>) {
+        self.deliver(value);
+    }
+
+    fn deliver(&mut self, value: Result<T>) {
+        if let Some(slot) = self.slot.take() {
+            *slot.value.lock() = Some(value);
+            self.waiter.notify();
+        }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        let error = self.on_drop.clone();
+        self.deliver(Err(error));
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Waiter>>> = const { RefCell::new(None) };
+}
+
+#[cfg(not(loom))]
+static REGISTRY: Mutex<Vec<Weak<Waiter>>> = Mutex::new(Vec::new());
+
+#[cfg(not(loom))]
+fn register(waiter: &Arc<Waiter>) {
+    let mut registry = REGISTRY.lock();
+    registry.retain(|w| w.strong_count() > 0);
+    registry.push(Arc::downgrade(waiter));
+}
+
+#[cfg(loom)]
+fn register(_waiter: &Arc<Waiter>) {}
+
+impl Waiter {
+    /// A new Waiter for the thread called `name`.
+    pub fn new(name: impl Into<String>) -> Arc<Self> {
+        let waiter = Arc::new(Self {
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+            name: name.into(),
+        });
+        register(&waiter);
+        waiter
+    }
+
+    /// The calling thread's Waiter, created on first use.
+    pub fn current() -> Arc<Waiter> {
+        CURRENT.with(|current| {
+            current
+                .borrow_mut()
+                .get_or_insert_with(|| Waiter::new(crate::thread_name()))
+                .clone()
+        })
+    }
+
+    /// Installs `waiter` as the calling thread's Waiter (for worker threads,
+    /// whose Waiter is created before the thread starts).
+    pub fn set_current(waiter: Arc<Waiter>) {
+        CURRENT.with(|current| *current.borrow_mut() = Some(waiter));
+    }
+
+    /// The name of the thread this Waiter belongs to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A slot for one reply and the [`Reply`] that fills it. If the `Reply` is
+    /// dropped unsent, the slot receives `on_drop`.
+    pub fn reply_slot<T>(self: &Arc<Self>, on_drop: Error) -> (Arc<Slot<Result<T>>>, Reply<T>) {
+        let slot = Arc::new(Slot {
+            value: Mutex::new(None),
+        });
+        let reply = Reply {
+            slot: Some(slot.clone()),
+            waiter: self.clone(),
+            on_drop,
+        };
+        (slot, reply)
+    }
+
+    /// Queues `job` to run on this Waiter's thread. Fails, returning the job,
+    /// if the Waiter was closed.
+    pub fn post(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(job);
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        self.cv.notify_one();
+        Ok(())
+    }
+
+    fn notify(&self) {
+        let mut state = self.state.lock();
+        state.notified = true;
+        drop(state);
+        self.cv.notify_one();
+    }
+
+    /// Blocks until `slot` is filled, running posted jobs meanwhile. `what`
+    /// says what the thread waits for, for [`dump_waiters`].
+    pub fn wait<T>(&self, slot: &Slot<T>, what: impl Fn() -> String) -> T {
+        let mut described = false;
+        loop {
+            if let Some(value) = slot.take() {
+                if described {
+                    self.state.lock().waiting_for.pop();
+                }
+                return value;
+            }
+            let job = {
+                let mut state = self.state.lock();
+                loop {
+                    if let Some(job) = state.jobs.pop_front() {
+                        break Some(job);
+                    }
+                    if std::mem::take(&mut state.notified) {
+                        break None;
+                    }
+                    if !described {
+                        state.waiting_for.push(String::new());
+                        described = true;
+                        drop(state);
+                        let text = what();
+                        state = self.state.lock();
+                        if let Some(last) = state.waiting_for.last_mut() {
+                            *last = text;
+                        }
+                        continue;
+                    }
+                    state = self.cv.wait(state);
+                }
+            };
+            if let Some(job) = job {
+                job();
+                // A deliberately broken protocol that the loom models must
+                // reject (`--cfg loom_broken_waiter`): after a job, it sleeps
+                // until the next job or notification before it looks at the
+                // slot again. A reply that arrived while the job ran a nested
+                // wait, which consumed its notification, is never seen.
+                #[cfg(all(loom, loom_broken_waiter))]
+                {
+                    let mut state = self.state.lock();
+                    while state.jobs.is_empty() && !std::mem::take(&mut state.notified) {
+                        state = self.cv.wait(state);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs posted jobs until [`close`](Self::close) is called. Jobs still
+    /// queued at close are dropped unrun (their replies then report the error
+    /// they carry).
+    pub fn serve(&self) {
+        loop {
+            let job = {
+                let mut state = self.state.lock();
+                state.busy = false;
+                loop {
+                    if state.closed {
+                        let leftover = std::mem::take(&mut state.jobs);
+                        drop(state);
+                        drop(leftover);
+                        return;
+                    }
+                    if let Some(job) = state.jobs.pop_front() {
+                        state.busy = true;
+                        break job;
+                    }
+                    state = self.cv.wait(state);
+                }
+            };
+            job();
+        }
+    }
+
+    /// Stops [`serve`](Self::serve) and refuses further posts. Returns
+    /// whether the serving thread was idle (not running a job), in which case
+    /// it is about to return from `serve` without running user code.
+    pub fn close(&self) -> bool {
+        let mut state = self.state.lock();
+        state.closed = true;
+        let idle = !state.busy;
+        drop(state);
+        self.cv.notify_all();
+        idle
+    }
+
+    /// Number of jobs queued and not yet started.
+    pub fn queued(&self) -> usize {
+        self.state.lock().jobs.len()
+    }
+
+    // Only `dump_waiters` uses it, and there is no registry under loom.
+    #[cfg_attr(loom, allow(dead_code))]
+    fn describe(&self) -> Option<String> {
+        let state = self.state.lock();
+        if state.waiting_for.is_empty() && state.jobs.is_empty() && !state.busy {
+            return None;
+        }
+        let mut text = format!("{}: ", self.name);
+        if state.busy {
+            text.push_str("running a request; ");
+        }
+        if !state.waiting_for.is_empty() {
+            text.push_str(&format!("waiting for {}; ", state.waiting_for.join(" > ")));
+        }
+        if !state.jobs.is_empty() {
+            text.push_str(&format!("{} jobs queued", state.jobs.len()));
+        }
+        Some(text)
+    }
+}
+
+/// Describes every thread that is waiting for a reply or running a request
+/// ("worker-3: waiting for reply #12 Probe.add"): what a watchdog prints when a
+/// test is stuck.
+#[cfg(not(loom))]
+pub fn dump_waiters() -> String {
+    let waiters: Vec<Arc<Waiter>> = REGISTRY.lock().iter().filter_map(Weak::upgrade).collect();
+    let mut out = String::new();
+    for waiter in waiters {
+        if let Some(line) = waiter.describe() {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Describes every waiting thread (not tracked under loom).
+#[cfg(loom)]
+pub fn dump_waiters() -> String {
+    String::new()
+}

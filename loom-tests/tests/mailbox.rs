@@ -1,0 +1,328 @@
+//! Loom models of the loop's mailbox: posting jobs, scheduling tasks, the
+//! `sleeping` wake-up protocol, `close`, and the `sync` round trip.
+//!
+//! A loom thread stands in for the event loop: it runs `take_work` like
+//! `EventLoop::run` does and, when told [`Next::Sleep`], blocks on a
+//! [`Doorbell`] instead of `mio::Poll`.
+#![cfg(loom)]
+
+use std::collections::VecDeque;
+
+use loom_tests::model;
+use multiprocess_event_loop::mailbox::{Job, Mailbox, Next, Wake};
+use multiprocess_event_loop::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, thread};
+use multiprocess_event_loop::{Error, Waiter};
+
+/// Stands in for `mio::Poll` plus its `mio::Waker`: a ring that comes before
+/// the loop blocks is kept (like the eventfd write behind `mio::Waker`), so the
+/// next `sleep` returns at once.
+struct Doorbell {
+    rung: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Doorbell {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            rung: Mutex::new(false),
+            cv: Condvar::new(),
+        })
+    }
+
+    fn sleep(&self) {
+        let mut rung = self.rung.lock();
+        while !*rung {
+            rung = self.cv.wait(rung);
+        }
+        *rung = false;
+    }
+
+    fn ring(&self) {
+        *self.rung.lock() = true;
+        self.cv.notify_one();
+    }
+}
+
+/// The mailbox's [`Wake`] seam, wired to a [`Doorbell`].
+struct Bell(Arc<Doorbell>);
+
+impl Wake for Bell {
+    fn wake(&self) {
+        self.0.ring();
+    }
+}
+
+/// Counts arrivals and lets a thread block until `n` have arrived: how the
+/// models learn that jobs ran without calling `close`, whose own wake-up
+/// would hide a lost one.
+struct Latch {
+    count: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Latch {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            count: Mutex::new(0),
+            cv: Condvar::new(),
+        })
+    }
+
+    fn arrive(&self) {
+        *self.count.lock() += 1;
+        self.cv.notify_all();
+    }
+
+    fn wait_for(&self, n: usize) {
+        let mut count = self.count.lock();
+        while *count < n {
+            count = self.cv.wait(count);
+        }
+    }
+}
+
+/// A mailbox and the stand-in loop thread draining it.
+struct Loop {
+    mailbox: Arc<Mailbox<Bell>>,
+    thread: thread::JoinHandle<Stats>,
+}
+
+/// What the stand-in loop saw, returned when it exits.
+struct Stats {
+    /// Task ids handed out by `take_work`, in order.
+    polled: Vec<usize>,
+    /// How many times it blocked on the doorbell.
+    sleeps: u64,
+}
+
+impl Loop {
+    /// Starts the stand-in loop; `on_task` is called for each ready task, as
+    /// the real loop polls it.
+    fn start(on_task: impl Fn(usize) + Send + 'static) -> Self {
+        let doorbell = Doorbell::new();
+        let mailbox = Arc::new(Mailbox::new(Bell(doorbell.clone())));
+        let thread = {
+            let mailbox = mailbox.clone();
+            thread::spawn(move || {
+                let mut jobs = VecDeque::new();
+                let mut ready = Vec::new();
+                let mut stats = Stats {
+                    polled: Vec::new(),
+                    sleeps: 0,
+                };
+                loop {
+                    match mailbox.take_work(&mut jobs, &mut ready) {
+                        Next::Work => {
+                            for job in jobs.drain(..) {
+                                job();
+                            }
+                            for id in ready.drain(..) {
+                                on_task(id);
+                                stats.polled.push(id);
+                            }
+                        }
+                        Next::Sleep => {
+                            stats.sleeps += 1;
+                            doorbell.sleep();
+                        }
+                        Next::Exit => return stats,
+                    }
+                }
+            })
+        };
+        Self { mailbox, thread }
+    }
+
+    fn join(self) -> Stats {
+        self.thread
+            .join()
+            .expect("the stand-in loop thread panicked")
+    }
+}
+
+/// A job that adds `bit` to `counter` and then arrives at `latch`.
+fn job(counter: &Arc<AtomicUsize>, latch: &Arc<Latch>, bit: usize) -> Job {
+    let counter = counter.clone();
+    let latch = latch.clone();
+    Box::new(move || {
+        counter.fetch_add(bit, Ordering::SeqCst);
+        latch.arrive();
+    })
+}
+
+/// A job posted and a task scheduled by two other threads both reach the loop
+/// without `close`, each exactly once, and the loop then drains and exits.
+///
+/// Why it holds: the loop decides to sleep and sets `sleeping` under the same
+/// lock under which producers queue work and read the flag. So either the loop
+/// sees the new work before it sleeps, or the producer sees `sleeping` and
+/// rings the doorbell; a ring that comes before the loop blocks is kept. Each
+/// ring clears the flag, so there is at most one wake-up (a system call on the
+/// real loop) per sleep. After `close`, `post` hands the job back unrun.
+#[test]
+fn posted_jobs_and_scheduled_tasks_run_once_without_lost_wakeups() {
+    model(|| {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let arrived = Latch::new();
+        let event_loop = {
+            let arrived = arrived.clone();
+            Loop::start(move |_| arrived.arrive())
+        };
+        let mailbox = event_loop.mailbox.clone();
+
+        let producer = {
+            let mailbox = mailbox.clone();
+            thread::spawn(move || mailbox.schedule(7))
+        };
+        assert!(mailbox.post(job(&counter, &arrived, 1)).is_ok());
+
+        // Waiting here, not in `close`, is what catches a lost wake-up: a
+        // lost one leaves this thread and the loop both blocked (a deadlock),
+        // whereas `close` would wake the loop and hide it.
+        arrived.wait_for(2);
+        producer.join().expect("producer panicked");
+        assert_eq!(counter.load(Ordering::SeqCst), 1);
+
+        assert!(mailbox.close());
+        assert!(
+            !mailbox.close(),
+            "a second close reports it was already closed"
+        );
+        let refused = mailbox
+            .post(job(&counter, &arrived, 2))
+            .expect_err("post after close must fail");
+        mailbox.schedule(8); // ignored once closed
+
+        let stats = event_loop.join();
+        assert_eq!(stats.polled, vec![7]);
+        assert!(
+            mailbox.wakeups() <= stats.sleeps,
+            "at most one wake-up per sleep"
+        );
+        assert_eq!(
+            counter.load(Ordering::SeqCst),
+            1,
+            "the refused job must not have run"
+        );
+
+        // The job handed back is the one we posted, still runnable.
+        refused();
+        assert_eq!(counter.load(Ordering::SeqCst), 3);
+    });
+}
+
+/// A `post` racing `close`: the job either runs on the loop (exactly once,
+/// before the loop exits) or is handed back unrun; never both, never lost.
+/// The loop always exits.
+///
+/// Why it holds: `post` checks `closed` and queues under the same lock `close`
+/// sets it under, so a post is ordered entirely before or after the close; the
+/// loop answers `Exit` only when the queue is empty and `closed` is set, so
+/// everything queued before the close is drained first; and `close` claims the
+/// wake-up like a post, so a sleeping loop hears about it.
+#[test]
+fn post_racing_close_runs_the_job_or_hands_it_back() {
+    model(|| {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let arrived = Latch::new();
+        let event_loop = Loop::start(|_| {});
+        let mailbox = event_loop.mailbox.clone();
+
+        let closer = {
+            let mailbox = mailbox.clone();
+            thread::spawn(move || assert!(mailbox.close()))
+        };
+        let posted = mailbox.post(job(&counter, &arrived, 1));
+
+        closer.join().expect("closer panicked");
+        event_loop.join();
+        match posted {
+            Ok(()) => assert_eq!(
+                counter.load(Ordering::SeqCst),
+                1,
+                "an accepted job runs before the loop exits"
+            ),
+            Err(refused) => {
+                assert_eq!(
+                    counter.load(Ordering::SeqCst),
+                    0,
+                    "a refused job must not run"
+                );
+                refused();
+                assert_eq!(counter.load(Ordering::SeqCst), 1);
+            }
+        }
+    });
+}
+
+/// `LoopHandle::sync` as the event loop implements it (`sync_job`), on a
+/// stand-in loop: post a job that sends the closure's result through a
+/// `Waiter` reply, then wait for it.
+///
+/// (The real code uses `Waiter::current()`, a std `thread_local!`; loom runs
+/// its threads on one OS thread, so the models create Waiters explicitly.)
+fn sync(
+    mailbox: &Mailbox<Bell>,
+    f: impl FnOnce() -> u32 + Send + 'static,
+) -> multiprocess_event_loop::Result<u32> {
+    let waiter = Waiter::new("caller");
+    let (slot, reply) = waiter.reply_slot::<u32>(Error::LoopShutDown);
+    mailbox
+        .post(Box::new(move || reply.send(Ok(f()))))
+        .map_err(|_| Error::LoopShutDown)?;
+    waiter.wait(&slot, || "the loop to run a closure".to_string())
+}
+
+/// Two threads `sync` with the loop at once: each gets its own value back.
+///
+/// Why it holds: the job reaches the loop (the mailbox protocol above), the
+/// loop runs it and `Reply::send` stores the value in the caller's slot before
+/// setting `notified` under the Waiter's lock; the caller looks at its slot
+/// before it sleeps and sleeps only while `notified` is clear, so whichever
+/// comes first, it wakes with the value.
+#[test]
+fn sync_round_trip_delivers_the_value() {
+    model(|| {
+        let event_loop = Loop::start(|_| {});
+        let mailbox = event_loop.mailbox.clone();
+
+        let other = {
+            let mailbox = mailbox.clone();
+            thread::spawn(move || sync(&mailbox, || 2).expect("sync failed"))
+        };
+        assert_eq!(sync(&mailbox, || 1).expect("sync failed"), 1);
+        assert_eq!(other.join().expect("caller panicked"), 2);
+
+        assert!(mailbox.close());
+        event_loop.join();
+    });
+}
+
+/// `sync` racing `close`: the caller gets the value or `LoopShutDown`, and
+/// never hangs.
+///
+/// Why it holds: a refused post hands the job back and dropping it drops its
+/// `Reply`, which delivers `LoopShutDown`; an accepted post is drained before
+/// the loop exits (see `post_racing_close_runs_the_job_or_hands_it_back`).
+#[test]
+fn sync_racing_close_gets_the_value_or_loop_shut_down() {
+    model(|| {
+        let event_loop = Loop::start(|_| {});
+        let mailbox = event_loop.mailbox.clone();
+
+        let closer = {
+            let mailbox = mailbox.clone();
+            thread::spawn(move || assert!(mailbox.close()))
+        };
+        match sync(&mailbox, || 1) {
+            Ok(value) => assert_eq!(value, 1),
+            Err(error) => assert!(
+                matches!(error, Error::LoopShutDown),
+                "unexpected error: {error}"
+            ),
+        }
+
+        closer.join().expect("closer panicked");
+        event_loop.join();
+    });
+}

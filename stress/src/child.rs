@@ -1,0 +1,224 @@
+//! Spawning the child process over an inherited socket, and making sure it goes away.
+//!
+//! # Design note
+//!
+//! The parent creates a [`UnixStream::pair`]; both ends are close-on-exec (std sets
+//! `SOCK_CLOEXEC`). It re-executes a binary with `--child SCENARIO --fd N`, where `N` is the
+//! number of the child's end, and clears `FD_CLOEXEC` on that one descriptor in a `pre_exec`
+//! hook, so only the forked child keeps it across `exec`. The parent then closes its copy of
+//! the child's end at once.
+//!
+//! Invariant that rules out orphans: after the spawn, the parent's end is the only other
+//! reference to the connection, and it never leaves the parent (it is close-on-exec). So when
+//! the parent closes or shuts it down, or dies, the child reads EOF and must exit. The
+//! [`ChildProcess`] handle shuts the socket down and reaps the child on drop, killing it if it
+//! has not exited within [`EXIT_GRACE`].
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::Duration;
+
+/// The hidden subcommand that turns a benchmark binary into the child: `--child NAME --fd N`.
+pub const CHILD_FLAG: &str = "--child";
+
+/// The flag that carries the inherited descriptor number, like Bitcoin Core's `-ipcfd`.
+pub const FD_FLAG: &str = "--fd";
+
+/// How long [`ChildProcess::finish`] (and drop) waits for the child to exit after the socket
+/// is shut down, before it kills the child.
+pub const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// A running child process and the parent's end of its socket.
+///
+/// Dropping it shuts the socket down (the child sees EOF), waits up to [`EXIT_GRACE`] for the
+/// child to exit, and kills it otherwise. Use [`finish`](Self::finish) to see how it ended.
+#[derive(Debug)]
+pub struct ChildProcess {
+    child: Option<Child>,
+    conn: UnixStream,
+}
+
+impl ChildProcess {
+    /// Starts `exe --child SCENARIO --fd N`, with `N` the child's end of a fresh socket pair.
+    ///
+    /// `exe` must understand the hidden subcommand (`mpbench` does). The child's stdin and
+    /// stdout are `/dev/null`; its stderr is ours, so its errors are seen.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use stress::child::ChildProcess;
+    ///
+    /// let exe = std::env::current_exe()?;
+    /// let child = ChildProcess::spawn(&exe, "raw")?;
+    /// let conn = child.connection()?; // talk to the child over this
+    /// drop(conn);
+    /// let status = child.finish()?; // EOF: the child exits
+    /// assert!(status.success());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn spawn(exe: &Path, scenario: &str) -> io::Result<ChildProcess> {
+        let (conn, child_end) = UnixStream::pair()?;
+        let child_fd = child_end.as_raw_fd();
+        let mut cmd = Command::new(exe);
+        cmd.arg(CHILD_FLAG)
+            .arg(scenario)
+            .arg(FD_FLAG)
+            .arg(child_fd.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        // SAFETY: the hook runs in the forked child between fork and exec, where only
+        // async-signal-safe work is allowed. `set_cloexec` makes two `fcntl` calls on a plain
+        // integer descriptor (valid there: fork copied the descriptor table while `child_end`
+        // was open), allocates nothing and takes no locks.
+        unsafe {
+            cmd.pre_exec(move || set_cloexec(child_fd, false));
+        }
+        let child = cmd.spawn()?;
+        // Our copy of the child's end must go now: as long as it is open here, the child
+        // would not see EOF when `conn` closes.
+        drop(child_end);
+        Ok(ChildProcess {
+            child: Some(child),
+            conn,
+        })
+    }
+
+    /// The child's process id (for `/proc/PID/...`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// A new handle on the parent's end of the socket.
+    ///
+    /// Shutting the socket down (as [`finish`](Self::finish) does) affects every handle.
+    pub fn connection(&self) -> io::Result<UnixStream> {
+        self.conn.try_clone()
+    }
+
+    /// Shuts the socket down, then waits up to [`EXIT_GRACE`] for the child to exit.
+    ///
+    /// # Errors
+    ///
+    /// `TimedOut` if the child had to be killed; otherwise any error from waiting for it.
+    pub fn finish(mut self) -> io::Result<ExitStatus> {
+        self.shutdown_and_reap()
+    }
+
+    fn shutdown_and_reap(&mut self) -> io::Result<ExitStatus> {
+        // Fails only if already shut down or never connected; either way EOF is on its way.
+        let _ = self.conn.shutdown(Shutdown::Both);
+        match self.child.take() {
+            Some(child) => wait_bounded(child, EXIT_GRACE),
+            None => Err(io::Error::other("child already reaped")),
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if let Err(e) = self.shutdown_and_reap() {
+                eprintln!("mpbench: child process: {e}");
+            }
+        }
+    }
+}
+
+/// Waits for `child` to exit for at most `timeout`; kills it (`SIGKILL`) if it has not.
+fn wait_bounded(mut child: Child, timeout: Duration) -> io::Result<ExitStatus> {
+    let pid = child.id();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::Builder::new()
+        .name("mpbench-reaper".into())
+        .spawn(move || {
+            // The receiver may have given up; nobody is left to tell.
+            let _ = tx.send(child.wait());
+        })?;
+    match rx.recv_timeout(timeout) {
+        Ok(status) => status,
+        Err(_) => {
+            let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+            // SAFETY: `kill` takes plain integers and touches no memory of ours. `pid` is still
+            // our unreaped child (the reaper has not returned from `wait`), so the number cannot
+            // have been reused by an unrelated process, short of the child being reaped in the
+            // instant between the timeout and this call.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            // SIGKILL cannot be caught, so this wait is short; it is bounded all the same.
+            let _ = rx.recv_timeout(timeout);
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("child {pid} did not exit within {timeout:?} of EOF; killed it"),
+            ))
+        }
+    }
+}
+
+/// Sets or clears `FD_CLOEXEC` on `fd`.
+///
+/// Async-signal-safe: fit for a `pre_exec` hook.
+fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD passes no pointer; it only reads the descriptor flags of `fd`. A closed
+    // or invalid `fd` yields -1/EBADF, which we report.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above; F_SETFD writes only the descriptor flags of `fd`.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of the socket the parent passed as `--fd N`.
+///
+/// Checks that `fd` is an open socket, and marks it close-on-exec again so it does not leak
+/// into processes the child may start.
+///
+/// # Errors
+///
+/// `InvalidInput` if `fd` is a standard stream or not a socket; the OS error if it is not open.
+///
+/// # Safety
+///
+/// `fd` must be the descriptor inherited from the parent, and nothing else in this process may
+/// own or use it: call this once, at start-up, before anything else could open or adopt that
+/// number.
+pub unsafe fn adopt_inherited_fd(fd: RawFd) -> io::Result<UnixStream> {
+    if fd <= 2 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is a standard stream, not the inherited socket"),
+        ));
+    }
+    set_cloexec(fd, true)?;
+    // SAFETY: all-zero bytes are a valid `libc::stat` (plain integers).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable `stat` for the duration of the call.
+    if unsafe { libc::fstat(fd, &mut st) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a socket"),
+        ));
+    }
+    // SAFETY: `fd` is open (fcntl/fstat succeeded) and, by this function's contract, owned by
+    // nobody else in this process, so the stream may take ownership and close it on drop.
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+}

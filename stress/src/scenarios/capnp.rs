@@ -1,0 +1,139 @@
+//! `capnp`: plain capnp-rpc calls, `Bench.ping`, on the runtime's own event loops: made on the
+//! parent's loop thread and answered on the child's, with no `Context`, no worker and no
+//! cross-thread hand-off per call. The baseline for [`call`](super::call): what is left of its
+//! time once the hand-offs to and from the application thread and the worker are gone.
+//!
+//! # Shape
+//!
+//! ```text
+//!  parent                            child
+//!  loop ══ capnp request ══▶ loop (BenchServer answers in place)
+//!  loop ◀═ capnp response ═ loop
+//! ```
+//!
+//! The connection is the runtime's (`Connection::connect`, same socket buffers, same executor
+//! and reactor as `call`), and the child is the same as `call`'s. To make the calls on the loop
+//! thread, a whole batch runs there: the application thread makes one [`RemoteObject::call`],
+//! whose request builder receives the capnp `Bench` client on the loop thread and returns a
+//! future (run by the loop) that makes the batch's pings one after the other and times each
+//! with `Instant` around the request and its awaited response. So this scenario is a
+//! [`Batch`](super::Batch): the application thread cannot time calls it does not make.
+//!
+//! Per batch there is one hand-off each way between the application thread and the loop (and,
+//! on the first batch, the `makeThread` the runtime pipelines for a new calling thread); its cost
+//! is in `calls_per_s` and `ctx_switches_per_call`, spread over the batch, but in no sample.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use mp_testkit::probe_capnp::bench;
+use multiprocess_thread_map::RemoteObject;
+
+use super::runtime::{self, Parent};
+use super::{Client, Scenario};
+
+/// The `capnp` scenario.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Capnp;
+
+impl Scenario for Capnp {
+    fn name(&self) -> &'static str {
+        "capnp"
+    }
+
+    fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
+        let parent = Parent::connect(conn, "mpbench-capnp-loop")?;
+        let bench = parent.init.make_bench().map_err(runtime::to_io)?;
+        let mut client = CapnpClient {
+            bench,
+            _parent: parent,
+            seq: 0,
+        };
+        Ok(Client::Batch(Box::new(move |n, samples| {
+            client.batch(n, samples)
+        })))
+    }
+
+    fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
+        runtime::serve(conn, "mpbench-capnp-child-loop")
+    }
+}
+
+/// The parent's half.
+struct CapnpClient {
+    /// Declared first: dropped before the connection it lives on.
+    bench: RemoteObject<bench::Client>,
+    _parent: Parent,
+    /// The value of the last ping sent.
+    seq: u64,
+}
+
+impl CapnpClient {
+    /// Makes `n` pings on the loop thread and appends their latencies to `samples`.
+    fn batch(&mut self, n: usize, samples: &mut Vec<Duration>) -> io::Result<()> {
+        let first = self.seq;
+        let timed = self
+            .bench
+            .call("Bench.ping (batch)", move |bench, _cx| {
+                let bench = bench.clone();
+                async move { ping_batch(&bench, first, n).await }
+            })
+            .map_err(runtime::to_io)?;
+        self.seq = first.wrapping_add(n as u64);
+        samples.extend(timed);
+        Ok(())
+    }
+}
+
+/// On the loop thread: `n` sequential pings with the values after `first`, each timed from
+/// building the request to reading its response.
+async fn ping_batch(bench: &bench::Client, first: u64, n: usize) -> capnp::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    let mut value = first;
+    for _ in 0..n {
+        value = value.wrapping_add(1);
+        let start = Instant::now();
+        let mut request = bench.ping_request();
+        request.get().set_value(value);
+        let response = request.send().promise.await?;
+        let got = response.get()?.get_value();
+        samples.push(start.elapsed());
+        if got != value {
+            return Err(capnp::Error::failed(format!(
+                "expected reply {value}, got {got}"
+            )));
+        }
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn client_and_server_in_one_process() {
+        // Two event loops in one process instead of two processes: checks the calls, not the
+        // timing.
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let server = thread::spawn(move || Capnp.serve(b));
+        let mut batch = Capnp.client(a).expect("client");
+        let mut samples = Vec::new();
+        batch.run(60, &mut samples).expect("first batch");
+        batch.run(40, &mut samples).expect("second batch");
+        assert_eq!(samples.len(), 100);
+        assert!(samples.iter().all(|d| *d > Duration::ZERO));
+        // Dropping the client closes the connection: the server sees it and returns.
+        drop(batch);
+        server.join().expect("server thread").expect("serve");
+    }
+
+    #[test]
+    fn set_up_fails_instead_of_hanging_when_the_child_is_gone() {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        drop(b);
+        assert!(Capnp.client(a).is_err());
+    }
+}

@@ -1,0 +1,44 @@
+# The interfaces the cross-process tests, the demo and mpbench call.
+#
+# `Init` is the bootstrap interface, shaped as Bitcoin Core's: method @0 is
+# `construct`, which exchanges ThreadMaps, and the other methods hand out the
+# interfaces to call.
+
+@0x83ffbee7799c73d0;
+
+using Proxy = import "/mp/proxy.capnp";
+
+interface Init $Proxy.wrap("mptest::Init") {
+    construct @0 (threadMap :Proxy.ThreadMap) -> (threadMap :Proxy.ThreadMap);
+    makeProbe @1 (context :Proxy.Context) -> (result :Probe);
+    makeBench @2 () -> (result :Bench);
+}
+
+struct ThreadInfo {
+    tid @0 :Int64;
+    # The OS thread id (gettid) of the thread that ran the call.
+    name @1 :Text;
+    # That thread's full name.
+}
+
+interface Probe $Proxy.wrap("mptest::Probe") {
+    add @0 (context :Proxy.Context, a :Int32, b :Int32) -> (result :Int32);
+    whoami @1 (context :Proxy.Context) -> (result :ThreadInfo);
+    # Which server thread ran this call.
+    block @2 (context :Proxy.Context, gate :Text) -> ();
+    # Blocks the serving thread until `open` is called for the same gate.
+    open @3 (context :Proxy.Context, gate :Text) -> ();
+    # Releases every call blocked on `gate`, now and later.
+    waitBlocked @4 (context :Proxy.Context, gate :Text, count :UInt32) -> ();
+    # Returns once `count` calls are blocked on `gate`.
+    fail @5 (context :Proxy.Context, message :Text, panic :Bool) -> ();
+    # Fails with `message`: by returning an error, or by panicking.
+    stats @6 (context :Proxy.Context) -> (workers :UInt32, osThreads :UInt32);
+    # Live worker threads of this process's thread maps, and its OS threads.
+    echo @7 (context :Proxy.Context, data :Data) -> (result :Data);
+}
+
+interface Bench {
+    # Calls without a Context: answered on the event-loop thread.
+    ping @0 (value :UInt64) -> (value :UInt64);
+}

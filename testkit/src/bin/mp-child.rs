@@ -1,0 +1,25 @@
+//! The test child: serves `Init` (and through it `Probe` and `Bench`) on the
+//! socket passed as `-ipcfd=N`, and exits when the parent disconnects.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    mp_testkit::init_tracing();
+    match multiprocess_thread_map::take_ipc_fd() {
+        Ok(Some(stream)) => match mp_testkit::serve_child(stream) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mp-child: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(None) => {
+            eprintln!("usage: mp-child -ipcfd=N (started by a parent process)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mp-child: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The `Probe` test interface: a typed blocking client for application
+//! threads, and its server, whose methods run on the worker threads the
+//! runtime assigns.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use multiprocess_thread_map::{Error, RemoteObject, Result, ServeContext};
+
+use crate::probe_capnp::{bench, init, probe};
+
+/// Which thread ran a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadInfo {
+    /// OS thread id.
+    pub tid: i64,
+    /// Descriptive thread name.
+    pub name: String,
+}
+
+/// The bootstrap interface of the test child, as application threads use it.
+pub struct InitClient(pub RemoteObject<init::Client>);
+
+impl InitClient {
+    /// Asks the peer for a `Probe`.
+    pub fn make_probe(&self) -> Result<ProbeClient> {
+        self.0
+            .call("Init.makeProbe", |init, cx| {
+                let mut request = init.make_probe_request();
+                cx.set_context(request.get().init_context());
+                let response = request.send().promise;
+                let adopter = cx.adopter();
+                async move { adopter.adopt(response.await?.get()?.get_result()?) }
+            })
+            .map(ProbeClient)
+    }
+
+    /// Asks the peer for a `Bench` (calls answered on its loop thread).
+    pub fn make_bench(&self) -> Result<RemoteObject<bench::Client>> {
+        self.0.call("Init.makeBench", |init, cx| {
+            let response = init.make_bench_request().send().promise;
+            let adopter = cx.adopter();
+            async move { adopter.adopt(response.await?.get()?.get_result()?) }
+        })
+    }
+}
+
+/// A `Probe` of the peer, callable from any thread.
+pub struct ProbeClient(pub RemoteObject<probe::Client>);
+
+macro_rules! context_call {
+    ($self:ident, $name:literal, $request:ident, |$params:ident| $fill:block, |$results:ident| $read:expr) => {
+        $self.0.call($name, move |client, cx| {
+            let mut request = client.$request();
+            {
+                #[allow(unused_mut)]
+                let mut $params = request.get();
+                cx.set_context($params.reborrow().init_context());
+                $fill
+            }
+            let response = request.send().promise;
+            async move {
+                let response = response.await?;
+                let $results = response.get()?;
+                Ok($read)
+            }
+        })
+    };
+}
+
+impl ProbeClient {
+    /// `a + b`, computed by the peer.
+    pub fn add(&self, a: i32, b: i32) -> Result<i32> {
+        context_call!(
+            self,
+            "Probe.add",
+            add_request,
+            |p| {
+                p.set_a(a);
+                p.set_b(b);
+            },
+            |r| r.get_result()
+        )
+    }
+
+    /// Which peer thread ran this call.
+    pub fn whoami(&self) -> Result<ThreadInfo> {
+        context_call!(self, "Probe.whoami", whoami_request, |p| {}, |r| {
+            let info = r.get_result()?;
+            ThreadInfo {
+                tid: info.get_tid(),
+                name: info.get_name()?.to_string()?,
+            }
+        })
+    }
+
+    /// Blocks the peer's worker until `open(gate)`.
+    pub fn block(&self, gate: &str) -> Result<()> {
+        let gate = gate.to_string();
+        context_call!(
+            self,
+            "Probe.block",
+            block_request,
+            |p| {
+                p.set_gate(gate.as_str());
+            },
+            |_r| ()
+        )
+    }
+
+    /// Releases every call blocked on `gate`.
+    pub fn open(&self, gate: &str) -> Result<()> {
+        let gate = gate.to_string();
+        context_call!(
+            self,
+            "Probe.open",
+            open_request,
+            |p| {
+                p.set_gate(gate.as_str());
+            },
+            |_r| ()
+        )
+    }
+
+    /// Returns once `count` calls are blocked on `gate`.
+    pub fn wait_blocked(&self, gate: &str, count: u32) -> Result<()> {
+        let gate = gate.to_string();
+        context_call!(
+            self,
+            "Probe.waitBlocked",
+            wait_blocked_request,
+            |p| {
+                p.set_gate(gate.as_str());
+                p.set_count(count);
+            },
+            |_r| ()
+        )
+    }
+
+    /// Makes the peer's method fail with `message` (by panicking if `panic`).
+    pub fn fail(&self, message: &str, panic: bool) -> Result<()> {
+        let message = message.to_string();
+        context_call!(
+            self,
+            "Probe.fail",
+            fail_request,
+            |p| {
+                p.set_message(message.as_str());
+                p.set_panic(panic);
+            },
+            |_r| ()
+        )
+    }
+
+    /// The peer's live worker threads and OS threads.
+    pub fn stats(&self) -> Result<(u32, u32)> {
+        context_call!(self, "Probe.stats", stats_request, |p| {}, |r| (
+            r.get_workers(),
+            r.get_os_threads()
+        ))
+    }
+
+    /// Echoes `data`.
+    pub fn echo(&self, data: Vec<u8>) -> Result<Vec<u8>> {
+        context_call!(
+            self,
+            "Probe.echo",
+            echo_request,
+            |p| {
+                p.set_data(&data);
+            },
+            |r| r.get_result()?.to_vec()
+        )
+    }
+}
+
+/// Gates that `block` waits on and `open` opens (process-wide).
+#[derive(Default)]
+struct Gates {
+    state: Mutex<HashMap<String, (bool, u32)>>,
+    cv: Condvar,
+}
+
+fn gates() -> &'static Gates {
+    static GATES: OnceLock<Gates> = OnceLock::new();
+    GATES.get_or_init(Gates::default)
+}
+
+/// How long a gate waits before failing the call (a safety bound: tests
+/// open their gates or disconnect long before).
+const GATE_LIMIT: Duration = Duration::from_secs(60);
+
+impl Gates {
+    fn block(&self, gate: &str) -> Result<()> {
+        let deadline = Instant::now() + GATE_LIMIT;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.entry(gate.to_string()).or_default().1 += 1;
+        self.cv.notify_all();
+        loop {
+            if state.get(gate).is_some_and(|g| g.0) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Remote(format!("gate {gate} was never opened")));
+            }
+            state = self
+                .cv
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if let Some(g) = state.get_mut(gate) {
+            g.1 -= 1;
+        }
+        Ok(())
+    }
+
+    fn open(&self, gate: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.entry(gate.to_string()).or_default().0 = true;
+        self.cv.notify_all();
+    }
+
+    fn wait_blocked(&self, gate: &str, count: u32) -> Result<()> {
+        let deadline = Instant::now() + GATE_LIMIT;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while state.get(gate).map_or(0, |g| g.1) < count {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Remote(format!(
+                    "fewer than {count} calls blocked on {gate}"
+                )));
+            }
+            state = self
+                .cv
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+}
+
+/// Opens `gate` in this process (for tests whose server runs in-process and
+/// whose connection is gone).
+pub fn open_gate(gate: &str) {
+    gates().open(gate);
+}
+
+/// Number of OS threads of this process.
+pub fn os_thread_count() -> u32 {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count() as u32)
+        .unwrap_or(0)
+}
+
+/// The server of `Init`: hands out Probes and Benches.
+pub struct InitServer {
+    ctx: ServeContext,
+}
+
+impl InitServer {
+    /// The bootstrap capability for one connection.
+    pub fn bootstrap(ctx: ServeContext) -> capnp::capability::Client {
+        let client: init::Client = capnp_rpc::new_client(InitServer { ctx });
+        client.client
+    }
+}
+
+impl init::Server for InitServer {
+    async fn construct(
+        self: Rc<Self>,
+        params: init::ConstructParams,
+        mut results: init::ConstructResults,
+    ) -> capnp::Result<()> {
+        let peer = params.get()?.get_thread_map()?;
+        let ours = self.ctx.construct(peer).map_err(|e| e.to_capnp())?;
+        results.get().set_thread_map(ours);
+        Ok(())
+    }
+
+    async fn make_probe(
+        self: Rc<Self>,
+        params: init::MakeProbeParams,
+        mut results: init::MakeProbeResults,
+    ) -> capnp::Result<()> {
+        let params = params.get()?;
+        self.ctx
+            .run(params.get_context(), "Init.makeProbe", || Ok(()))
+            .await?;
+        results.get().set_result(capnp_rpc::new_client(ProbeServer {
+            ctx: self.ctx.clone(),
+        }));
+        Ok(())
+    }
+
+    async fn make_bench(
+        self: Rc<Self>,
+        _: init::MakeBenchParams,
+        mut results: init::MakeBenchResults,
+    ) -> capnp::Result<()> {
+        results.get().set_result(capnp_rpc::new_client(BenchServer));
+        Ok(())
+    }
+}
+
+/// The server of `Probe`.
+pub struct ProbeServer {
+    ctx: ServeContext,
+}
+
+impl probe::Server for ProbeServer {
+    async fn add(
+        self: Rc<Self>,
+        params: probe::AddParams,
+        mut results: probe::AddResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let (a, b) = (p.get_a(), p.get_b());
+        let sum = self
+            .ctx
+            .run(p.get_context(), "Probe.add", move || Ok(a.wrapping_add(b)))
+            .await?;
+        results.get().set_result(sum);
+        Ok(())
+    }
+
+    async fn whoami(
+        self: Rc<Self>,
+        params: probe::WhoamiParams,
+        mut results: probe::WhoamiResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let (tid, name) = self
+            .ctx
+            .run(p.get_context(), "Probe.whoami", || {
+                Ok((
+                    multiprocess_event_loop::os_thread_id(),
+                    multiprocess_thread_map::names::current_thread_name(),
+                ))
+            })
+            .await?;
+        let mut info = results.get().init_result();
+        info.set_tid(tid);
+        info.set_name(name.as_str());
+        Ok(())
+    }
+
+    async fn block(
+        self: Rc<Self>,
+        params: probe::BlockParams,
+        _: probe::BlockResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let gate = p.get_gate()?.to_string()?;
+        self.ctx
+            .run(p.get_context(), "Probe.block", move || gates().block(&gate))
+            .await
+    }
+
+    async fn open(
+        self: Rc<Self>,
+        params: probe::OpenParams,
+        _: probe::OpenResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let gate = p.get_gate()?.to_string()?;
+        self.ctx
+            .run(p.get_context(), "Probe.open", move || {
+                gates().open(&gate);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn wait_blocked(
+        self: Rc<Self>,
+        params: probe::WaitBlockedParams,
+        _: probe::WaitBlockedResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let gate = p.get_gate()?.to_string()?;
+        let count = p.get_count();
+        self.ctx
+            .run(p.get_context(), "Probe.waitBlocked", move || {
+                gates().wait_blocked(&gate, count)
+            })
+            .await
+    }
+
+    async fn fail(
+        self: Rc<Self>,
+        params: probe::FailParams,
+        _: probe::FailResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let message = p.get_message()?.to_string()?;
+        let panic = p.get_panic();
+        self.ctx
+            .run(p.get_context(), "Probe.fail", move || {
+                if panic {
+                    panic!("{message}");
+                }
+                Err(Error::Remote(message))
+            })
+            .await
+    }
+
+    async fn stats(
+        self: Rc<Self>,
+        params: probe::StatsParams,
+        mut results: probe::StatsResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let (workers, threads) = self
+            .ctx
+            .run(p.get_context(), "Probe.stats", || {
+                Ok((
+                    multiprocess_thread_map::live_workers() as u32,
+                    os_thread_count(),
+                ))
+            })
+            .await?;
+        let mut r = results.get();
+        r.set_workers(workers);
+        r.set_os_threads(threads);
+        Ok(())
+    }
+
+    async fn echo(
+        self: Rc<Self>,
+        params: probe::EchoParams,
+        mut results: probe::EchoResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let data = p.get_data()?.to_vec();
+        let data = self
+            .ctx
+            .run(p.get_context(), "Probe.echo", move || Ok(data))
+            .await?;
+        results.get().set_result(&data);
+        Ok(())
+    }
+}
+
+/// The server of `Bench`: answers on the loop thread.
+pub struct BenchServer;
+
+impl bench::Server for BenchServer {
+    async fn ping(
+        self: Rc<Self>,
+        params: bench::PingParams,
+        mut results: bench::PingResults,
+    ) -> capnp::Result<()> {
+        let value = params.get()?.get_value();
+        results.get().set_value(value);
+        Ok(())
+    }
+}

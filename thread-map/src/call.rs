@@ -1,0 +1,252 @@
+//! Blocking calls with thread affinity: the client side (an application
+//! thread blocks until the loop delivers the response) and the server side
+//! (the loop hands the request to the worker named by `Context.thread`).
+//!
+//! # Hand-offs per call
+//!
+//! ```text
+//!  client process                              server process
+//!  app thread ─(1) post─▶ loop ══ request ══▶ loop ─(2) post─▶ worker
+//!  app thread ◀─(4) reply─ loop ◀═ response ═ loop ◀─(3) wake── worker
+//! ```
+//!
+//! Four cross-thread hand-offs, each one lock plus, if the other thread
+//! sleeps, one wake-up: (1) `LoopHandle::post`, (2) `Waiter::post` to the
+//! worker, (3) a oneshot that wakes the loop task awaiting the worker's
+//! result, (4) `Reply::send` to the caller's Waiter. No capnp object crosses
+//! a thread: parameters are read and results written on the loop thread.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+
+use multiprocess_event_loop::{Error, LoopContext, Result};
+
+use crate::client_thread;
+use crate::connection::{ClientThreadEntry, ConnState, RemoteObject, ServeContext};
+use crate::loop_state;
+use crate::proxy_capnp::context;
+use crate::thread_server::ThreadServer;
+
+/// What the code that builds a request gets on the loop thread: the
+/// connection's `Context` for the calling thread, and a way to hand
+/// capabilities in the response back to the application thread.
+pub struct CallContext<'a> {
+    conn: &'a Rc<ConnState>,
+    entry: &'a ClientThreadEntry,
+    request: u64,
+}
+
+impl CallContext<'_> {
+    /// Fills a request's `Context`: the peer's worker for this thread, and
+    /// this thread itself for callbacks.
+    pub fn set_context(&self, mut context: context::Builder<'_>) {
+        context.set_thread(self.entry.remote.clone());
+        context.set_callback_thread(self.entry.local.clone());
+    }
+
+    /// The request number (for tracing).
+    pub fn request_number(&self) -> u64 {
+        self.request
+    }
+
+    /// An [`Adopter`] for the response future: it turns capabilities the
+    /// response carries into [`RemoteObject`]s application threads can hold.
+    pub fn adopter(&self) -> Adopter {
+        Adopter {
+            conn: self.conn.clone(),
+        }
+    }
+}
+
+/// Turns capnp clients received on the loop thread into `Send` handles
+/// ([`RemoteObject`]s). Loop thread only.
+pub struct Adopter {
+    conn: Rc<ConnState>,
+}
+
+impl Adopter {
+    /// Keeps `client` on the loop thread and returns a handle to it. Fails
+    /// if the connection is closing (its last handle is gone).
+    pub fn adopt<C: Clone + 'static>(&self, client: C) -> capnp::Result<RemoteObject<C>> {
+        let shared = self
+            .conn
+            .shared()
+            .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
+        let key = self.conn.adopt(Box::new(client));
+        Ok(RemoteObject::new(shared, key))
+    }
+}
+
+impl<C: Clone + 'static> RemoteObject<C> {
+    /// Makes a blocking call on this object from the calling thread.
+    ///
+    /// `build` runs on the loop thread: it creates the request from the
+    /// client, fills its parameters (calling [`CallContext::set_context`] for
+    /// the `context` parameter), sends it, and returns a future that reads
+    /// the response into a `Send` value. The calling thread blocks until that
+    /// value arrives, running callbacks posted to it meanwhile. The call runs
+    /// on the peer's worker thread dedicated to the calling thread.
+    pub fn call<T, F, Fut>(&self, method: &'static str, build: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&C, &CallContext<'_>) -> Fut + Send + 'static,
+        Fut: Future<Output = capnp::Result<T>> + 'static,
+    {
+        let (thread_id, waiter, thread_name) = client_thread::with_current(|thread| {
+            thread.remember(&self.conn);
+            (thread.id, thread.waiter.clone(), thread.name.clone())
+        });
+        let (slot, reply) = waiter.reply_slot::<T>(Error::Disconnected(format!(
+            "the connection closed during {method}"
+        )));
+        // The loop side must not hold the connection's strong handle: if it
+        // dropped the last one, the loop thread would end up dropping the last
+        // LoopHandle and could not join itself.
+        let conn_id = self.conn.id;
+        let conn_name = self.conn.name.clone();
+        let key = self.key;
+        let thread_waiter = waiter.clone();
+        self.conn.handle.post(move || {
+            let Some(conn) = loop_state::with(|state| state.conn(conn_id)) else {
+                return reply.send(Err(Error::Disconnected(format!("{conn_name} is closed"))));
+            };
+            let Some(client) = conn.object::<C>(key) else {
+                return reply.send(Err(Error::Disconnected(format!("{conn_name} is closed"))));
+            };
+            let entry = match conn.client_thread(thread_id, || thread_name.to_string(), &thread_waiter) {
+                Ok(entry) => entry,
+                Err(e) => return reply.send(Err(e)),
+            };
+            let request = conn.next_request();
+            tracing::debug!(target: "multiprocess", req = request, method, thread = %entry.name, connection = %conn.name, "IPC client send");
+            let future = {
+                let cx = CallContext { conn: &conn, entry: &entry, request };
+                build(&client, &cx)
+            };
+            let thread_name = entry.name.clone();
+            LoopContext::with(|cx| {
+                cx.spawn(async move {
+                    let result = future.await.map_err(Error::from_capnp);
+                    match &result {
+                        Ok(_) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, "IPC client recv"),
+                        Err(e) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, "IPC client recv error: {e}"),
+                    }
+                    reply.send(result);
+                })
+            });
+        })?;
+        waiter.wait(&slot, || {
+            format!("the reply to {method} on {}", self.conn.name)
+        })
+    }
+}
+
+impl ServeContext {
+    /// Runs `job` on the thread the request's `Context` names, and returns a
+    /// future (for the loop) that resolves to its value.
+    ///
+    /// The thread must be one this connection's `ThreadMap` made (or, with
+    /// no `Context.thread`, one of its pool); anything else fails with an
+    /// invalid-thread error for the caller. A job that panics or returns an
+    /// error becomes a remote error for the caller; the worker carries on.
+    pub fn run<T, J>(
+        &self,
+        context: capnp::Result<context::Reader<'_>>,
+        method: &'static str,
+        job: J,
+    ) -> impl Future<Output = capnp::Result<T>> + 'static
+    where
+        T: Send + 'static,
+        J: FnOnce() -> Result<T> + Send + 'static,
+    {
+        let conn_id = self.conn_id;
+        let thread = context.map(|c| c.has_thread().then(|| c.get_thread()));
+        async move {
+            let conn = loop_state::with(|state| state.conn(conn_id))
+                .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
+            let request = conn.next_request();
+            let server = resolve_thread(&conn, thread?).await.map_err(|e| {
+                tracing::debug!(target: "multiprocess", req = request, method, "IPC server error: {e}");
+                e.to_capnp()
+            })?;
+            tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, connection = %conn.name, "IPC server recv");
+            let (sender, receiver) = futures::channel::oneshot::channel();
+            let run = move || {
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(job));
+                let _ = sender.send(outcome);
+            };
+            server.post(Box::new(run)).map_err(|e| e.to_capnp())?;
+            server.depth.set(server.depth.get() + 1);
+            let outcome = receiver.await;
+            server.depth.set(server.depth.get().saturating_sub(1));
+            let result = match outcome {
+                Ok(Ok(Ok(value))) => Ok(value),
+                Ok(Ok(Err(error))) => Err(error.to_capnp()),
+                Ok(Err(panic)) => Err(capnp::Error::failed(format!(
+                    "{method} panicked: {}",
+                    panic_message(&panic)
+                ))),
+                Err(_) => Err(capnp::Error::failed(format!(
+                    "thread {} exited before running {method}",
+                    server.name
+                ))),
+            };
+            match &result {
+                Ok(_) => {
+                    tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, "IPC server send")
+                }
+                Err(e) => {
+                    tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, "IPC server send error: {}", e.extra)
+                }
+            }
+            result
+        }
+    }
+}
+
+/// Finds the thread a request must run on.
+async fn resolve_thread(
+    conn: &Rc<ConnState>,
+    thread: Option<capnp::Result<crate::proxy_capnp::thread::Client>>,
+) -> Result<Rc<ThreadServer>> {
+    match thread {
+        Some(client) => {
+            let client = client
+                .map_err(|e| Error::InvalidThread(format!("unreadable Context.thread: {e}")))?;
+            let resolved = capnp::capability::get_resolved_cap(client).await;
+            let server =
+                loop_state::with(|state| state.local_thread(&resolved)).ok_or_else(|| {
+                    Error::InvalidThread(
+                        "Context.thread is not a thread this process made".to_string(),
+                    )
+                })?;
+            if server.conn_id != conn.id {
+                return Err(Error::InvalidThread(format!(
+                    "Context.thread {} belongs to another connection",
+                    server.name
+                )));
+            }
+            Ok(server)
+        }
+        None => {
+            let pool = conn.pool.borrow();
+            pool.iter()
+                .min_by_key(|worker| worker.load())
+                .cloned()
+                .ok_or_else(|| {
+                    Error::InvalidThread("no thread specified and no pool configured".to_string())
+                })
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}

@@ -1,0 +1,577 @@
+//! Connections: one capnp-rpc two-party `RpcSystem` over one socket, the
+//! `construct` handshake that exchanges ThreadMaps, and the handles
+//! application threads hold.
+//!
+//! Each connection has two halves:
+//! - [`ConnState`], on the loop thread: the capnp objects (the peer's
+//!   ThreadMap, the per-application-thread `Thread` capabilities, the clients
+//!   behind [`RemoteObject`]s, the pool);
+//! - [`Connection`] (`Send + Sync`): what application threads hold. Dropping
+//!   the last `Connection` and the last `RemoteObject` closes the connection.
+//!
+//! When the socket closes, for whatever reason, `ConnState::closed` drops the
+//! loop-side tables (releasing the workers the peer made for us and ours for
+//! it), and every thread waiting on the connection wakes with
+//! [`Error::Disconnected`].
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use capnp::capability::FromClientHook;
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use capnp_rpc::{RpcSystem, twoparty};
+use futures::io::{BufReader, BufWriter};
+use multiprocess_event_loop::{Error, LoopContext, LoopHandle, LoopPoster, Result, Waiter};
+use slab::Slab;
+
+use crate::bootstrap_capnp::bootstrap;
+use crate::loop_state;
+use crate::proxy_capnp::{thread, thread_map};
+use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering, Weak};
+use crate::thread_server::{ThreadMapServer, ThreadServer};
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Socket buffer sizes: one read or write system call per message in the
+/// common case.
+const BUFFER: usize = 64 * 1024;
+
+/// Whether a connection is still up, shared by both halves.
+pub(crate) struct ConnStatus {
+    closed: Mutex<Option<Error>>,
+    cv: Condvar,
+}
+
+impl ConnStatus {
+    fn new() -> Self {
+        Self {
+            closed: Mutex::new(None),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn set(&self, error: Error) {
+        let mut closed = self.closed.lock();
+        if closed.is_none() {
+            *closed = Some(error);
+        }
+        drop(closed);
+        self.cv.notify_all();
+    }
+
+    fn get(&self) -> Option<Error> {
+        self.closed.lock().clone()
+    }
+
+    fn wait(&self, timeout: Duration) -> Option<Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut closed = self.closed.lock();
+        while closed.is_none() {
+            match deadline {
+                None => closed = self.cv.wait(closed),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    closed = self.cv.wait_timeout(closed, deadline - now);
+                }
+            }
+        }
+        closed.clone()
+    }
+}
+
+/// A connection's `Thread` capabilities for one application thread: the
+/// worker the peer made for it, and the thread itself, for callbacks.
+pub(crate) struct ClientThreadEntry {
+    pub(crate) name: String,
+    pub(crate) remote: thread::Client,
+    pub(crate) local: thread::Client,
+}
+
+/// capnp-rpc's future that closes a connection cleanly.
+type Disconnector = Pin<Box<dyn Future<Output = capnp::Result<()>>>>;
+
+/// The loop-thread half of a connection.
+pub(crate) struct ConnState {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    status: Arc<ConnStatus>,
+    peer_thread_map: RefCell<Option<thread_map::Client>>,
+    client_threads: RefCell<HashMap<u64, Rc<ClientThreadEntry>>>,
+    objects: RefCell<Slab<Box<dyn Any>>>,
+    pub(crate) pool: RefCell<Vec<Rc<ThreadServer>>>,
+    workers: RefCell<Vec<std::rc::Weak<ThreadServer>>>,
+    disconnector: RefCell<Option<Disconnector>>,
+    next_request: Cell<u64>,
+    is_closed: Cell<bool>,
+    poster: LoopPoster,
+    shared: Weak<ConnShared>,
+}
+
+impl ConnState {
+    /// The next request number, for tracing.
+    pub(crate) fn next_request(&self) -> u64 {
+        let n = self.next_request.get() + 1;
+        self.next_request.set(n);
+        n
+    }
+
+    /// Stores a client for a `RemoteObject` and returns its key.
+    pub(crate) fn adopt(&self, client: Box<dyn Any>) -> usize {
+        self.objects.borrow_mut().insert(client)
+    }
+
+    /// The client stored under `key`, if it has type `C`.
+    pub(crate) fn object<C: Clone + 'static>(&self, key: usize) -> Option<C> {
+        self.objects
+            .borrow()
+            .get(key)
+            .and_then(|o| o.downcast_ref::<C>())
+            .cloned()
+    }
+
+    fn drop_object(&self, key: usize) {
+        let removed = self.objects.borrow_mut().try_remove(key);
+        drop(removed);
+    }
+
+    /// The peer's ThreadMap, once `construct` has run.
+    pub(crate) fn peer_thread_map(&self) -> Option<thread_map::Client> {
+        self.peer_thread_map.borrow().clone()
+    }
+
+    /// The `Thread` capabilities of application thread `thread_id` on this
+    /// connection, made on its first call: the peer's worker is requested
+    /// with a pipelined `makeThread`, so the first call costs no extra round
+    /// trip.
+    pub(crate) fn client_thread(
+        &self,
+        thread_id: u64,
+        name: impl FnOnce() -> String,
+        waiter: &Arc<Waiter>,
+    ) -> Result<Rc<ClientThreadEntry>> {
+        if let Some(entry) = self.client_threads.borrow().get(&thread_id) {
+            return Ok(entry.clone());
+        }
+        let Some(peer_map) = self.peer_thread_map() else {
+            return Err(Error::InvalidThread(
+                "the peer gave no ThreadMap: the connection's construct handshake has not run"
+                    .to_string(),
+            ));
+        };
+        let name = name();
+        let mut request = peer_map.make_thread_request();
+        request.get().set_name(name.as_str());
+        let capnp::capability::RemotePromise { promise, pipeline } = request.send();
+        let remote = pipeline.get_result();
+        let thread_name = name.clone();
+        LoopContext::with(|cx| {
+            cx.spawn(async move {
+                if let Err(e) = promise.await {
+                    tracing::debug!(target: "multiprocess", thread = %thread_name, "makeThread failed: {e}");
+                }
+            })
+        });
+        let local_server = Rc::new(ThreadServer::caller(name.clone(), self.id, waiter.clone()));
+        let local = loop_state::with(|state| state.add_thread(local_server));
+        let entry = Rc::new(ClientThreadEntry {
+            name,
+            remote,
+            local,
+        });
+        self.client_threads
+            .borrow_mut()
+            .insert(thread_id, entry.clone());
+        Ok(entry)
+    }
+
+    /// Forgets application thread `thread_id` (it exited): releases its
+    /// worker on the peer.
+    pub(crate) fn remove_client_thread(&self, thread_id: u64) {
+        let removed = self.client_threads.borrow_mut().remove(&thread_id);
+        drop(removed);
+    }
+
+    /// Remembers a worker made for the peer, to end it when the connection
+    /// dies.
+    pub(crate) fn track_worker(&self, server: &Rc<ThreadServer>) {
+        let mut workers = self.workers.borrow_mut();
+        workers.retain(|w| w.strong_count() > 0);
+        workers.push(Rc::downgrade(server));
+    }
+
+    /// Records that the connection is gone and drops its tables. Idempotent.
+    pub(crate) fn closed(&self, error: Error) {
+        if self.is_closed.replace(true) {
+            return;
+        }
+        tracing::debug!(target: "multiprocess", connection = %self.name, "connection closed: {error}");
+        let threads = std::mem::take(&mut *self.client_threads.borrow_mut());
+        let objects = std::mem::take(&mut *self.objects.borrow_mut());
+        let pool = std::mem::take(&mut *self.pool.borrow_mut());
+        let map = self.peer_thread_map.borrow_mut().take();
+        let disconnector = self.disconnector.borrow_mut().take();
+        let workers = std::mem::take(&mut *self.workers.borrow_mut());
+        for worker in workers.iter().filter_map(std::rc::Weak::upgrade) {
+            worker.shutdown();
+        }
+        for worker in &pool {
+            worker.shutdown();
+        }
+        drop((threads, objects, pool, map, disconnector, workers));
+        self.status.set(error);
+    }
+
+    /// Starts closing the connection from our side.
+    fn close(&self) {
+        let disconnector = self.disconnector.borrow_mut().take();
+        if let Some(disconnector) = disconnector {
+            LoopContext::with(|cx| {
+                cx.spawn(async move {
+                    let _ = disconnector.await;
+                })
+            });
+        }
+    }
+
+    /// The application threads' handle, while any exists.
+    pub(crate) fn shared(&self) -> Option<Arc<ConnShared>> {
+        self.shared.upgrade()
+    }
+
+    /// A poster for the loop this connection lives on.
+    pub(crate) fn poster(&self) -> &LoopPoster {
+        &self.poster
+    }
+}
+
+/// The shared, `Send + Sync` half of a connection.
+pub(crate) struct ConnShared {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) handle: LoopHandle,
+    status: Arc<ConnStatus>,
+}
+
+impl Drop for ConnShared {
+    fn drop(&mut self) {
+        let id = self.id;
+        let _ = self.handle.post(move || {
+            if let Some(conn) = loop_state::with(|state| state.conn(id)) {
+                conn.close();
+            }
+        });
+    }
+}
+
+/// Which end of a connection this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Client,
+    Server,
+}
+
+/// Starts the loop-thread half of a connection over `stream`. Runs on the
+/// loop thread.
+fn start_conn(
+    shared: Weak<ConnShared>,
+    id: u64,
+    name: String,
+    status: Arc<ConnStatus>,
+    stream: UnixStream,
+    end: End,
+    bootstrap: Option<capnp::capability::Client>,
+) -> Result<(Rc<ConnState>, Option<capnp::capability::Client>)> {
+    let setup = LoopContext::with(|cx| -> Result<_> {
+        let (reader, writer) = cx.stream(stream)?.split();
+        let side = match end {
+            End::Client => Side::Client,
+            End::Server => Side::Server,
+        };
+        let network = twoparty::VatNetwork::new(
+            BufReader::with_capacity(BUFFER, reader),
+            BufWriter::with_capacity(BUFFER, writer),
+            side,
+            capnp::message::ReaderOptions::default(),
+        );
+        let mut rpc = RpcSystem::new(Box::new(network), bootstrap);
+        let peer_bootstrap = match end {
+            End::Client => Some(rpc.bootstrap::<capnp::capability::Client>(Side::Server)),
+            End::Server => None,
+        };
+        let disconnector = rpc.get_disconnector();
+        let conn = Rc::new(ConnState {
+            id,
+            name,
+            status,
+            peer_thread_map: RefCell::new(None),
+            client_threads: RefCell::new(HashMap::new()),
+            objects: RefCell::new(Slab::new()),
+            pool: RefCell::new(Vec::new()),
+            workers: RefCell::new(Vec::new()),
+            disconnector: RefCell::new(Some(Box::pin(disconnector))),
+            next_request: Cell::new(0),
+            is_closed: Cell::new(false),
+            poster: cx.poster(),
+            shared,
+        });
+        loop_state::with(|state| state.insert_conn(conn.clone()));
+        cx.spawn(async move {
+            let error = match rpc.await {
+                Ok(()) => Error::Disconnected("the connection was closed".to_string()),
+                Err(e) => Error::Disconnected(e.extra),
+            };
+            if let Some(conn) = loop_state::with(|state| state.remove_conn(id)) {
+                conn.closed(error);
+            }
+        });
+        Ok((conn, peer_bootstrap))
+    });
+    setup.unwrap_or(Err(Error::LoopShutDown))
+}
+
+/// Context given to the code that builds a server's objects for one
+/// connection: which connection they serve, and the loop they live on.
+#[derive(Clone)]
+pub struct ServeContext {
+    pub(crate) conn_id: u64,
+    pub(crate) poster: LoopPoster,
+}
+
+impl fmt::Debug for ServeContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeContext")
+            .field("connection", &self.conn_id)
+            .finish()
+    }
+}
+
+impl ServeContext {
+    /// Answers the bootstrap interface's `construct` call: keeps the peer's
+    /// ThreadMap for this connection and returns ours. Call it from the
+    /// `construct @0` method of your bootstrap interface. Loop thread only.
+    pub fn construct(&self, peer_thread_map: thread_map::Client) -> Result<thread_map::Client> {
+        let conn = loop_state::with(|state| state.conn(self.conn_id))
+            .ok_or_else(|| Error::Disconnected("connection closed".to_string()))?;
+        *conn.peer_thread_map.borrow_mut() = Some(peer_thread_map);
+        Ok(capnp_rpc::new_client(ThreadMapServer {
+            conn_id: self.conn_id,
+            poster: self.poster.clone(),
+        }))
+    }
+
+    /// The id of the connection served.
+    pub fn connection_id(&self) -> u64 {
+        self.conn_id
+    }
+}
+
+/// One connection to a peer process. `Send + Sync`.
+///
+/// The connection stays open while this handle, or any [`RemoteObject`]
+/// obtained through it, is alive, and while the peer keeps it open.
+pub struct Connection {
+    shared: Arc<ConnShared>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects to the peer on `stream`, runs the `construct` handshake on its
+    /// bootstrap capability (which must have `construct @0 (threadMap) ->
+    /// (threadMap)`, as Bitcoin Core's `Init` does), and returns the
+    /// connection with the bootstrap capability as a `C`.
+    ///
+    /// Blocks the calling thread for the handshake's round trip.
+    pub fn connect<C>(
+        event_loop: &LoopHandle,
+        stream: UnixStream,
+    ) -> Result<(Connection, RemoteObject<C>)>
+    where
+        C: FromClientHook + capnp::traits::HasTypeId + Clone + 'static,
+    {
+        let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        let name = format!("connection-{id} (client)");
+        let status = Arc::new(ConnStatus::new());
+        let shared = Arc::new(ConnShared {
+            id,
+            name: name.clone(),
+            handle: event_loop.clone(),
+            status: status.clone(),
+        });
+        let weak = Arc::downgrade(&shared);
+        let waiter = Waiter::current();
+        let (slot, reply) = waiter.reply_slot::<usize>(Error::Disconnected(
+            "the connection closed during its handshake".into(),
+        ));
+        event_loop.post(move || {
+            let (conn, bootstrap) = match start_conn(weak, id, name, status, stream, End::Client, None) {
+                Ok((conn, Some(bootstrap))) => (conn, bootstrap),
+                Ok((_, None)) => return reply.send(Err(Error::Protocol("no bootstrap capability".into()))),
+                Err(e) => return reply.send(Err(e)),
+            };
+            let ours: thread_map::Client = capnp_rpc::new_client(ThreadMapServer { conn_id: id, poster: conn.poster().clone() });
+            let mut request = bootstrap
+                .new_call::<bootstrap::construct_params::Owned, bootstrap::construct_results::Owned>(C::TYPE_ID, 0, None);
+            request.get().set_thread_map(ours);
+            let response = request.send().promise;
+            LoopContext::with(|cx| {
+                cx.spawn(async move {
+                    let outcome = async {
+                        let response = response.await?;
+                        let peer_map = response.get()?.get_thread_map()?;
+                        Ok::<_, capnp::Error>(peer_map)
+                    }
+                    .await;
+                    match outcome {
+                        Ok(peer_map) => {
+                            *conn.peer_thread_map.borrow_mut() = Some(peer_map);
+                            let key = conn.adopt(Box::new(C::new(bootstrap.hook)));
+                            reply.send(Ok(key));
+                        }
+                        Err(e) => reply.send(Err(Error::from_capnp(e))),
+                    }
+                })
+            });
+        })?;
+        let key = waiter.wait(&slot, || "the construct handshake".to_string())?;
+        let object = RemoteObject {
+            conn: shared.clone(),
+            key,
+            marker: PhantomData,
+        };
+        Ok((Connection { shared }, object))
+    }
+
+    /// Serves the peer on `stream`: `make_bootstrap` builds, on the loop
+    /// thread, the bootstrap capability the peer gets (its `construct @0`
+    /// should answer with [`ServeContext::construct`]).
+    pub fn serve<F>(
+        event_loop: &LoopHandle,
+        stream: UnixStream,
+        make_bootstrap: F,
+    ) -> Result<Connection>
+    where
+        F: FnOnce(ServeContext) -> capnp::capability::Client + Send + 'static,
+    {
+        let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        let name = format!("connection-{id} (server)");
+        let status = Arc::new(ConnStatus::new());
+        let shared = Arc::new(ConnShared {
+            id,
+            name: name.clone(),
+            handle: event_loop.clone(),
+            status: status.clone(),
+        });
+        let weak = Arc::downgrade(&shared);
+        event_loop.sync(move || {
+            let poster = LoopContext::with(|cx| cx.poster()).ok_or(Error::LoopShutDown)?;
+            let bootstrap = make_bootstrap(ServeContext {
+                conn_id: id,
+                poster,
+            });
+            start_conn(weak, id, name, status, stream, End::Server, Some(bootstrap)).map(|_| ())
+        })??;
+        Ok(Connection { shared })
+    }
+
+    /// Whether the connection is gone.
+    pub fn is_disconnected(&self) -> bool {
+        self.shared.status.get().is_some()
+    }
+
+    /// Why the connection closed, if it has.
+    pub fn disconnect_reason(&self) -> Option<Error> {
+        self.shared.status.get()
+    }
+
+    /// Blocks until the connection closes or `timeout` passes; returns why it
+    /// closed, or `None` on timeout.
+    pub fn wait_disconnected(&self, timeout: Duration) -> Option<Error> {
+        self.shared.status.wait(timeout)
+    }
+
+    /// Closes the connection from this side.
+    pub fn disconnect(&self) {
+        let id = self.shared.id;
+        let _ = self.shared.handle.post(move || {
+            if let Some(conn) = loop_state::with(|state| state.conn(id)) {
+                conn.close();
+            }
+        });
+    }
+
+    /// The loop the connection lives on.
+    pub fn event_loop(&self) -> &LoopHandle {
+        &self.shared.handle
+    }
+
+    /// The connection's name (for logs).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+}
+
+/// A capability of the peer (a capnp client of type `C`), held for an
+/// application thread. `Send + Sync`.
+///
+/// The capnp client itself stays on the loop thread; this handle names it.
+/// Dropping the handle releases the capability (on the loop thread).
+pub struct RemoteObject<C> {
+    pub(crate) conn: Arc<ConnShared>,
+    pub(crate) key: usize,
+    marker: PhantomData<fn() -> C>,
+}
+
+impl<C> fmt::Debug for RemoteObject<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteObject")
+            .field("connection", &self.conn.name)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl<C> RemoteObject<C> {
+    pub(crate) fn new(conn: Arc<ConnShared>, key: usize) -> Self {
+        Self {
+            conn,
+            key,
+            marker: PhantomData,
+        }
+    }
+
+    /// The connection this object is reached through.
+    pub fn connection(&self) -> Connection {
+        Connection {
+            shared: self.conn.clone(),
+        }
+    }
+}
+
+impl<C> Drop for RemoteObject<C> {
+    fn drop(&mut self) {
+        let (id, key) = (self.conn.id, self.key);
+        let _ = self.conn.handle.post(move || {
+            if let Some(conn) = loop_state::with(|state| state.conn(id)) {
+                conn.drop_object(key);
+            }
+        });
+    }
+}

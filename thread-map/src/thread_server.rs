@@ -1,0 +1,142 @@
+//! The servers behind `Thread` and `ThreadMap` capabilities.
+//!
+//! A `ThreadServer` stands for one thread that can run requests:
+//! - a **worker** this process started for a peer's client thread
+//!   (`ThreadMap.makeThread`), which it owns and ends when released;
+//! - a **caller**: an application thread of this process, sent to the peer
+//!   as `Context.callbackThread`, whose requests run while it waits in a call.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use multiprocess_event_loop::mailbox::Job;
+use multiprocess_event_loop::{Error, LoopPoster, Waiter};
+
+use crate::proxy_capnp::{thread, thread_map};
+use crate::sync::Arc;
+use crate::worker::Worker;
+use crate::{loop_state, names};
+
+pub(crate) enum Target {
+    Worker(Worker),
+    Caller(Arc<Waiter>),
+}
+
+/// The server object behind one `Thread` capability.
+pub(crate) struct ThreadServer {
+    pub(crate) name: String,
+    pub(crate) conn_id: u64,
+    target: Target,
+    /// Requests posted and not yet answered (to pick a pool worker).
+    pub(crate) depth: Cell<usize>,
+}
+
+impl ThreadServer {
+    pub(crate) fn worker(name: String, conn_id: u64, worker: Worker) -> Self {
+        Self {
+            name,
+            conn_id,
+            target: Target::Worker(worker),
+            depth: Cell::new(0),
+        }
+    }
+
+    pub(crate) fn caller(name: String, conn_id: u64, waiter: Arc<Waiter>) -> Self {
+        Self {
+            name,
+            conn_id,
+            target: Target::Caller(waiter),
+            depth: Cell::new(0),
+        }
+    }
+
+    /// Queues `job` to run on this thread.
+    pub(crate) fn post(&self, job: Job) -> Result<(), Error> {
+        let posted = match &self.target {
+            Target::Worker(worker) => worker.post(job),
+            Target::Caller(waiter) => waiter.post(job),
+        };
+        posted.map_err(|_| Error::InvalidThread(format!("thread {} has exited", self.name)))
+    }
+
+    /// Ends the worker behind this thread, if it owns one (the connection
+    /// died: capnp-rpc may keep the server object itself alive for a while).
+    pub(crate) fn shutdown(&self) {
+        if let Target::Worker(worker) = &self.target {
+            worker.shutdown();
+        }
+    }
+
+    /// How busy the thread is, for pool dispatch.
+    pub(crate) fn load(&self) -> usize {
+        let queued = match &self.target {
+            Target::Worker(worker) => worker.queued(),
+            Target::Caller(waiter) => waiter.queued(),
+        };
+        queued + self.depth.get()
+    }
+}
+
+impl thread::Server for ThreadServer {
+    async fn get_name(
+        self: Rc<Self>,
+        _: thread::GetNameParams,
+        mut results: thread::GetNameResults,
+    ) -> capnp::Result<()> {
+        results.get().set_result(self.name.as_str());
+        Ok(())
+    }
+}
+
+/// The server behind the `ThreadMap` a process gives its peer.
+pub(crate) struct ThreadMapServer {
+    pub(crate) conn_id: u64,
+    pub(crate) poster: LoopPoster,
+}
+
+impl ThreadMapServer {
+    fn start_worker(&self, client_name: &str) -> Result<Rc<ThreadServer>, capnp::Error> {
+        let (name, os_name) = names::worker_name(client_name);
+        let worker = Worker::spawn(name.clone(), os_name, self.poster.clone())
+            .map_err(|e| capnp::Error::failed(format!("cannot start a worker thread: {e}")))?;
+        tracing::debug!(target: "multiprocess", worker = %name, "worker thread started");
+        Ok(Rc::new(ThreadServer::worker(name, self.conn_id, worker)))
+    }
+}
+
+impl thread_map::Server for ThreadMapServer {
+    async fn make_thread(
+        self: Rc<Self>,
+        params: thread_map::MakeThreadParams,
+        mut results: thread_map::MakeThreadResults,
+    ) -> capnp::Result<()> {
+        let name = params
+            .get()?
+            .get_name()?
+            .to_string()
+            .unwrap_or_else(|_| "<non-UTF-8 name>".to_string());
+        let server = self.start_worker(&name)?;
+        if let Some(conn) = loop_state::with(|state| state.conn(self.conn_id)) {
+            conn.track_worker(&server);
+        }
+        let client = loop_state::with(|state| state.add_thread(server));
+        results.get().set_result(client);
+        Ok(())
+    }
+
+    async fn make_pool(
+        self: Rc<Self>,
+        params: thread_map::MakePoolParams,
+        _: thread_map::MakePoolResults,
+    ) -> capnp::Result<()> {
+        let count = params.get()?.get_count();
+        let Some(conn) = loop_state::with(|state| state.conn(self.conn_id)) else {
+            return Err(capnp::Error::disconnected("connection closed".to_string()));
+        };
+        for _ in 0..count {
+            let server = self.start_worker("pool")?;
+            conn.pool.borrow_mut().push(server);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! Server worker threads: one OS thread per remote client thread.
+//!
+//! # Lifecycle
+//!
+//! A worker runs [`Waiter::serve`]: it runs the requests posted to it, one at
+//! a time, in order. It is owned by the `ThreadServer` behind the `Thread`
+//! capability `makeThread` returned; when the peer releases that capability
+//! (or the connection dies) the loop thread drops the `ThreadServer`, which
+//! closes the worker's Waiter:
+//!
+//! - if the worker is idle, it is about to return without running user code,
+//!   so the loop thread joins it at once;
+//! - if it is still running a request (the connection died mid-call), joining
+//!   would block the loop, so the worker, once its request ends, posts a job
+//!   that joins it to the loop.
+//!
+//! Whichever path takes the `JoinHandle` joins; the other finds it gone. So
+//! a worker is joined at most once and never by the loop while it runs user
+//! code.
+
+use std::io;
+
+use multiprocess_event_loop::{LoopPoster, Waiter, mailbox::Job};
+
+use std::time::{Duration, Instant};
+
+use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, thread};
+
+static STACK_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// Count of live workers, with a condition variable to wait for it to drop.
+struct LiveWorkers {
+    count: Mutex<usize>,
+    cv: Condvar,
+}
+
+fn live() -> &'static LiveWorkers {
+    static LIVE: std::sync::OnceLock<LiveWorkers> = std::sync::OnceLock::new();
+    LIVE.get_or_init(|| LiveWorkers {
+        count: Mutex::new(0),
+        cv: Condvar::new(),
+    })
+}
+
+fn add_live(delta: isize) {
+    let live = live();
+    let mut count = live.count.lock();
+    *count = count.saturating_add_signed(delta);
+    drop(count);
+    live.cv.notify_all();
+}
+
+/// How many worker threads of this process are alive (started and not yet
+/// finished serving).
+pub fn live_workers() -> usize {
+    *live().count.lock()
+}
+
+/// Blocks until at most `count` workers are alive, or `timeout` passes.
+/// Returns whether the count was reached. A worker counts as gone once it
+/// has stopped serving and handed its join to its loop.
+pub fn wait_for_workers(count: usize, timeout: Duration) -> bool {
+    let live = live();
+    let deadline = Instant::now() + timeout;
+    let mut current = live.count.lock();
+    while *current > count {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        current = live.cv.wait_timeout(current, deadline - now);
+    }
+    true
+}
+
+/// Sets the stack size of worker threads started from now on (0: the
+/// platform default).
+pub fn set_worker_stack_size(bytes: usize) {
+    STACK_SIZE.store(bytes, Ordering::Relaxed);
+}
+
+type JoinSlot = Arc<Mutex<Option<thread::JoinHandle<()>>>>;
+
+/// One server worker thread.
+pub(crate) struct Worker {
+    waiter: Arc<Waiter>,
+    join: JoinSlot,
+}
+
+impl Worker {
+    /// Starts a worker whose descriptive name is `name` (the OS name is
+    /// `os_name`); it posts its own join to `poster` if it outlives its owner.
+    pub(crate) fn spawn(name: String, os_name: String, poster: LoopPoster) -> io::Result<Self> {
+        let waiter = Waiter::new(name.clone());
+        let join: JoinSlot = Arc::new(Mutex::new(None));
+        let thread_waiter = waiter.clone();
+        let thread_join = join.clone();
+        let mut builder = thread::Builder::new().name(os_name);
+        let stack = STACK_SIZE.load(Ordering::Relaxed);
+        if stack > 0 {
+            builder = builder.stack_size(stack);
+        }
+        add_live(1);
+        let spawned = builder.spawn(move || {
+            crate::names::set_current_thread_name(name);
+            Waiter::set_current(thread_waiter.clone());
+            thread_waiter.serve();
+            let _ = poster.post(move || reap(&thread_join));
+            add_live(-1);
+        });
+        match spawned {
+            Ok(handle) => {
+                *join.lock() = Some(handle);
+                Ok(Self { waiter, join })
+            }
+            Err(e) => {
+                add_live(-1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Queues a request on the worker. Fails if the worker was closed.
+    pub(crate) fn post(&self, job: Job) -> Result<(), Job> {
+        self.waiter.post(job)
+    }
+
+    /// Requests queued and not yet started.
+    pub(crate) fn queued(&self) -> usize {
+        self.waiter.queued()
+    }
+}
+
+fn reap(join: &JoinSlot) {
+    let handle = join.lock().take();
+    if let Some(handle) = handle
+        && handle.join().is_err()
+    {
+        tracing::error!(target: "multiprocess", "a worker thread panicked outside a request");
+    }
+}
+
+impl Worker {
+    /// Ends the worker: at once if idle (joined here), else after its current
+    /// request (joined by the loop). Idempotent.
+    pub(crate) fn shutdown(&self) {
+        if self.waiter.close() {
+            reap(&self.join);
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
