@@ -42,7 +42,8 @@ use crate::mailbox::{Mailbox, Next, Wake};
 // sync-facade: allow (task wakers hold the mailbox, and std::task::Wake needs std's Arc)
 use std::sync::Arc as StdArc;
 
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering, thread};
+use crate::sync::global::AtomicU64;
+use crate::sync::{Arc, AtomicUsize, Mutex, Ordering, thread};
 use crate::waiter::Waiter;
 
 struct MioWake(mio::Waker);

@@ -170,3 +170,10 @@ mod imp {
 }
 
 pub use imp::*;
+
+/// Atomics for process-wide statics (ids, counters, configuration) that take
+/// part in no hand-off a model checks: always std's, because loom's atomics
+/// cannot initialise a `static`.
+pub mod global {
+    pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+}

@@ -9,7 +9,8 @@ use multiprocess_event_loop::Waiter;
 
 use crate::connection::ConnShared;
 use crate::loop_state;
-use crate::sync::{Arc, AtomicU64, Ordering, Weak};
+use crate::sync::global::{AtomicU64, Ordering};
+use crate::sync::{Arc, Weak};
 
 static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
 

@@ -35,7 +35,8 @@ use slab::Slab;
 use crate::bootstrap_capnp::bootstrap;
 use crate::loop_state;
 use crate::proxy_capnp::{thread, thread_map};
-use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering, Weak};
+use crate::sync::global::{AtomicU64, Ordering};
+use crate::sync::{Arc, Condvar, Mutex, Weak};
 use crate::thread_server::{ThreadMapServer, ThreadServer};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);

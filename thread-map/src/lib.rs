@@ -95,8 +95,13 @@ mod sync;
 mod thread_server;
 mod worker;
 
+#[cfg(all(test, loom))]
+mod loom_models;
+
 pub use call::{Adopter, CallContext};
 pub use connection::{Connection, RemoteObject, ServeContext};
 pub use multiprocess_event_loop::{Error, EventLoop, LoopHandle, Result};
 pub use process::{IPC_FD_ARG, parse_ipc_fd, spawn_process, take_ipc_fd};
-pub use worker::{live_workers, set_worker_stack_size, wait_for_workers};
+pub use worker::set_worker_stack_size;
+#[cfg(not(loom))]
+pub use worker::{live_workers, wait_for_workers};

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::global::{AtomicU64, Ordering};
 
 static EXE: OnceLock<String> = OnceLock::new();
 static NEXT_WORKER: AtomicU64 = AtomicU64::new(1);

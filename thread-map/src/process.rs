@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
 
-use crate::sync::{AtomicBool, Ordering};
+use crate::sync::global::{AtomicBool, Ordering};
 
 /// The argument that carries the socket's fd number to the child.
 pub const IPC_FD_ARG: &str = "-ipcfd";

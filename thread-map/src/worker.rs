@@ -20,20 +20,30 @@
 
 use std::io;
 
-use multiprocess_event_loop::{LoopPoster, Waiter, mailbox::Job};
+use multiprocess_event_loop::{Waiter, mailbox::Job};
 
+#[cfg(not(loom))]
 use std::time::{Duration, Instant};
 
-use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, Ordering, thread};
+#[cfg(not(loom))]
+use crate::sync::Condvar;
+use crate::sync::global::{AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex, thread};
 
 static STACK_SIZE: AtomicUsize = AtomicUsize::new(0);
 
+/// Where a worker hands its own join when it outlives its owner: the loop's
+/// `post` in production; a stand-in loop thread in loom models.
+pub(crate) type Reaper = Box<dyn Fn(Job) -> Result<(), Job> + Send>;
+
 /// Count of live workers, with a condition variable to wait for it to drop.
+#[cfg(not(loom))]
 struct LiveWorkers {
     count: Mutex<usize>,
     cv: Condvar,
 }
 
+#[cfg(not(loom))]
 fn live() -> &'static LiveWorkers {
     static LIVE: std::sync::OnceLock<LiveWorkers> = std::sync::OnceLock::new();
     LIVE.get_or_init(|| LiveWorkers {
@@ -42,6 +52,10 @@ fn live() -> &'static LiveWorkers {
     })
 }
 
+#[cfg(loom)]
+fn add_live(_delta: isize) {}
+
+#[cfg(not(loom))]
 fn add_live(delta: isize) {
     let live = live();
     let mut count = live.count.lock();
@@ -52,6 +66,7 @@ fn add_live(delta: isize) {
 
 /// How many worker threads of this process are alive (started and not yet
 /// finished serving).
+#[cfg(not(loom))]
 pub fn live_workers() -> usize {
     *live().count.lock()
 }
@@ -59,6 +74,7 @@ pub fn live_workers() -> usize {
 /// Blocks until at most `count` workers are alive, or `timeout` passes.
 /// Returns whether the count was reached. A worker counts as gone once it
 /// has stopped serving and handed its join to its loop.
+#[cfg(not(loom))]
 pub fn wait_for_workers(count: usize, timeout: Duration) -> bool {
     let live = live();
     let deadline = Instant::now() + timeout;
@@ -89,8 +105,8 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Starts a worker whose descriptive name is `name` (the OS name is
-    /// `os_name`); it posts its own join to `poster` if it outlives its owner.
-    pub(crate) fn spawn(name: String, os_name: String, poster: LoopPoster) -> io::Result<Self> {
+    /// `os_name`); it hands its own join to `reaper` if it outlives its owner.
+    pub(crate) fn spawn(name: String, os_name: String, reaper: Reaper) -> io::Result<Self> {
         let waiter = Waiter::new(name.clone());
         let join: JoinSlot = Arc::new(Mutex::new(None));
         let thread_waiter = waiter.clone();
@@ -105,7 +121,7 @@ impl Worker {
             crate::names::set_current_thread_name(name);
             Waiter::set_current(thread_waiter.clone());
             thread_waiter.serve();
-            let _ = poster.post(move || reap(&thread_join));
+            let _ = reaper(Box::new(move || reap(&thread_join)));
             add_live(-1);
         });
         match spawned {
@@ -123,6 +139,12 @@ impl Worker {
     /// Queues a request on the worker. Fails if the worker was closed.
     pub(crate) fn post(&self, job: Job) -> Result<(), Job> {
         self.waiter.post(job)
+    }
+
+    /// The worker's Waiter (loom models inspect it).
+    #[cfg(loom)]
+    pub(crate) fn waiter(&self) -> &Arc<Waiter> {
+        &self.waiter
     }
 
     /// Requests queued and not yet started.

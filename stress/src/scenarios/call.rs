@@ -74,27 +74,40 @@ impl CallClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mp_testkit::watchdog;
     use std::thread;
+    use std::time::Duration;
+
+    /// Aborts the test binary with a dump of the stuck threads instead of hanging.
+    const LIMIT: Duration = Duration::from_secs(60);
 
     #[test]
     fn client_and_server_in_one_process() {
-        // Two event loops in one process instead of two processes: checks the calls, not the
-        // timing.
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        let server = thread::spawn(move || ContextCall.serve(b));
-        let mut call = ContextCall.client(a).expect("client");
-        let mut samples = Vec::new();
-        call.run(100, &mut samples).expect("calls");
-        assert_eq!(samples.len(), 100);
-        // Dropping the client closes the connection: the server sees it and returns.
-        drop(call);
-        server.join().expect("server thread").expect("serve");
+        watchdog::guard("call::client_and_server_in_one_process", LIMIT, || {
+            // Two event loops in one process instead of two processes: checks the calls, not the
+            // timing.
+            let (a, b) = UnixStream::pair().expect("socketpair");
+            let server = thread::spawn(move || ContextCall.serve(b));
+            let mut call = ContextCall.client(a).expect("client");
+            let mut samples = Vec::new();
+            call.run(100, &mut samples).expect("calls");
+            assert_eq!(samples.len(), 100);
+            // Dropping the client closes the connection: the server sees it and returns.
+            drop(call);
+            server.join().expect("server thread").expect("serve");
+        });
     }
 
     #[test]
     fn set_up_fails_instead_of_hanging_when_the_child_is_gone() {
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        drop(b);
-        assert!(ContextCall.client(a).is_err());
+        watchdog::guard(
+            "call::set_up_fails_instead_of_hanging_when_the_child_is_gone",
+            LIMIT,
+            || {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                drop(b);
+                assert!(ContextCall.client(a).is_err());
+            },
+        );
     }
 }

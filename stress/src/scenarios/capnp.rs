@@ -111,29 +111,42 @@ async fn ping_batch(bench: &bench::Client, first: u64, n: usize) -> capnp::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mp_testkit::watchdog;
     use std::thread;
+    use std::time::Duration;
+
+    /// Aborts the test binary with a dump of the stuck threads instead of hanging.
+    const LIMIT: Duration = Duration::from_secs(60);
 
     #[test]
     fn client_and_server_in_one_process() {
-        // Two event loops in one process instead of two processes: checks the calls, not the
-        // timing.
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        let server = thread::spawn(move || Capnp.serve(b));
-        let mut batch = Capnp.client(a).expect("client");
-        let mut samples = Vec::new();
-        batch.run(60, &mut samples).expect("first batch");
-        batch.run(40, &mut samples).expect("second batch");
-        assert_eq!(samples.len(), 100);
-        assert!(samples.iter().all(|d| *d > Duration::ZERO));
-        // Dropping the client closes the connection: the server sees it and returns.
-        drop(batch);
-        server.join().expect("server thread").expect("serve");
+        watchdog::guard("capnp::client_and_server_in_one_process", LIMIT, || {
+            // Two event loops in one process instead of two processes: checks the calls, not the
+            // timing.
+            let (a, b) = UnixStream::pair().expect("socketpair");
+            let server = thread::spawn(move || Capnp.serve(b));
+            let mut batch = Capnp.client(a).expect("client");
+            let mut samples = Vec::new();
+            batch.run(60, &mut samples).expect("first batch");
+            batch.run(40, &mut samples).expect("second batch");
+            assert_eq!(samples.len(), 100);
+            assert!(samples.iter().all(|d| *d > Duration::ZERO));
+            // Dropping the client closes the connection: the server sees it and returns.
+            drop(batch);
+            server.join().expect("server thread").expect("serve");
+        });
     }
 
     #[test]
     fn set_up_fails_instead_of_hanging_when_the_child_is_gone() {
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        drop(b);
-        assert!(Capnp.client(a).is_err());
+        watchdog::guard(
+            "capnp::set_up_fails_instead_of_hanging_when_the_child_is_gone",
+            LIMIT,
+            || {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                drop(b);
+                assert!(Capnp.client(a).is_err());
+            },
+        );
     }
 }
