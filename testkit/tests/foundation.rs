@@ -203,3 +203,125 @@ fn echo_large_payload() {
         assert_eq!(probe.echo(data.clone()).expect("echo"), data);
     });
 }
+
+/// Calls `Probe.add` with a hand-built `Context`.
+fn add_with_context(
+    probe: &mp_testkit::probe::ProbeClient,
+    thread: fn(
+        &multiprocess_thread_map::CallContext<'_>,
+    ) -> Option<multiprocess_thread_map::proxy_capnp::thread::Client>,
+) -> multiprocess_thread_map::Result<i32> {
+    probe.0.call("Probe.add", move |client, cx| {
+        let mut request = client.add_request();
+        {
+            let mut params = request.get();
+            let mut context = params.reborrow().init_context();
+            if let Some(thread) = thread(cx) {
+                context.set_thread(thread);
+            }
+            context.set_callback_thread(cx.callback_thread());
+            params.set_a(1);
+            params.set_b(2);
+        }
+        let response = request.send().promise;
+        async move { Ok(response.await?.get()?.get_result()) }
+    })
+}
+
+/// A `Context.thread` the server did not make, or none (with no pool), is a
+/// clear `InvalidThread` error for the caller; the connection carries on.
+fn invalid_threads(peer: Peer) {
+    let probe = peer.init.make_probe().expect("makeProbe");
+    // Our own callback thread is not a thread the server made.
+    match add_with_context(&probe, |cx| Some(cx.callback_thread())) {
+        Err(Error::InvalidThread(message)) => assert!(
+            message.contains("not a thread this process made"),
+            "{message}"
+        ),
+        other => panic!("expected InvalidThread, got {other:?}"),
+    }
+    match add_with_context(&probe, |_| None) {
+        Err(Error::InvalidThread(message)) => {
+            assert!(message.contains("no thread specified"), "{message}")
+        }
+        other => panic!("expected InvalidThread, got {other:?}"),
+    }
+    // The proper thread still works, on the same connection.
+    assert_eq!(
+        add_with_context(&probe, |cx| Some(cx.remote_thread())).expect("add"),
+        3
+    );
+    assert_eq!(probe.add(2, 2).expect("add"), 4);
+}
+
+#[test]
+fn invalid_threads_child() {
+    guard("invalid_threads_child", LIMIT, || invalid_threads(child()));
+}
+
+#[test]
+fn invalid_threads_in_process() {
+    guard("invalid_threads_in_process", LIMIT, || {
+        invalid_threads(in_process())
+    });
+}
+
+/// A second request for a worker busy with a request from the same client
+/// thread waits its turn (FIFO) instead of being rejected.
+fn busy_worker_queues_fifo(peer: Peer) {
+    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let gate = "busy-worker-fifo";
+    let opener = {
+        let probe = probe.clone();
+        std::thread::spawn(move || {
+            probe.wait_blocked(gate, 1).expect("first request blocked");
+            probe.open(gate).expect("open");
+        })
+    };
+    let first_finished_first = probe
+        .0
+        .call("Probe.block+add", move |client, cx| {
+            let mut block = client.block_request();
+            cx.set_context(block.get().init_context());
+            block.get().set_gate(gate);
+            let mut add = client.add_request();
+            cx.set_context(add.get().init_context());
+            add.get().set_a(40);
+            add.get().set_b(2);
+            let (block, add) = (block.send().promise, add.send().promise);
+            async move {
+                match futures::future::select(block, add).await {
+                    futures::future::Either::Left((blocked, add)) => {
+                        blocked?;
+                        assert_eq!(add.await?.get()?.get_result(), 42);
+                        Ok(true)
+                    }
+                    futures::future::Either::Right((added, block)) => {
+                        added?;
+                        block.await?;
+                        Ok(false)
+                    }
+                }
+            }
+        })
+        .expect("both requests succeed");
+    opener.join().expect("opener");
+    assert!(
+        first_finished_first,
+        "the queued request overtook the one running"
+    );
+}
+
+#[test]
+fn busy_worker_queues_fifo_child() {
+    guard("busy_worker_queues_fifo_child", LIMIT, || {
+        busy_worker_queues_fifo(child())
+    });
+}
+
+#[test]
+fn busy_worker_queues_fifo_in_process() {
+    guard("busy_worker_queues_fifo_in_process", LIMIT, || {
+        busy_worker_queues_fifo(in_process())
+    });
+}

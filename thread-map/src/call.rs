@@ -45,6 +45,18 @@ impl CallContext<'_> {
         context.set_callback_thread(self.entry.local.clone());
     }
 
+    /// The peer's worker for the calling thread (what `set_context` puts in
+    /// `Context.thread`), for requests built by hand.
+    pub fn remote_thread(&self) -> crate::proxy_capnp::thread::Client {
+        self.entry.remote.clone()
+    }
+
+    /// The calling thread's own `Thread` capability (what `set_context` puts
+    /// in `Context.callbackThread`).
+    pub fn callback_thread(&self) -> crate::proxy_capnp::thread::Client {
+        self.entry.local.clone()
+    }
+
     /// The request number (for tracing).
     pub fn request_number(&self) -> u64 {
         self.request
