@@ -36,6 +36,28 @@ interface Probe $Proxy.wrap("mptest::Probe") {
     stats @6 (context :Proxy.Context) -> (workers :UInt32, osThreads :UInt32);
     # Live worker threads of this process's thread maps, and its OS threads.
     echo @7 (context :Proxy.Context, data :Data) -> (result :Data);
+    callFn @8 (context :Proxy.Context, fn :IntFn, arg :Int32) -> (result :Int32, tid :Int64);
+    # Calls `fn(arg)` from the serving worker; returns the result and the
+    # worker's thread id.
+    saveFn @9 (context :Proxy.Context, fn :IntFn) -> ();
+    # Keeps `fn` (or, if unset, drops the kept one).
+    callSaved @10 (context :Proxy.Context, arg :Int32) -> (result :Int32);
+    # Calls the kept `fn(arg)` from the serving worker.
+    callSavedFromNotifier @11 (context :Proxy.Context, arg :Int32) -> (result :Int32, tid :Int64);
+    # Has the server's notifier thread (a thread serving no call) call the
+    # kept `fn(arg)`; returns the result and the notifier's thread id.
+    stopNotifier @12 (context :Proxy.Context) -> ();
+    # Ends the notifier thread.
+    savedFnCount @13 (context :Proxy.Context) -> (count :UInt32);
+    # How many IntFn capabilities the server holds.
+    recurse @14 (context :Proxy.Context, fn :IntFn, depth :Int32) -> (result :Int32, tid :Int64);
+    # Calls `fn(depth)` from the serving worker (which may call `recurse`
+    # again, nested); returns fn's result and the worker's thread id.
+}
+
+interface IntFn $Proxy.wrap("ProxyCallback<std::function<int(int)>>") {
+    # A closure `int(int)`, passed by capability.
+    call @0 (context :Proxy.Context, arg :Int32) -> (result :Int32);
 }
 
 interface Bench {

@@ -7,9 +7,56 @@ use std::rc::Rc;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use multiprocess_thread_map::{Error, RemoteObject, Result, ServeContext};
+use multiprocess_callbacks::{Callback, CallbackInterface, Closure, ClosureServer, ResultFuture};
+use multiprocess_thread_map::{CallContext, Error, RemoteObject, Result, ServeContext};
 
-use crate::probe_capnp::{bench, init, probe};
+use crate::probe_capnp::{bench, init, int_fn, probe};
+
+/// The `IntFn` closure interface (`int(int)`), tied to Rust types.
+pub struct IntFn;
+
+impl CallbackInterface for IntFn {
+    type Client = int_fn::Client;
+    type Arg = i32;
+    type Ret = i32;
+    const METHOD: &'static str = "IntFn.call";
+
+    fn call(client: &int_fn::Client, cx: &CallContext<'_>, arg: i32) -> ResultFuture<i32> {
+        let mut request = client.call_request();
+        cx.set_context(request.get().init_context());
+        request.get().set_arg(arg);
+        let response = request.send().promise;
+        Box::pin(async move { Ok(response.await?.get()?.get_result()) })
+    }
+
+    fn serve(closure: ClosureServer<i32, i32>) -> int_fn::Client {
+        capnp_rpc::new_client(IntFnServer(closure))
+    }
+}
+
+/// The server of a closure passed as an `IntFn`.
+struct IntFnServer(ClosureServer<i32, i32>);
+
+impl int_fn::Server for IntFnServer {
+    async fn call(
+        self: Rc<Self>,
+        params: int_fn::CallParams,
+        mut results: int_fn::CallResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let result = self
+            .0
+            .invoke(p.get_context(), "IntFn.call", p.get_arg())
+            .await?;
+        results.get().set_result(result);
+        Ok(())
+    }
+}
+
+/// The calling thread's OS thread id.
+pub fn tid() -> i64 {
+    multiprocess_event_loop::os_thread_id()
+}
 
 /// Which thread ran a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,13 +98,13 @@ impl InitClient {
 pub struct ProbeClient(pub RemoteObject<probe::Client>);
 
 macro_rules! context_call {
-    ($self:ident, $name:literal, $request:ident, |$params:ident| $fill:block, |$results:ident| $read:expr) => {
-        $self.0.call($name, move |client, cx| {
+    ($self:ident, $name:literal, $request:ident, |$cx:ident, $params:ident| $fill:block, |$results:ident| $read:expr) => {
+        $self.0.call($name, move |client, $cx| {
             let mut request = client.$request();
             {
                 #[allow(unused_mut)]
                 let mut $params = request.get();
-                cx.set_context($params.reborrow().init_context());
+                $cx.set_context($params.reborrow().init_context());
                 $fill
             }
             let response = request.send().promise;
@@ -77,7 +124,7 @@ impl ProbeClient {
             self,
             "Probe.add",
             add_request,
-            |p| {
+            |cx, p| {
                 p.set_a(a);
                 p.set_b(b);
             },
@@ -87,7 +134,7 @@ impl ProbeClient {
 
     /// Which peer thread ran this call.
     pub fn whoami(&self) -> Result<ThreadInfo> {
-        context_call!(self, "Probe.whoami", whoami_request, |p| {}, |r| {
+        context_call!(self, "Probe.whoami", whoami_request, |cx, p| {}, |r| {
             let info = r.get_result()?;
             ThreadInfo {
                 tid: info.get_tid(),
@@ -103,7 +150,7 @@ impl ProbeClient {
             self,
             "Probe.block",
             block_request,
-            |p| {
+            |cx, p| {
                 p.set_gate(gate.as_str());
             },
             |_r| ()
@@ -117,7 +164,7 @@ impl ProbeClient {
             self,
             "Probe.open",
             open_request,
-            |p| {
+            |cx, p| {
                 p.set_gate(gate.as_str());
             },
             |_r| ()
@@ -131,7 +178,7 @@ impl ProbeClient {
             self,
             "Probe.waitBlocked",
             wait_blocked_request,
-            |p| {
+            |cx, p| {
                 p.set_gate(gate.as_str());
                 p.set_count(count);
             },
@@ -146,7 +193,7 @@ impl ProbeClient {
             self,
             "Probe.fail",
             fail_request,
-            |p| {
+            |cx, p| {
                 p.set_message(message.as_str());
                 p.set_panic(panic);
             },
@@ -156,10 +203,105 @@ impl ProbeClient {
 
     /// The peer's live worker threads and OS threads.
     pub fn stats(&self) -> Result<(u32, u32)> {
-        context_call!(self, "Probe.stats", stats_request, |p| {}, |r| (
+        context_call!(self, "Probe.stats", stats_request, |cx, p| {}, |r| (
             r.get_workers(),
             r.get_os_threads()
         ))
+    }
+
+    /// Passes `f` to the peer, which calls `f(arg)` from its worker; returns
+    /// the result and the worker's thread id.
+    pub fn call_fn(&self, f: Closure<i32, i32>, arg: i32) -> Result<(i32, i64)> {
+        context_call!(
+            self,
+            "Probe.callFn",
+            call_fn_request,
+            |cx, p| {
+                p.set_fn(multiprocess_callbacks::export::<IntFn>(cx, f));
+                p.set_arg(arg);
+            },
+            |r| (r.get_result(), r.get_tid())
+        )
+    }
+
+    /// Passes `f` to the peer, which calls `f(depth)` from its worker (and
+    /// `f` may call `recurse` again); returns the result and the worker's
+    /// thread id.
+    pub fn recurse(&self, f: Closure<i32, i32>, depth: i32) -> Result<(i32, i64)> {
+        context_call!(
+            self,
+            "Probe.recurse",
+            recurse_request,
+            |cx, p| {
+                p.set_fn(multiprocess_callbacks::export::<IntFn>(cx, f));
+                p.set_depth(depth);
+            },
+            |r| (r.get_result(), r.get_tid())
+        )
+    }
+
+    /// Has the peer keep `f` (or drop the one it keeps, with `None`).
+    pub fn save_fn(&self, f: Option<Closure<i32, i32>>) -> Result<()> {
+        context_call!(
+            self,
+            "Probe.saveFn",
+            save_fn_request,
+            |cx, p| {
+                if let Some(f) = f {
+                    p.set_fn(multiprocess_callbacks::export::<IntFn>(cx, f));
+                }
+            },
+            |_r| ()
+        )
+    }
+
+    /// Has the peer's worker call the kept closure.
+    pub fn call_saved(&self, arg: i32) -> Result<i32> {
+        context_call!(
+            self,
+            "Probe.callSaved",
+            call_saved_request,
+            |cx, p| {
+                p.set_arg(arg);
+            },
+            |r| r.get_result()
+        )
+    }
+
+    /// Has the peer's notifier thread (serving no call) call the kept
+    /// closure; returns its result and the notifier's thread id.
+    pub fn call_saved_from_notifier(&self, arg: i32) -> Result<(i32, i64)> {
+        context_call!(
+            self,
+            "Probe.callSavedFromNotifier",
+            call_saved_from_notifier_request,
+            |cx, p| {
+                p.set_arg(arg);
+            },
+            |r| (r.get_result(), r.get_tid())
+        )
+    }
+
+    /// Ends the peer's notifier thread.
+    pub fn stop_notifier(&self) -> Result<()> {
+        context_call!(
+            self,
+            "Probe.stopNotifier",
+            stop_notifier_request,
+            |cx, p| {},
+            |_r| ()
+        )
+    }
+
+    /// How many closures the peer keeps.
+    pub fn saved_fn_count(&self) -> Result<u32> {
+        context_call!(
+            self,
+            "Probe.savedFnCount",
+            saved_fn_count_request,
+            |cx, p| {},
+            |r| r.get_count()
+        )
     }
 
     /// Echoes `data`.
@@ -168,7 +310,7 @@ impl ProbeClient {
             self,
             "Probe.echo",
             echo_request,
-            |p| {
+            |cx, p| {
                 p.set_data(&data);
             },
             |r| r.get_result()?.to_vec()
@@ -291,9 +433,9 @@ impl init::Server for InitServer {
         self.ctx
             .run(params.get_context(), "Init.makeProbe", || Ok(()))
             .await?;
-        results.get().set_result(capnp_rpc::new_client(ProbeServer {
-            ctx: self.ctx.clone(),
-        }));
+        results
+            .get()
+            .set_result(capnp_rpc::new_client(ProbeServer::new(self.ctx.clone())));
         Ok(())
     }
 
@@ -307,9 +449,76 @@ impl init::Server for InitServer {
     }
 }
 
+/// A thread of the server that serves no call, to invoke kept closures from.
+struct Notifier {
+    jobs: Option<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Notifier {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let thread = std::thread::Builder::new()
+            .name("notifier".into())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            })?;
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let (reply, result) = std::sync::mpsc::channel();
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| Error::Remote("notifier stopped".into()))?;
+        jobs.send(Box::new(move || {
+            let _ = reply.send(job());
+        }))
+        .map_err(|_| Error::Remote("notifier stopped".into()))?;
+        result
+            .recv_timeout(GATE_LIMIT)
+            .map_err(|_| Error::Remote("notifier did not answer".into()))
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The server of `Probe`.
 pub struct ProbeServer {
     ctx: ServeContext,
+    saved: std::sync::Arc<Mutex<Option<Callback<IntFn>>>>,
+    notifier: std::sync::Arc<Mutex<Option<Notifier>>>,
+}
+
+impl ProbeServer {
+    fn new(ctx: ServeContext) -> Self {
+        Self {
+            ctx,
+            saved: Default::default(),
+            notifier: Default::default(),
+        }
+    }
+}
+
+fn saved_callback(saved: &Mutex<Option<Callback<IntFn>>>) -> Result<Callback<IntFn>> {
+    saved
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .ok_or_else(|| Error::Remote("no closure saved".into()))
 }
 
 impl probe::Server for ProbeServer {
@@ -427,6 +636,154 @@ impl probe::Server for ProbeServer {
         let mut r = results.get();
         r.set_workers(workers);
         r.set_os_threads(threads);
+        Ok(())
+    }
+
+    async fn call_fn(
+        self: Rc<Self>,
+        params: probe::CallFnParams,
+        mut results: probe::CallFnResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let callback =
+            Callback::<IntFn>::adopt(p.get_fn()?, &self.ctx).map_err(|e| e.to_capnp())?;
+        let arg = p.get_arg();
+        let (result, tid) = self
+            .ctx
+            .run(p.get_context(), "Probe.callFn", move || {
+                Ok((callback.call(arg)?, tid()))
+            })
+            .await?;
+        let mut r = results.get();
+        r.set_result(result);
+        r.set_tid(tid);
+        Ok(())
+    }
+
+    async fn recurse(
+        self: Rc<Self>,
+        params: probe::RecurseParams,
+        mut results: probe::RecurseResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let callback =
+            Callback::<IntFn>::adopt(p.get_fn()?, &self.ctx).map_err(|e| e.to_capnp())?;
+        let depth = p.get_depth();
+        let (result, tid) = self
+            .ctx
+            .run(p.get_context(), "Probe.recurse", move || {
+                Ok((callback.call(depth)?, tid()))
+            })
+            .await?;
+        let mut r = results.get();
+        r.set_result(result);
+        r.set_tid(tid);
+        Ok(())
+    }
+
+    async fn save_fn(
+        self: Rc<Self>,
+        params: probe::SaveFnParams,
+        _: probe::SaveFnResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let callback = if p.has_fn() {
+            Some(Callback::<IntFn>::adopt(p.get_fn()?, &self.ctx).map_err(|e| e.to_capnp())?)
+        } else {
+            None
+        };
+        let saved = self.saved.clone();
+        self.ctx
+            .run(p.get_context(), "Probe.saveFn", move || {
+                let old = std::mem::replace(
+                    &mut *saved.lock().unwrap_or_else(|p| p.into_inner()),
+                    callback,
+                );
+                drop(old);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn call_saved(
+        self: Rc<Self>,
+        params: probe::CallSavedParams,
+        mut results: probe::CallSavedResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let arg = p.get_arg();
+        let saved = self.saved.clone();
+        let result = self
+            .ctx
+            .run(p.get_context(), "Probe.callSaved", move || {
+                saved_callback(&saved)?.call(arg)
+            })
+            .await?;
+        results.get().set_result(result);
+        Ok(())
+    }
+
+    async fn call_saved_from_notifier(
+        self: Rc<Self>,
+        params: probe::CallSavedFromNotifierParams,
+        mut results: probe::CallSavedFromNotifierResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let arg = p.get_arg();
+        let saved = self.saved.clone();
+        let notifier = self.notifier.clone();
+        let (result, tid) = self
+            .ctx
+            .run(p.get_context(), "Probe.callSavedFromNotifier", move || {
+                let callback = saved_callback(&saved)?;
+                let mut notifier = notifier.lock().unwrap_or_else(|p| p.into_inner());
+                if notifier.is_none() {
+                    *notifier = Some(Notifier::start().map_err(Error::from)?);
+                }
+                let notifier = notifier
+                    .as_ref()
+                    .ok_or_else(|| Error::Remote("no notifier".into()))?;
+                notifier.run(move || callback.call(arg).map(|r| (r, tid())))?
+            })
+            .await?;
+        let mut r = results.get();
+        r.set_result(result);
+        r.set_tid(tid);
+        Ok(())
+    }
+
+    async fn stop_notifier(
+        self: Rc<Self>,
+        params: probe::StopNotifierParams,
+        _: probe::StopNotifierResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let notifier = self.notifier.clone();
+        self.ctx
+            .run(p.get_context(), "Probe.stopNotifier", move || {
+                let stopped = notifier.lock().unwrap_or_else(|p| p.into_inner()).take();
+                drop(stopped);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn saved_fn_count(
+        self: Rc<Self>,
+        params: probe::SavedFnCountParams,
+        mut results: probe::SavedFnCountResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let saved = self.saved.clone();
+        let count = self
+            .ctx
+            .run(p.get_context(), "Probe.savedFnCount", move || {
+                Ok(u32::from(
+                    saved.lock().unwrap_or_else(|p| p.into_inner()).is_some(),
+                ))
+            })
+            .await?;
+        results.get().set_count(count);
         Ok(())
     }
 

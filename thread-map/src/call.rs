@@ -16,6 +16,7 @@
 //! result, (4) `Reply::send` to the caller's Waiter. No capnp object crosses
 //! a thread: parameters are read and results written on the loop thread.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -34,27 +35,71 @@ use crate::thread_server::ThreadServer;
 pub struct CallContext<'a> {
     conn: &'a Rc<ConnState>,
     entry: &'a ClientThreadEntry,
+    thread: crate::proxy_capnp::thread::Client,
     request: u64,
+}
+
+thread_local! {
+    /// The requests this thread is running, innermost last: (connection,
+    /// key of the request's `Context.callbackThread`). A call this thread
+    /// makes on one of those connections runs on that callback thread, which
+    /// is the peer thread blocked waiting for this very request: that is how
+    /// nested calls keep their affinity in both directions.
+    static SERVING: RefCell<Vec<(u64, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The callback-thread key of the innermost request from connection
+/// `conn_id` that the calling thread is serving.
+fn serving_key(conn_id: u64) -> Option<usize> {
+    SERVING.with(|serving| {
+        serving
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(conn, _)| *conn == conn_id)
+            .map(|(_, key)| *key)
+    })
+}
+
+/// Runs `job` as a request from `conn_id` whose callback thread is held
+/// under `key`.
+fn serving<R>(conn_id: u64, key: Option<usize>, job: impl FnOnce() -> R) -> R {
+    let Some(key) = key else { return job() };
+    SERVING.with(|serving| serving.borrow_mut().push((conn_id, key)));
+    let result = job();
+    SERVING.with(|serving| serving.borrow_mut().pop());
+    result
 }
 
 impl CallContext<'_> {
     /// Fills a request's `Context`: the peer's worker for this thread, and
     /// this thread itself for callbacks.
     pub fn set_context(&self, mut context: context::Builder<'_>) {
-        context.set_thread(self.entry.remote.clone());
+        context.set_thread(self.thread.clone());
         context.set_callback_thread(self.entry.local.clone());
     }
 
-    /// The peer's worker for the calling thread (what `set_context` puts in
-    /// `Context.thread`), for requests built by hand.
+    /// The peer thread this call runs on (what `set_context` puts in
+    /// `Context.thread`): the peer's worker for the calling thread, or, if
+    /// the calling thread is serving a request from the peer, the peer
+    /// thread waiting for that request. For requests built by hand.
     pub fn remote_thread(&self) -> crate::proxy_capnp::thread::Client {
-        self.entry.remote.clone()
+        self.thread.clone()
     }
 
     /// The calling thread's own `Thread` capability (what `set_context` puts
     /// in `Context.callbackThread`).
     pub fn callback_thread(&self) -> crate::proxy_capnp::thread::Client {
         self.entry.local.clone()
+    }
+
+    /// The context servers on this connection get: to serve a capability
+    /// passed in the request (a closure, an object).
+    pub fn serve_context(&self) -> ServeContext {
+        ServeContext {
+            conn_id: self.conn.id,
+            poster: self.conn.poster().clone(),
+        }
     }
 
     /// The request number (for tracing).
@@ -109,6 +154,7 @@ impl<C: Clone + 'static> RemoteObject<C> {
             thread.remember(&self.conn);
             (thread.id, thread.waiter.clone(), thread.name.clone())
         });
+        let serving = serving_key(self.conn.id);
         let (slot, reply) = waiter.reply_slot::<T>(Error::Disconnected(format!(
             "the connection closed during {method}"
         )));
@@ -130,10 +176,22 @@ impl<C: Clone + 'static> RemoteObject<C> {
                 Ok(entry) => entry,
                 Err(e) => return reply.send(Err(e)),
             };
+            let thread = match serving.and_then(|key| conn.callback_thread(key)) {
+                Some(thread) => thread,
+                None => match entry.remote(&conn) {
+                    Ok(thread) => thread,
+                    Err(e) => return reply.send(Err(e)),
+                },
+            };
             let request = conn.next_request();
             tracing::debug!(target: "multiprocess", req = request, method, thread = %entry.name, connection = %conn.name, "IPC client send");
             let future = {
-                let cx = CallContext { conn: &conn, entry: &entry, request };
+                let cx = CallContext {
+                    conn: &conn,
+                    entry: &entry,
+                    thread,
+                    request,
+                };
                 build(&client, &cx)
             };
             let thread_name = entry.name.clone();
@@ -173,7 +231,13 @@ impl ServeContext {
         J: FnOnce() -> Result<T> + Send + 'static,
     {
         let conn_id = self.conn_id;
-        let thread = context.map(|c| c.has_thread().then(|| c.get_thread()));
+        let (thread, callback) = match context {
+            Ok(c) => (
+                Ok(c.has_thread().then(|| c.get_thread())),
+                c.has_callback_thread().then(|| c.get_callback_thread()),
+            ),
+            Err(e) => (Err(e), None),
+        };
         async move {
             let conn = loop_state::with(|state| state.conn(conn_id))
                 .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
@@ -183,15 +247,24 @@ impl ServeContext {
                 e.to_capnp()
             })?;
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, connection = %conn.name, "IPC server recv");
+            let callback_key = match callback {
+                Some(Ok(thread)) => Some(conn.hold_callback_thread(thread)),
+                _ => None,
+            };
             let (sender, receiver) = futures::channel::oneshot::channel();
             let run = move || {
-                let outcome = std::panic::catch_unwind(AssertUnwindSafe(job));
+                let outcome = serving(conn_id, callback_key, || {
+                    std::panic::catch_unwind(AssertUnwindSafe(job))
+                });
                 let _ = sender.send(outcome);
             };
             server.post(Box::new(run)).map_err(|e| e.to_capnp())?;
             server.depth.set(server.depth.get() + 1);
             let outcome = receiver.await;
             server.depth.set(server.depth.get().saturating_sub(1));
+            if let Some(key) = callback_key {
+                conn.release_callback_thread(key);
+            }
             let result = match outcome {
                 Ok(Ok(Ok(value))) => Ok(value),
                 Ok(Ok(Err(error))) => Err(error.to_capnp()),

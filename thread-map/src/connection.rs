@@ -91,12 +91,44 @@ impl ConnStatus {
     }
 }
 
-/// A connection's `Thread` capabilities for one application thread: the
-/// worker the peer made for it, and the thread itself, for callbacks.
+/// A connection's `Thread` capabilities for one thread of this process: the
+/// thread itself (sent as `Context.callbackThread`), and the worker the peer
+/// made for it, requested on the first call that needs one.
 pub(crate) struct ClientThreadEntry {
     pub(crate) name: String,
-    pub(crate) remote: thread::Client,
+    remote: RefCell<Option<thread::Client>>,
     pub(crate) local: thread::Client,
+}
+
+impl ClientThreadEntry {
+    /// The peer's worker for this thread, requested now if it was not yet:
+    /// with a pipelined `makeThread`, so the call that needs it costs no
+    /// extra round trip.
+    pub(crate) fn remote(&self, conn: &ConnState) -> Result<thread::Client> {
+        if let Some(remote) = self.remote.borrow().as_ref() {
+            return Ok(remote.clone());
+        }
+        let Some(peer_map) = conn.peer_thread_map() else {
+            return Err(Error::InvalidThread(
+                "the peer gave no ThreadMap: the connection's construct handshake has not run"
+                    .to_string(),
+            ));
+        };
+        let mut request = peer_map.make_thread_request();
+        request.get().set_name(self.name.as_str());
+        let capnp::capability::RemotePromise { promise, pipeline } = request.send();
+        let remote = pipeline.get_result();
+        let thread_name = self.name.clone();
+        LoopContext::with(|cx| {
+            cx.spawn(async move {
+                if let Err(e) = promise.await {
+                    tracing::debug!(target: "multiprocess", thread = %thread_name, "makeThread failed: {e}");
+                }
+            })
+        });
+        *self.remote.borrow_mut() = Some(remote.clone());
+        Ok(remote)
+    }
 }
 
 /// capnp-rpc's future that closes a connection cleanly.
@@ -112,6 +144,9 @@ pub(crate) struct ConnState {
     objects: RefCell<Slab<Box<dyn Any>>>,
     pub(crate) pool: RefCell<Vec<Rc<ThreadServer>>>,
     workers: RefCell<Vec<std::rc::Weak<ThreadServer>>>,
+    /// The `Context.callbackThread` of each request being served, by key:
+    /// the thread serving it calls back on that thread.
+    callback_threads: RefCell<Slab<thread::Client>>,
     disconnector: RefCell<Option<Disconnector>>,
     next_request: Cell<u64>,
     is_closed: Cell<bool>,
@@ -151,10 +186,8 @@ impl ConnState {
         self.peer_thread_map.borrow().clone()
     }
 
-    /// The `Thread` capabilities of application thread `thread_id` on this
-    /// connection, made on its first call: the peer's worker is requested
-    /// with a pipelined `makeThread`, so the first call costs no extra round
-    /// trip.
+    /// The `Thread` capabilities of thread `thread_id` of this process on
+    /// this connection, made on its first call.
     pub(crate) fn client_thread(
         &self,
         thread_id: u64,
@@ -164,30 +197,12 @@ impl ConnState {
         if let Some(entry) = self.client_threads.borrow().get(&thread_id) {
             return Ok(entry.clone());
         }
-        let Some(peer_map) = self.peer_thread_map() else {
-            return Err(Error::InvalidThread(
-                "the peer gave no ThreadMap: the connection's construct handshake has not run"
-                    .to_string(),
-            ));
-        };
         let name = name();
-        let mut request = peer_map.make_thread_request();
-        request.get().set_name(name.as_str());
-        let capnp::capability::RemotePromise { promise, pipeline } = request.send();
-        let remote = pipeline.get_result();
-        let thread_name = name.clone();
-        LoopContext::with(|cx| {
-            cx.spawn(async move {
-                if let Err(e) = promise.await {
-                    tracing::debug!(target: "multiprocess", thread = %thread_name, "makeThread failed: {e}");
-                }
-            })
-        });
         let local_server = Rc::new(ThreadServer::caller(name.clone(), self.id, waiter.clone()));
         let local = loop_state::with(|state| state.add_thread(local_server));
         let entry = Rc::new(ClientThreadEntry {
             name,
-            remote,
+            remote: RefCell::new(None),
             local,
         });
         self.client_threads
@@ -200,6 +215,22 @@ impl ConnState {
     /// worker on the peer.
     pub(crate) fn remove_client_thread(&self, thread_id: u64) {
         let removed = self.client_threads.borrow_mut().remove(&thread_id);
+        drop(removed);
+    }
+
+    /// Keeps a served request's `Context.callbackThread` while it runs.
+    pub(crate) fn hold_callback_thread(&self, thread: thread::Client) -> usize {
+        self.callback_threads.borrow_mut().insert(thread)
+    }
+
+    /// The callback thread held under `key`.
+    pub(crate) fn callback_thread(&self, key: usize) -> Option<thread::Client> {
+        self.callback_threads.borrow().get(key).cloned()
+    }
+
+    /// Releases a served request's callback thread once it has finished.
+    pub(crate) fn release_callback_thread(&self, key: usize) {
+        let removed = self.callback_threads.borrow_mut().try_remove(key);
         drop(removed);
     }
 
@@ -223,13 +254,22 @@ impl ConnState {
         let map = self.peer_thread_map.borrow_mut().take();
         let disconnector = self.disconnector.borrow_mut().take();
         let workers = std::mem::take(&mut *self.workers.borrow_mut());
+        let callback_threads = std::mem::take(&mut *self.callback_threads.borrow_mut());
         for worker in workers.iter().filter_map(std::rc::Weak::upgrade) {
             worker.shutdown();
         }
         for worker in &pool {
             worker.shutdown();
         }
-        drop((threads, objects, pool, map, disconnector, workers));
+        drop((
+            threads,
+            objects,
+            pool,
+            map,
+            disconnector,
+            workers,
+            callback_threads,
+        ));
         self.status.set(error);
     }
 
@@ -320,6 +360,7 @@ fn start_conn(
             objects: RefCell::new(Slab::new()),
             pool: RefCell::new(Vec::new()),
             workers: RefCell::new(Vec::new()),
+            callback_threads: RefCell::new(Slab::new()),
             disconnector: RefCell::new(Some(Box::pin(disconnector))),
             next_request: Cell::new(0),
             is_closed: Cell::new(false),
@@ -369,6 +410,18 @@ impl ServeContext {
             conn_id: self.conn_id,
             poster: self.poster.clone(),
         }))
+    }
+
+    /// Makes a capability a request carried (a closure, an object) usable by
+    /// any thread of this process. Loop thread only.
+    pub fn adopt<C: Clone + 'static>(&self, client: C) -> Result<RemoteObject<C>> {
+        let conn = loop_state::with(|state| state.conn(self.conn_id))
+            .ok_or_else(|| Error::Disconnected("connection closed".to_string()))?;
+        let shared = conn
+            .shared()
+            .ok_or_else(|| Error::Disconnected("connection closing".to_string()))?;
+        let key = conn.adopt(Box::new(client));
+        Ok(RemoteObject::new(shared, key))
     }
 
     /// The id of the connection served.

@@ -86,6 +86,7 @@ pub mod proxy_capnp {
 }
 
 mod call;
+mod cleanup;
 mod client_thread;
 mod connection;
 mod loop_state;
@@ -99,6 +100,7 @@ mod worker;
 mod loom_models;
 
 pub use call::{Adopter, CallContext};
+pub use cleanup::{OffLoop, drop_off_loop};
 pub use connection::{Connection, RemoteObject, ServeContext};
 pub use multiprocess_event_loop::{Error, EventLoop, LoopHandle, Result};
 pub use process::{IPC_FD_ARG, parse_ipc_fd, spawn_process, take_ipc_fd};

@@ -12,12 +12,16 @@ use multiprocess_event_loop::LoopContext;
 use crate::connection::ConnState;
 use crate::proxy_capnp::thread;
 use crate::thread_server::ThreadServer;
+use crate::worker::Worker;
 
 /// Everything the runtime keeps on one loop thread.
 pub(crate) struct LoopState {
     threads: RefCell<CapabilityServerSet<ThreadServer, thread::Client>>,
     conns: RefCell<HashMap<u64, Rc<ConnState>>>,
     added_since_gc: std::cell::Cell<usize>,
+    /// The thread that runs destructors the loop thread must not run
+    /// (closures and objects released by peers), started on first use.
+    cleanup: RefCell<Option<Worker>>,
 }
 
 thread_local! {
@@ -36,6 +40,7 @@ pub(crate) fn with<R>(f: impl FnOnce(&LoopState) -> R) -> R {
                     threads: RefCell::new(CapabilityServerSet::new()),
                     conns: RefCell::new(HashMap::new()),
                     added_since_gc: std::cell::Cell::new(0),
+                    cleanup: RefCell::new(None),
                 });
                 let registered = LoopContext::with(|cx| cx.at_exit(shutdown));
                 assert!(
@@ -52,17 +57,55 @@ pub(crate) fn with<R>(f: impl FnOnce(&LoopState) -> R) -> R {
 /// At loop exit: close every connection and drop every table, on the loop
 /// thread, before the loop's tasks are dropped.
 fn shutdown() {
-    let state = STATE.with(|s| s.borrow_mut().take());
+    // Close the connections while the state is still installed: what they
+    // drop may queue destructors for the cleanup thread.
+    let state = STATE.with(|s| s.borrow().clone());
     if let Some(state) = state {
         let conns: Vec<Rc<ConnState>> = state.conns.borrow_mut().drain().map(|(_, c)| c).collect();
         for conn in conns {
             conn.closed(multiprocess_event_loop::Error::LoopShutDown);
         }
-        drop(state);
     }
+    let state = STATE.with(|s| s.borrow_mut().take());
+    drop(state);
 }
 
 impl LoopState {
+    /// Runs `job` on this loop's cleanup thread (started on first use).
+    pub(crate) fn on_cleanup_thread(&self, job: multiprocess_event_loop::mailbox::Job) {
+        let mut cleanup = self.cleanup.borrow_mut();
+        if cleanup.is_none() {
+            let Some(poster) = LoopContext::with(|cx| cx.poster()) else {
+                drop(cleanup);
+                return job();
+            };
+            let reaper: crate::worker::Reaper = Box::new(move |job| {
+                poster
+                    .post(job)
+                    .map_err(|_| Box::new(|| {}) as multiprocess_event_loop::mailbox::Job)
+            });
+            let name = format!(
+                "{}-{}/cleanup",
+                crate::names::exe_name(),
+                std::process::id()
+            );
+            match Worker::spawn(name, "mp-cleanup".to_string(), reaper) {
+                Ok(worker) => *cleanup = Some(worker),
+                Err(e) => {
+                    tracing::error!(target: "multiprocess", "cannot start the cleanup thread: {e}");
+                    drop(cleanup);
+                    return job();
+                }
+            }
+        }
+        if let Some(worker) = cleanup.as_ref()
+            && let Err(job) = worker.post(job)
+        {
+            drop(cleanup);
+            job();
+        }
+    }
+
     /// Exports `server` as a `Thread` capability this loop can recognise
     /// when a peer passes it back.
     pub(crate) fn add_thread(&self, server: Rc<ThreadServer>) -> thread::Client {

@@ -98,7 +98,8 @@ impl ThreadMapServer {
     fn start_worker(&self, client_name: &str) -> Result<Rc<ThreadServer>, capnp::Error> {
         let (name, os_name) = names::worker_name(client_name);
         let poster = self.poster.clone();
-        let reaper: crate::worker::Reaper = Box::new(move |job| poster.post(job).map_err(|_| Box::new(|| {}) as Job));
+        let reaper: crate::worker::Reaper =
+            Box::new(move |job| poster.post(job).map_err(|_| Box::new(|| {}) as Job));
         let worker = Worker::spawn(name.clone(), os_name, reaper)
             .map_err(|e| capnp::Error::failed(format!("cannot start a worker thread: {e}")))?;
         tracing::debug!(target: "multiprocess", worker = %name, "worker thread started");

@@ -1,0 +1,341 @@
+//! Closures passed across processes run on the waiting caller's thread, to
+//! any depth, with its thread-locals and locks; they are dropped off the loop
+//! thread when released; a broken link anywhere in a nest fails every
+//! blocked thread promptly. Every test runs under a watchdog.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use mp_testkit::peer::Peer;
+use mp_testkit::probe::{ProbeClient, tid};
+use mp_testkit::watchdog::guard;
+use multiprocess_callbacks::Closure;
+use multiprocess_thread_map::Error;
+use parking_lot::ReentrantMutex;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn child() -> Peer {
+    Peer::child(Path::new(env!("CARGO_BIN_EXE_mp-child"))).expect("spawn and connect to mp-child")
+}
+
+fn in_process() -> Peer {
+    Peer::in_process().expect("serve and connect in process")
+}
+
+thread_local! {
+    static MARK: Cell<u32> = const { Cell::new(0) };
+}
+
+/// A callback the server calls while serving our call runs on our thread:
+/// same thread id, same thread-locals.
+fn callback_runs_on_the_calling_thread(peer: Peer) {
+    let probe = peer.init.make_probe().expect("makeProbe");
+    let me = tid();
+    MARK.with(|m| m.set(7));
+    let (result, worker) = probe
+        .call_fn(
+            Arc::new(move |x| {
+                assert_eq!(tid(), me, "the callback ran on another thread");
+                assert_eq!(MARK.with(|m| m.get()), 7, "not our thread-locals");
+                x * 2
+            }),
+            21,
+        )
+        .expect("callFn");
+    assert_eq!(result, 42);
+    assert_eq!(
+        worker,
+        probe.whoami().expect("whoami").tid,
+        "served on our worker"
+    );
+}
+
+#[test]
+fn callback_runs_on_the_calling_thread_child() {
+    guard("callback_runs_on_the_calling_thread_child", LIMIT, || {
+        callback_runs_on_the_calling_thread(child())
+    });
+}
+
+#[test]
+fn callback_runs_on_the_calling_thread_in_process() {
+    guard(
+        "callback_runs_on_the_calling_thread_in_process",
+        LIMIT,
+        || callback_runs_on_the_calling_thread(in_process()),
+    );
+}
+
+/// A closure for `recurse`: at each level it checks it runs on `caller`,
+/// that the server level above ran on the one worker, and that the lock
+/// `caller` holds can be taken again; then it recurses once more.
+fn recursive(
+    probe: Arc<ProbeClient>,
+    caller: i64,
+    worker: Arc<OnceLock<i64>>,
+    lock: Arc<ReentrantMutex<Cell<u32>>>,
+) -> Closure<i32, i32> {
+    Arc::new(move |depth| {
+        assert_eq!(tid(), caller, "level {depth} ran on another thread");
+        let guard = lock
+            .try_lock()
+            .expect("the caller's lock is ours again inside the callback");
+        guard.set(guard.get() + 1);
+        if depth == 0 {
+            return 0;
+        }
+        let next = recursive(probe.clone(), caller, worker.clone(), lock.clone());
+        let (result, served_by) = probe.recurse(next, depth - 1).expect("nested recurse");
+        let first = *worker.get_or_init(|| served_by);
+        assert_eq!(
+            served_by, first,
+            "level {depth} was served by another worker"
+        );
+        result + 1
+    })
+}
+
+/// Recursion across the process boundary: thread ids at every level, no
+/// new threads, no deadlock; the caller's reentrant lock is held throughout.
+fn nested_recursion(peer: Peer, depth: i32, count_threads: bool) {
+    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let worker = probe.whoami().expect("whoami").tid;
+    let (workers_before, threads_before) = probe.stats().expect("stats");
+    let lock = Arc::new(ReentrantMutex::new(Cell::new(0)));
+    let held = lock.lock();
+    let served = Arc::new(OnceLock::new());
+    let (result, top) = probe
+        .recurse(
+            recursive(probe.clone(), tid(), served.clone(), lock.clone()),
+            depth,
+        )
+        .expect("recurse");
+    assert_eq!(result, depth, "every level ran once");
+    assert_eq!(top, worker, "the top level ran on our worker");
+    if let Some(nested) = served.get() {
+        assert_eq!(*nested, worker, "nested levels ran on our worker too");
+    }
+    assert_eq!(
+        held.get(),
+        depth as u32 + 1,
+        "the lock was taken again at every level"
+    );
+    drop(held);
+    // Only a child's counts are its own: in this process, other tests run
+    // in parallel.
+    if count_threads {
+        assert_eq!(
+            probe.stats().expect("stats"),
+            (workers_before, threads_before),
+            "no new threads"
+        );
+    }
+}
+
+#[test]
+fn nested_recursion_depth_64_child() {
+    guard("nested_recursion_depth_64_child", LIMIT, || {
+        nested_recursion(child(), 64, true)
+    });
+}
+
+#[test]
+fn nested_recursion_depth_64_in_process() {
+    guard("nested_recursion_depth_64_in_process", LIMIT, || {
+        nested_recursion(in_process(), 64, false)
+    });
+}
+
+#[test]
+fn reentrant_lock_at_depth_1_2_and_8() {
+    guard("reentrant_lock_at_depth_1_2_and_8", LIMIT, || {
+        for depth in [1, 2, 8] {
+            nested_recursion(child(), depth, true);
+        }
+    });
+}
+
+/// Signals, from the thread that drops it, that a closure was dropped.
+struct DropSignal(mpsc::Sender<String>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        let _ = self.0.send(name);
+    }
+}
+
+fn closure_with_signal() -> (Closure<i32, i32>, mpsc::Receiver<String>) {
+    let (sender, dropped) = mpsc::channel();
+    let signal = DropSignal(sender);
+    let closure: Closure<i32, i32> = Arc::new(move |x| {
+        let _ = &signal;
+        x + 1
+    });
+    (closure, dropped)
+}
+
+/// Releasing the last handle drops the closure in its process, on a thread
+/// that is not the loop thread, with no extra round trip.
+fn closures_are_dropped_off_the_loop(peer: Peer) {
+    let probe = peer.init.make_probe().expect("makeProbe");
+    // Passed for one call: released when the call is over.
+    let (closure, dropped) = closure_with_signal();
+    assert_eq!(probe.call_fn(closure, 1).expect("callFn").0, 2);
+    let thread = dropped
+        .recv_timeout(Duration::from_secs(10))
+        .expect("dropped after the call");
+    assert_ne!(thread, "client-loop", "dropped on the loop thread");
+    // Kept by the server: released when it lets go.
+    let (closure, dropped) = closure_with_signal();
+    probe.save_fn(Some(closure)).expect("saveFn");
+    assert_eq!(probe.saved_fn_count().expect("count"), 1);
+    assert_eq!(probe.call_saved(41).expect("callSaved"), 42);
+    assert!(dropped.try_recv().is_err(), "dropped while still kept");
+    probe.save_fn(None).expect("saveFn(None)");
+    let thread = dropped
+        .recv_timeout(Duration::from_secs(10))
+        .expect("dropped once released");
+    assert_ne!(thread, "client-loop", "dropped on the loop thread");
+}
+
+#[test]
+fn closures_are_dropped_off_the_loop_child() {
+    guard("closures_are_dropped_off_the_loop_child", LIMIT, || {
+        closures_are_dropped_off_the_loop(child())
+    });
+}
+
+#[test]
+fn closures_are_dropped_off_the_loop_in_process() {
+    guard(
+        "closures_are_dropped_off_the_loop_in_process",
+        LIMIT,
+        || closures_are_dropped_off_the_loop(in_process()),
+    );
+}
+
+/// libmultiprocess's example shape: A calls B passing a callback; B, while
+/// serving it, calls the callback, which forwards to C. The forwarded call
+/// runs on C's worker for A's thread, the same one A reaches directly.
+#[test]
+fn three_processes_callback_forwards_to_a_third() {
+    guard(
+        "three_processes_callback_forwards_to_a_third",
+        LIMIT,
+        || {
+            let b = child();
+            let c = child();
+            let probe_b = b.init.make_probe().expect("makeProbe B");
+            let probe_c = Arc::new(c.init.make_probe().expect("makeProbe C"));
+            let c_worker = probe_c.whoami().expect("whoami C");
+            let me = tid();
+            let forward = probe_c.clone();
+            let (result, _) = probe_b
+                .call_fn(
+                    Arc::new(move |x| {
+                        assert_eq!(tid(), me, "the callback ran on A's calling thread");
+                        assert_eq!(
+                            forward.whoami().expect("whoami C from the callback"),
+                            c_worker
+                        );
+                        forward.add(x, 100).expect("C.add")
+                    }),
+                    1,
+                )
+                .expect("B.callFn");
+            assert_eq!(result, 101);
+        },
+    );
+}
+
+/// Kill any process of a nested chain: every thread blocked in it gets
+/// `Disconnected` promptly, and the closures are dropped.
+#[test]
+fn kill_any_process_of_a_nested_chain() {
+    guard("kill_any_process_of_a_nested_chain", LIMIT, || {
+        // A -> B.callFn(closure); the closure, on A's thread, blocks in C.
+        // Kill C: the closure's call fails at once, and the chain unwinds.
+        let b = child();
+        let mut c = child();
+        let probe_b = b.init.make_probe().expect("makeProbe B");
+        let probe_c = Arc::new(c.init.make_probe().expect("makeProbe C"));
+        let (sender, dropped) = mpsc::channel();
+        let signal = DropSignal(sender);
+        let blocked_in_c = probe_c.clone();
+        let outcome = std::thread::scope(|scope| {
+            let caller = scope.spawn(move || {
+                probe_b.call_fn(
+                    Arc::new(move |_| {
+                        let _ = &signal;
+                        match blocked_in_c.block("nest-c") {
+                            Err(Error::Disconnected(_)) => -1,
+                            other => panic!("expected Disconnected from C, got {other:?}"),
+                        }
+                    }),
+                    0,
+                )
+            });
+            probe_c.wait_blocked("nest-c", 1).expect("blocked in C");
+            let killed = Instant::now();
+            c.kill_server();
+            let outcome = caller.join().expect("caller");
+            (outcome, killed.elapsed())
+        });
+        assert_eq!(outcome.0.expect("B's call completes").0, -1);
+        assert!(
+            outcome.1 < Duration::from_secs(1),
+            "unwound in {:?}",
+            outcome.1
+        );
+        dropped
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the closure was dropped");
+
+        // A -> B.callFn(closure); the closure calls B.block, which runs on
+        // B's worker nested in its own callback. Kill B: both waits on A's
+        // thread end with Disconnected.
+        let mut b = child();
+        let probe_b = Arc::new(b.init.make_probe().expect("makeProbe B"));
+        let (sender, dropped) = mpsc::channel();
+        let signal = DropSignal(sender);
+        let nested = probe_b.clone();
+        let outcome = std::thread::scope(|scope| {
+            let outer = probe_b.clone();
+            let caller = scope.spawn(move || {
+                outer.call_fn(
+                    Arc::new(move |_| {
+                        let _ = &signal;
+                        match nested.block("nest-b") {
+                            Err(Error::Disconnected(_)) => -1,
+                            other => panic!("expected Disconnected from B, got {other:?}"),
+                        }
+                    }),
+                    0,
+                )
+            });
+            probe_b.wait_blocked("nest-b", 1).expect("blocked in B");
+            let killed = Instant::now();
+            b.kill_server();
+            let outcome = caller.join().expect("caller");
+            (outcome, killed.elapsed())
+        });
+        assert!(
+            matches!(outcome.0, Err(Error::Disconnected(_))),
+            "got {:?}",
+            outcome.0
+        );
+        assert!(
+            outcome.1 < Duration::from_secs(1),
+            "unwound in {:?}",
+            outcome.1
+        );
+        dropped
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the closure was dropped");
+    });
+}

@@ -1,0 +1,47 @@
+//! Destructors off the loop thread.
+//!
+//! A closure or object a peer releases is dropped by capnp-rpc on the loop
+//! thread. Its destructor may block or make calls of its own, which would
+//! stall or deadlock the loop, so the runtime moves such values to the loop's
+//! cleanup thread (a worker started on first use) and drops them there.
+
+use crate::loop_state;
+
+/// Drops `value` off the loop thread: on the loop's cleanup thread if called
+/// on a loop thread, here otherwise.
+pub fn drop_off_loop<T: Send + 'static>(value: T) {
+    if multiprocess_event_loop::LoopContext::with(|_| ()).is_none() {
+        drop(value);
+        return;
+    }
+    loop_state::with(|state| state.on_cleanup_thread(Box::new(move || drop(value))));
+}
+
+/// A value that is dropped off the loop thread (see [`drop_off_loop`]).
+#[derive(Debug)]
+pub struct OffLoop<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> OffLoop<T> {
+    /// Wraps `value`.
+    pub fn new(value: T) -> Self {
+        Self(Some(value))
+    }
+
+    /// The value, unless it was taken.
+    pub fn get(&self) -> Option<&T> {
+        self.0.as_ref()
+    }
+
+    /// Takes the value out (to drop it on the calling thread instead).
+    pub fn take(&mut self) -> Option<T> {
+        self.0.take()
+    }
+}
+
+impl<T: Send + 'static> Drop for OffLoop<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            drop_off_loop(value);
+        }
+    }
+}
