@@ -53,6 +53,9 @@ interface Probe $Proxy.wrap("mptest::Probe") {
     recurse @14 (context :Proxy.Context, fn :IntFn, depth :Int32) -> (result :Int32, tid :Int64);
     # Calls `fn(depth)` from the serving worker (which may call `recurse`
     # again, nested); returns fn's result and the worker's thread id.
+    disconnect @15 (context :Proxy.Context, thenBlockOn :Text) -> ();
+    # Closes the server's end of this connection from inside the call, then,
+    # if `thenBlockOn` is not empty, blocks on that gate.
 }
 
 interface IntFn $Proxy.wrap("ProxyCallback<std::function<int(int)>>") {

@@ -293,6 +293,21 @@ impl ProbeClient {
         )
     }
 
+    /// Has the peer close its end of the connection from inside this call,
+    /// then block on `gate` (if not empty).
+    pub fn disconnect(&self, then_block_on: &str) -> Result<()> {
+        let gate = then_block_on.to_string();
+        context_call!(
+            self,
+            "Probe.disconnect",
+            disconnect_request,
+            |cx, p| {
+                p.set_then_block_on(gate.as_str());
+            },
+            |_r| ()
+        )
+    }
+
     /// How many closures the peer keeps.
     pub fn saved_fn_count(&self) -> Result<u32> {
         context_call!(
@@ -567,6 +582,29 @@ impl probe::Server for ProbeServer {
         let gate = p.get_gate()?.to_string()?;
         self.ctx
             .run(p.get_context(), "Probe.block", move || gates().block(&gate))
+            .await
+    }
+
+    async fn disconnect(
+        self: Rc<Self>,
+        params: probe::DisconnectParams,
+        _: probe::DisconnectResults,
+    ) -> capnp::Result<()> {
+        let p = params.get()?;
+        let gate = p.get_then_block_on()?.to_string()?;
+        let ctx = self.ctx.clone();
+        self.ctx
+            .run(p.get_context(), "Probe.disconnect", move || {
+                ctx.disconnect();
+                // Answer only once the connection is gone, so the answer
+                // cannot overtake the disconnect.
+                ctx.wait_disconnected(GATE_LIMIT);
+                if gate.is_empty() {
+                    Ok(())
+                } else {
+                    gates().block(&gate)
+                }
+            })
             .await
     }
 

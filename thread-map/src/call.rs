@@ -96,10 +96,13 @@ impl CallContext<'_> {
     /// The context servers on this connection get: to serve a capability
     /// passed in the request (a closure, an object).
     pub fn serve_context(&self) -> ServeContext {
-        ServeContext {
-            conn_id: self.conn.id,
-            poster: self.conn.poster().clone(),
-        }
+        self.conn.serve_context()
+    }
+
+    /// The peer's `ThreadMap` (from the `construct` handshake), to ask it for
+    /// threads or pools directly.
+    pub fn peer_thread_map(&self) -> Option<crate::proxy_capnp::thread_map::Client> {
+        self.conn.peer_thread_map()
     }
 
     /// The request number (for tracing).

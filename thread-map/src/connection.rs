@@ -290,6 +290,15 @@ impl ConnState {
         self.shared.upgrade()
     }
 
+    /// The context for servers of objects on this connection.
+    pub(crate) fn serve_context(&self) -> ServeContext {
+        ServeContext {
+            conn_id: self.id,
+            poster: self.poster.clone(),
+            status: self.status.clone(),
+        }
+    }
+
     /// A poster for the loop this connection lives on.
     pub(crate) fn poster(&self) -> &LoopPoster {
         &self.poster
@@ -388,6 +397,7 @@ fn start_conn(
 pub struct ServeContext {
     pub(crate) conn_id: u64,
     pub(crate) poster: LoopPoster,
+    status: Arc<ConnStatus>,
 }
 
 impl fmt::Debug for ServeContext {
@@ -422,6 +432,22 @@ impl ServeContext {
             .ok_or_else(|| Error::Disconnected("connection closing".to_string()))?;
         let key = conn.adopt(Box::new(client));
         Ok(RemoteObject::new(shared, key))
+    }
+
+    /// Blocks until the connection served has closed, or `timeout` passes;
+    /// returns why it closed (any thread but the loop's).
+    pub fn wait_disconnected(&self, timeout: Duration) -> Option<Error> {
+        self.status.wait(timeout)
+    }
+
+    /// Closes the connection served, from this side (any thread).
+    pub fn disconnect(&self) {
+        let id = self.conn_id;
+        let _ = self.poster.post(move || {
+            if let Some(conn) = loop_state::with(|state| state.conn(id)) {
+                conn.close();
+            }
+        });
     }
 
     /// The id of the connection served.
@@ -539,6 +565,7 @@ impl Connection {
             let bootstrap = make_bootstrap(ServeContext {
                 conn_id: id,
                 poster,
+                status: status.clone(),
             });
             start_conn(weak, id, name, status, stream, End::Server, Some(bootstrap)).map(|_| ())
         })??;

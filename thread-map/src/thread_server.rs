@@ -136,8 +136,13 @@ impl thread_map::Server for ThreadMapServer {
         let Some(conn) = loop_state::with(|state| state.conn(self.conn_id)) else {
             return Err(capnp::Error::disconnected("connection closed".to_string()));
         };
-        for _ in 0..count {
-            let server = self.start_worker("pool")?;
+        if !conn.pool.borrow().is_empty() {
+            return Err(capnp::Error::failed(
+                "makePool called on a connection that already has a pool".to_string(),
+            ));
+        }
+        for i in 0..count {
+            let server = self.start_worker(&format!("pool/{i}"))?;
             conn.pool.borrow_mut().push(server);
         }
         Ok(())
