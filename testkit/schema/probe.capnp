@@ -56,6 +56,16 @@ interface Probe $Proxy.wrap("mptest::Probe") {
     disconnect @15 (context :Proxy.Context, thenBlockOn :Text) -> ();
     # Closes the server's end of this connection from inside the call, then,
     # if `thenBlockOn` is not empty, blocks on that gate.
+    makeCounter @16 (context :Proxy.Context) -> (result :Counter);
+    counterDrops @17 (context :Proxy.Context) -> (tids :List(Int64));
+    # The thread ids on which this process's Counters were destroyed.
+}
+
+interface Counter $Proxy.wrap("mptest::Counter") {
+    # An object with a `destroy` method: dropping the client destroys the
+    # object on the worker thread mapped to the dropping thread.
+    destroy @0 (context :Proxy.Context) -> ();
+    increment @1 (context :Proxy.Context) -> (value :Int32);
 }
 
 interface IntFn $Proxy.wrap("ProxyCallback<std::function<int(int)>>") {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use multiprocess_callbacks::{Callback, CallbackInterface, Closure, ClosureServer, ResultFuture};
 use multiprocess_thread_map::{CallContext, Error, RemoteObject, Result, ServeContext};
 
-use crate::probe_capnp::{bench, init, int_fn, probe};
+use crate::probe_capnp::{bench, counter, init, int_fn, probe};
 
 /// The `IntFn` closure interface (`int(int)`), tied to Rust types.
 pub struct IntFn;
@@ -49,6 +49,121 @@ impl int_fn::Server for IntFnServer {
             .invoke(p.get_context(), "IntFn.call", p.get_arg())
             .await?;
         results.get().set_result(result);
+        Ok(())
+    }
+}
+
+/// A `Counter` of the peer: dropping it destroys the peer's object on the
+/// worker mapped to the dropping thread.
+pub struct CounterClient(pub multiprocess_thread_map::DestroyOnDrop<counter::Client>);
+
+impl CounterClient {
+    /// Adds one and returns the new value.
+    pub fn increment(&self) -> Result<i32> {
+        self.0.call("Counter.increment", |client, cx| {
+            let mut request = client.increment_request();
+            cx.set_context(request.get().init_context());
+            let response = request.send().promise;
+            async move { Ok(response.await?.get()?.get_value()) }
+        })
+    }
+}
+
+fn destroy_counter(client: &counter::Client, cx: &CallContext<'_>) -> ResultFuture<()> {
+    let mut request = client.destroy_request();
+    cx.set_context(request.get().init_context());
+    let response = request.send().promise;
+    Box::pin(async move {
+        response.await?;
+        Ok(())
+    })
+}
+
+/// Thread ids on which `Counter` implementations were dropped, in order,
+/// with a condition variable signalled at each drop.
+fn counter_drops() -> &'static Mutex<Vec<i64>> {
+    &counter_drop_log().0
+}
+
+fn counter_drop_log() -> &'static (Mutex<Vec<i64>>, Condvar) {
+    static DROPS: OnceLock<(Mutex<Vec<i64>>, Condvar)> = OnceLock::new();
+    DROPS.get_or_init(Default::default)
+}
+
+/// The thread ids on which this process destroyed Counters, once there
+/// are more than `seen` (or after `timeout`, however many there are).
+pub fn local_counter_drops_after(seen: usize, timeout: Duration) -> Vec<i64> {
+    let (drops, cv) = counter_drop_log();
+    let deadline = Instant::now() + timeout;
+    let mut drops = drops.lock().unwrap_or_else(|p| p.into_inner());
+    while drops.len() <= seen {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        drops = cv
+            .wait_timeout(drops, deadline - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    drops.clone()
+}
+
+/// The implementation behind a served `Counter`.
+struct CounterImpl {
+    value: std::sync::atomic::AtomicI32,
+}
+
+impl Drop for CounterImpl {
+    fn drop(&mut self) {
+        let (drops, cv) = counter_drop_log();
+        drops.lock().unwrap_or_else(|p| p.into_inner()).push(tid());
+        cv.notify_all();
+    }
+}
+
+/// The server of `Counter`.
+struct CounterServer {
+    ctx: ServeContext,
+    object: multiprocess_thread_map::ObjectSlot<CounterImpl>,
+}
+
+impl counter::Server for CounterServer {
+    async fn destroy(
+        self: Rc<Self>,
+        params: counter::DestroyParams,
+        _: counter::DestroyResults,
+    ) -> capnp::Result<()> {
+        let object = self.object.clone();
+        self.ctx
+            .run(params.get()?.get_context(), "Counter.destroy", move || {
+                drop(object.take());
+                Ok(())
+            })
+            .await
+    }
+
+    async fn increment(
+        self: Rc<Self>,
+        params: counter::IncrementParams,
+        mut results: counter::IncrementResults,
+    ) -> capnp::Result<()> {
+        let object = self.object.clone();
+        let value = self
+            .ctx
+            .run(
+                params.get()?.get_context(),
+                "Counter.increment",
+                move || {
+                    Ok(object
+                        .get()?
+                        .value
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                        + 1)
+                },
+            )
+            .await?;
+        results.get().set_value(value);
         Ok(())
     }
 }
@@ -308,6 +423,36 @@ impl ProbeClient {
         )
     }
 
+    /// A new `Counter` of the peer.
+    pub fn make_counter(&self) -> Result<CounterClient> {
+        self.0
+            .call("Probe.makeCounter", |client, cx| {
+                let mut request = client.make_counter_request();
+                cx.set_context(request.get().init_context());
+                let response = request.send().promise;
+                let adopter = cx.adopter();
+                async move { adopter.adopt(response.await?.get()?.get_result()?) }
+            })
+            .map(|object| {
+                CounterClient(multiprocess_thread_map::DestroyOnDrop::new(
+                    object,
+                    "Counter.destroy",
+                    destroy_counter,
+                ))
+            })
+    }
+
+    /// The thread ids on which the peer destroyed Counters.
+    pub fn counter_drops(&self) -> Result<Vec<i64>> {
+        context_call!(
+            self,
+            "Probe.counterDrops",
+            counter_drops_request,
+            |cx, p| {},
+            |r| r.get_tids()?.iter().collect()
+        )
+    }
+
     /// How many closures the peer keeps.
     pub fn saved_fn_count(&self) -> Result<u32> {
         context_call!(
@@ -515,7 +660,8 @@ impl Drop for Notifier {
 pub struct ProbeServer {
     ctx: ServeContext,
     saved: std::sync::Arc<Mutex<Option<Callback<IntFn>>>>,
-    notifier: std::sync::Arc<Mutex<Option<Notifier>>>,
+    /// Dropped off the loop thread: ending the notifier joins its thread.
+    notifier: multiprocess_thread_map::OffLoop<std::sync::Arc<Mutex<Option<Notifier>>>>,
 }
 
 impl ProbeServer {
@@ -523,7 +669,7 @@ impl ProbeServer {
         Self {
             ctx,
             saved: Default::default(),
-            notifier: Default::default(),
+            notifier: multiprocess_thread_map::OffLoop::new(Default::default()),
         }
     }
 }
@@ -583,6 +729,47 @@ impl probe::Server for ProbeServer {
         self.ctx
             .run(p.get_context(), "Probe.block", move || gates().block(&gate))
             .await
+    }
+
+    async fn make_counter(
+        self: Rc<Self>,
+        params: probe::MakeCounterParams,
+        mut results: probe::MakeCounterResults,
+    ) -> capnp::Result<()> {
+        self.ctx
+            .run(params.get()?.get_context(), "Probe.makeCounter", || Ok(()))
+            .await?;
+        let object = multiprocess_thread_map::ObjectSlot::new(CounterImpl {
+            value: Default::default(),
+        });
+        results
+            .get()
+            .set_result(capnp_rpc::new_client(CounterServer {
+                ctx: self.ctx.clone(),
+                object,
+            }));
+        Ok(())
+    }
+
+    async fn counter_drops(
+        self: Rc<Self>,
+        params: probe::CounterDropsParams,
+        mut results: probe::CounterDropsResults,
+    ) -> capnp::Result<()> {
+        let drops = self
+            .ctx
+            .run(params.get()?.get_context(), "Probe.counterDrops", || {
+                Ok(counter_drops()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone())
+            })
+            .await?;
+        let mut list = results.get().init_tids(drops.len() as u32);
+        for (i, tid) in drops.iter().enumerate() {
+            list.set(i as u32, *tid);
+        }
+        Ok(())
     }
 
     async fn disconnect(
@@ -769,7 +956,7 @@ impl probe::Server for ProbeServer {
         let p = params.get()?;
         let arg = p.get_arg();
         let saved = self.saved.clone();
-        let notifier = self.notifier.clone();
+        let notifier = self.notifier.get().cloned().unwrap_or_default();
         let (result, tid) = self
             .ctx
             .run(p.get_context(), "Probe.callSavedFromNotifier", move || {
@@ -796,7 +983,7 @@ impl probe::Server for ProbeServer {
         _: probe::StopNotifierResults,
     ) -> capnp::Result<()> {
         let p = params.get()?;
-        let notifier = self.notifier.clone();
+        let notifier = self.notifier.get().cloned().unwrap_or_default();
         self.ctx
             .run(p.get_context(), "Probe.stopNotifier", move || {
                 let stopped = notifier.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -339,3 +339,90 @@ fn kill_any_process_of_a_nested_chain() {
             .expect("the closure was dropped");
     });
 }
+
+/// An interface object with `destroy @0 (context)`: it stays alive while we
+/// hold it; dropping our handle calls `destroy`, and the object's destructor
+/// runs on the worker mapped to the dropping thread.
+fn destroy_runs_on_the_mapped_worker(peer: Peer) {
+    let probe = peer.init.make_probe().expect("makeProbe");
+    let worker = probe.whoami().expect("whoami").tid;
+    let counter = probe.make_counter().expect("makeCounter");
+    for expected in 1..=3 {
+        assert_eq!(counter.increment().expect("increment"), expected);
+    }
+    let before = probe.counter_drops().expect("drops").len();
+    drop(counter);
+    let drops = probe.counter_drops().expect("drops");
+    assert_eq!(
+        drops.len(),
+        before + 1,
+        "dropping the client destroyed the object"
+    );
+    assert_eq!(drops[before], worker, "destroyed on our mapped worker");
+    // A counter dropped by another thread is destroyed on that thread's worker.
+    let counter = probe.make_counter().expect("makeCounter");
+    let (other_worker, counter) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let other = probe.whoami().expect("whoami").tid;
+                drop(counter);
+                (other, ())
+            })
+            .join()
+            .expect("thread")
+    });
+    let _ = counter;
+    let drops = probe.counter_drops().expect("drops");
+    assert_eq!(*drops.last().expect("a drop"), other_worker);
+    assert_ne!(other_worker, worker);
+}
+
+#[test]
+fn destroy_runs_on_the_mapped_worker_child() {
+    guard("destroy_runs_on_the_mapped_worker_child", LIMIT, || {
+        destroy_runs_on_the_mapped_worker(child())
+    });
+}
+
+#[test]
+fn destroy_runs_on_the_mapped_worker_in_process() {
+    guard(
+        "destroy_runs_on_the_mapped_worker_in_process",
+        LIMIT,
+        || destroy_runs_on_the_mapped_worker(in_process()),
+    );
+}
+
+/// Objects left over when a connection dies are dropped on the cleanup
+/// thread, never on the loop thread.
+#[test]
+fn leftover_objects_are_dropped_on_the_cleanup_thread() {
+    guard(
+        "leftover_objects_are_dropped_on_the_cleanup_thread",
+        LIMIT,
+        || {
+            let mut peer = in_process();
+            let probe = peer.init.make_probe().expect("makeProbe");
+            let counter = probe.make_counter().expect("makeCounter");
+            assert_eq!(counter.increment().expect("increment"), 1);
+            let before = probe.counter_drops().expect("drops");
+            peer.kill_server();
+            drop(counter); // its destroy fails: the connection is gone
+            // The server's loop thread hands the object to its cleanup thread.
+            let drops =
+                mp_testkit::probe::local_counter_drops_after(before.len(), Duration::from_secs(10));
+            assert!(
+                drops.len() > before.len(),
+                "the leftover object was not dropped"
+            );
+            let tid = *drops.last().expect("a drop");
+            let name =
+                std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+            assert_eq!(
+                name.trim(),
+                "mp-cleanup",
+                "dropped on thread {tid} ({name})"
+            );
+        },
+    );
+}

@@ -646,6 +646,60 @@ impl<C> RemoteObject<C> {
     }
 }
 
+/// Sends an interface's `destroy` request (on the loop thread, filling its
+/// `context` with `cx.set_context`) and returns a future of its completion.
+pub type DestroyFn<C> =
+    fn(&C, &crate::CallContext<'_>) -> Pin<Box<dyn Future<Output = capnp::Result<()>> + 'static>>;
+
+/// A [`RemoteObject`] of an interface that declares `destroy @0 (context
+/// :Proxy.Context)`: dropping it calls `destroy` (a blocking call, so the
+/// object's destructor runs on the peer's worker mapped to the dropping
+/// thread, as libmultiprocess does) before releasing the capability.
+pub struct DestroyOnDrop<C: Clone + 'static> {
+    object: Option<RemoteObject<C>>,
+    destroy: DestroyFn<C>,
+    method: &'static str,
+}
+
+impl<C: Clone + 'static> DestroyOnDrop<C> {
+    /// Wraps `object`; `destroy` sends its `destroy` request, traced as
+    /// `method`.
+    pub fn new(object: RemoteObject<C>, method: &'static str, destroy: DestroyFn<C>) -> Self {
+        Self {
+            object: Some(object),
+            destroy,
+            method,
+        }
+    }
+}
+
+impl<C: Clone + 'static> std::ops::Deref for DestroyOnDrop<C> {
+    type Target = RemoteObject<C>;
+
+    fn deref(&self) -> &RemoteObject<C> {
+        match &self.object {
+            Some(object) => object,
+            None => unreachable!("the object is only taken in drop"),
+        }
+    }
+}
+
+impl<C: Clone + 'static> Drop for DestroyOnDrop<C> {
+    fn drop(&mut self) {
+        let Some(object) = self.object.take() else {
+            return;
+        };
+        // The loop thread cannot wait for a reply: it only releases.
+        if object.conn.handle.is_loop_thread() {
+            return;
+        }
+        let destroy = self.destroy;
+        if let Err(e) = object.call(self.method, move |client, cx| destroy(client, cx)) {
+            tracing::debug!(target: "multiprocess", method = self.method, "destroy failed, releasing: {e}");
+        }
+    }
+}
+
 impl<C> Drop for RemoteObject<C> {
     fn drop(&mut self) {
         let (id, key) = (self.conn.id, self.key);

@@ -100,8 +100,8 @@ mod worker;
 mod loom_models;
 
 pub use call::{Adopter, CallContext};
-pub use cleanup::{OffLoop, drop_off_loop};
-pub use connection::{Connection, RemoteObject, ServeContext};
+pub use cleanup::{ObjectSlot, OffLoop, drop_off_loop};
+pub use connection::{Connection, DestroyFn, DestroyOnDrop, RemoteObject, ServeContext};
 pub use multiprocess_event_loop::{Error, EventLoop, LoopHandle, Result};
 pub use process::{IPC_FD_ARG, parse_ipc_fd, spawn_process, take_ipc_fd};
 pub use worker::set_worker_stack_size;

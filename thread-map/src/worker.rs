@@ -107,6 +107,16 @@ impl Worker {
     /// Starts a worker whose descriptive name is `name` (the OS name is
     /// `os_name`); it hands its own join to `reaper` if it outlives its owner.
     pub(crate) fn spawn(name: String, os_name: String, reaper: Reaper) -> io::Result<Self> {
+        Self::start(name, os_name, reaper, 1)
+    }
+
+    /// Starts a loop's cleanup thread: a worker that serves no peer, so it
+    /// is not counted in [`live_workers`].
+    pub(crate) fn spawn_cleanup(name: String, os_name: String, reaper: Reaper) -> io::Result<Self> {
+        Self::start(name, os_name, reaper, 0)
+    }
+
+    fn start(name: String, os_name: String, reaper: Reaper, counted: isize) -> io::Result<Self> {
         let waiter = Waiter::new(name.clone());
         let join: JoinSlot = Arc::new(Mutex::new(None));
         let thread_waiter = waiter.clone();
@@ -116,13 +126,13 @@ impl Worker {
         if stack > 0 {
             builder = builder.stack_size(stack);
         }
-        add_live(1);
+        add_live(counted);
         let spawned = builder.spawn(move || {
             crate::names::set_current_thread_name(name);
             Waiter::set_current(thread_waiter.clone());
             thread_waiter.serve();
             let _ = reaper(Box::new(move || reap(&thread_join)));
-            add_live(-1);
+            add_live(-counted);
         });
         match spawned {
             Ok(handle) => {
@@ -130,7 +140,7 @@ impl Worker {
                 Ok(Self { waiter, join })
             }
             Err(e) => {
-                add_live(-1);
+                add_live(-counted);
                 Err(e)
             }
         }
@@ -145,6 +155,13 @@ impl Worker {
     #[cfg(loom)]
     pub(crate) fn waiter(&self) -> &Arc<Waiter> {
         &self.waiter
+    }
+
+    /// The slot holding the worker thread's `JoinHandle` until someone joins
+    /// it (loom models check that it ends empty, and who emptied it).
+    #[cfg(loom)]
+    pub(crate) fn join_slot(&self) -> JoinSlot {
+        self.join.clone()
     }
 
     /// Requests queued and not yet started.
@@ -166,7 +183,18 @@ impl Worker {
     /// Ends the worker: at once if idle (joined here), else after its current
     /// request (joined by the loop). Idempotent.
     pub(crate) fn shutdown(&self) {
-        if self.waiter.close() {
+        let idle = self.waiter.close();
+        // A deliberately broken protocol that the loom models must reject
+        // (`--cfg loom_broken_worker`): the owner joins the worker even when
+        // `close` says it is still running a request. If that request waits
+        // for the loop (an outgoing call), the loop, blocked in the join,
+        // never answers it.
+        #[cfg(all(loom, loom_broken_worker))]
+        let idle = {
+            let _busy_or_idle = idle;
+            true
+        };
+        if idle {
             reap(&self.join);
         }
     }
