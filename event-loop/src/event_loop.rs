@@ -221,9 +221,14 @@ impl LoopContext {
                     }
                 }
                 Next::Sleep => {
-                    if let Err(e) = self.reactor.poll(None) {
-                        tracing::error!(target: "multiprocess", "event loop poll failed: {e}");
-                        self.shared.mailbox.close();
+                    let polled = self.reactor.poll_events(None);
+                    self.shared.mailbox.awake();
+                    match polled {
+                        Ok(()) => self.reactor.dispatch_events(),
+                        Err(e) => {
+                            tracing::error!(target: "multiprocess", "event loop poll failed: {e}");
+                            self.shared.mailbox.close();
+                        }
                     }
                 }
                 Next::Exit => break,

@@ -17,16 +17,22 @@ use std::time::Duration;
 
 use futures::io::{AsyncRead, AsyncWrite};
 use mio::net::UnixStream;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 use slab::Slab;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// The token of the loop's `mio::Waker`.
 pub(crate) const WAKE_TOKEN: Token = Token(usize::MAX);
 
-#[derive(Default)]
+/// What the tasks using one socket wait for.
 struct Interest2 {
+    fd: RawFd,
     read: Option<Waker>,
     write: Option<Waker>,
+    /// Whether the socket is registered for write readiness (only while a
+    /// write would block).
+    writable: bool,
 }
 
 /// The loop thread's readiness reactor.
@@ -48,17 +54,24 @@ impl Reactor {
         })
     }
 
-    /// Blocks until a socket is ready or the loop is woken, then wakes the
-    /// tasks waiting on the ready sockets.
-    pub(crate) fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+    /// Blocks until a socket is ready or the loop is woken.
+    pub(crate) fn poll_events(&self, timeout: Option<Duration>) -> io::Result<()> {
         let mut events = self.events.borrow_mut();
         match self.poll.borrow_mut().poll(&mut events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                events.clear();
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
+    }
+
+    /// Wakes the tasks waiting on the sockets the last poll found ready.
+    pub(crate) fn dispatch_events(&self) {
         let mut to_wake: Vec<Waker> = Vec::new();
         {
+            let events = self.events.borrow();
             let sources = self.sources.borrow();
             for event in events.iter() {
                 if event.token() == WAKE_TOKEN {
@@ -74,24 +87,51 @@ impl Reactor {
                 }
                 if event.is_writable() || event.is_write_closed() || failed {
                     to_wake.extend(interest.write.take());
+                    // Back to read interest only: writable edges after every
+                    // send would wake the loop for nothing.
+                    if interest.writable
+                        && self
+                            .registry
+                            .reregister(
+                                &mut SourceFd(&interest.fd),
+                                event.token(),
+                                Interest::READABLE,
+                            )
+                            .is_ok()
+                    {
+                        interest.writable = false;
+                    }
                 }
             }
         }
-        drop(events);
         for waker in to_wake {
             waker.wake();
+        }
+    }
+
+    /// Asks for write readiness on a socket whose write would block.
+    fn want_writable(&self, token: Token, interest: &mut Interest2) -> io::Result<()> {
+        if !interest.writable {
+            self.registry.reregister(
+                &mut SourceFd(&interest.fd),
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            interest.writable = true;
         }
         Ok(())
     }
 
     fn register(&self, stream: &mut UnixStream) -> io::Result<(Token, Rc<RefCell<Interest2>>)> {
-        let interest = Rc::new(RefCell::new(Interest2::default()));
+        let interest = Rc::new(RefCell::new(Interest2 {
+            fd: stream.as_raw_fd(),
+            read: None,
+            write: None,
+            writable: false,
+        }));
         let key = self.sources.borrow_mut().insert(interest.clone());
         let token = Token(key);
-        if let Err(e) =
-            self.registry
-                .register(stream, token, Interest::READABLE | Interest::WRITABLE)
-        {
+        if let Err(e) = self.registry.register(stream, token, Interest::READABLE) {
             self.sources.borrow_mut().remove(key);
             return Err(e);
         }
@@ -196,7 +236,11 @@ impl AsyncWrite for WriteHalf {
             match (&inner.stream).write(buf) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    inner.interest.borrow_mut().write = Some(cx.waker().clone());
+                    let mut interest = inner.interest.borrow_mut();
+                    if let Err(e) = inner.reactor.want_writable(inner.token, &mut interest) {
+                        return Poll::Ready(Err(e));
+                    }
+                    interest.write = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

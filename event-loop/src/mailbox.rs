@@ -155,6 +155,14 @@ impl<W: Wake> Mailbox<W> {
         Next::Work
     }
 
+    /// Loop thread only: the loop returned from its blocking wait (woken by
+    /// a socket, or by a producer). Until it next finds no work, producers
+    /// need not wake it; this also keeps tasks woken by socket readiness on
+    /// the loop thread itself from writing to the loop's own waker.
+    pub fn awake(&self) {
+        self.state.lock().sleeping = false;
+    }
+
     /// How many times a producer had to wake the loop (a system call each).
     pub fn wakeups(&self) -> u64 {
         self.state.lock().wakeups

@@ -8,6 +8,11 @@
 //! Around each measured round we read the context-switch counters of every thread of both
 //! processes (ours and that scenario's child). The other scenarios' threads are blocked
 //! meanwhile, so they add nothing. Reading `/proc` happens outside the timed window.
+//!
+//! A round is one [`Client::run`]: for most scenarios the samples are timed here around each
+//! call; a scenario whose calls run on another thread (`capnp`) times them itself and hands back
+//! the round's samples. Wall time and context switches are counted around the whole round
+//! either way.
 
 use std::fmt::Write as _;
 use std::io;

@@ -361,17 +361,16 @@ fn destroy_runs_on_the_mapped_worker(peer: Peer) {
     assert_eq!(drops[before], worker, "destroyed on our mapped worker");
     // A counter dropped by another thread is destroyed on that thread's worker.
     let counter = probe.make_counter().expect("makeCounter");
-    let (other_worker, counter) = std::thread::scope(|scope| {
+    let other_worker = std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let other = probe.whoami().expect("whoami").tid;
                 drop(counter);
-                (other, ())
+                other
             })
             .join()
             .expect("thread")
     });
-    let _ = counter;
     let drops = probe.counter_drops().expect("drops");
     assert_eq!(*drops.last().expect("a drop"), other_worker);
     assert_ne!(other_worker, worker);

@@ -251,7 +251,10 @@ impl ServeContext {
             })?;
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, connection = %conn.name, "IPC server recv");
             let callback_key = match callback {
-                Some(Ok(thread)) => Some(conn.hold_callback_thread(thread)),
+                Some(Ok(thread)) => {
+                    server.keep_callback_thread(&thread);
+                    Some(conn.hold_callback_thread(thread))
+                }
                 _ => None,
             };
             let (sender, receiver) = futures::channel::oneshot::channel();

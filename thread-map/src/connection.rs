@@ -694,7 +694,7 @@ impl<C: Clone + 'static> Drop for DestroyOnDrop<C> {
             return;
         }
         let destroy = self.destroy;
-        if let Err(e) = object.call(self.method, move |client, cx| destroy(client, cx)) {
+        if let Err(e) = object.call(self.method, destroy) {
             tracing::debug!(target: "multiprocess", method = self.method, "destroy failed, releasing: {e}");
         }
     }

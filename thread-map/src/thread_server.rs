@@ -29,6 +29,11 @@ pub(crate) struct ThreadServer {
     target: Target,
     /// Requests posted and not yet answered (to pick a pool worker).
     pub(crate) depth: Cell<usize>,
+    /// The last `Context.callbackThread` a request for this worker carried.
+    /// A worker serves one client thread, so this is that thread's handle;
+    /// keeping it saves a `Release` message (and the peer's re-export) after
+    /// every call.
+    callback_thread: std::cell::RefCell<Option<thread::Client>>,
 }
 
 impl ThreadServer {
@@ -38,6 +43,7 @@ impl ThreadServer {
             conn_id,
             target: Target::Worker(worker),
             depth: Cell::new(0),
+            callback_thread: Default::default(),
         }
     }
 
@@ -47,6 +53,7 @@ impl ThreadServer {
             conn_id,
             target: Target::Caller(waiter),
             depth: Cell::new(0),
+            callback_thread: Default::default(),
         }
     }
 
@@ -64,6 +71,21 @@ impl ThreadServer {
     pub(crate) fn shutdown(&self) {
         if let Target::Worker(worker) = &self.target {
             worker.shutdown();
+        }
+    }
+
+    /// Keeps `callback` (the caller's thread handle) alive between requests.
+    pub(crate) fn keep_callback_thread(&self, callback: &thread::Client) {
+        if !matches!(self.target, Target::Worker(_)) {
+            return;
+        }
+        use capnp::capability::FromClientHook;
+        let mut kept = self.callback_thread.borrow_mut();
+        let same = kept
+            .as_ref()
+            .is_some_and(|k| k.as_client_hook().get_ptr() == callback.as_client_hook().get_ptr());
+        if !same {
+            *kept = Some(callback.clone());
         }
     }
 
