@@ -23,8 +23,10 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 pub mod call;
+pub mod callback;
 pub mod capnp;
 pub mod chain;
+pub mod nested;
 pub mod raw;
 mod runtime;
 
@@ -117,6 +119,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(chain::Chain),
         Box::new(capnp::Capnp),
         Box::new(call::ContextCall),
+        Box::new(callback::Callback),
+        Box::new(nested::Nested),
     ]
 }
 

@@ -1,0 +1,93 @@
+//! `callback`: `Probe.callFn(f, i)`: the parent passes a closure `f` with
+//! every call; the child's worker calls `f(i)` back once, which runs on the
+//! parent's calling thread (blocked in its call), and returns its result.
+//!
+//! # Shape
+//!
+//! ```text
+//!  parent                                         child
+//!  app ──post──▶ loop ══ callFn(f) ════════════▶ loop ──post──▶ worker
+//!  app ◀─post─── loop ◀═══════════ f.call(i) ═══ loop ◀─wake─── worker (blocked)
+//!  app runs f ─▶ loop ══ f's result ═══════════▶ loop ──post──▶ worker
+//!  app ◀─reply── loop ◀═ callFn's result ═══════ loop ◀─wake─── worker
+//! ```
+//!
+//! One call and one callback per measured call: twice the hand-offs of
+//! `call`, plus passing and releasing the closure's capability.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use mp_testkit::probe::ProbeClient;
+use multiprocess_callbacks::Closure;
+
+use super::runtime::{self, Parent};
+use super::{Client, Scenario};
+
+/// The `callback` scenario.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Callback;
+
+impl Scenario for Callback {
+    fn name(&self) -> &'static str {
+        "callback"
+    }
+
+    fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
+        let parent = Parent::connect(conn, "mpbench-callback-loop")?;
+        let probe = parent.init.make_probe().map_err(runtime::to_io)?;
+        let closure: Closure<i32, i32> = Arc::new(|x| x.wrapping_mul(2));
+        let mut seq = 0i32;
+        let state = (probe, parent);
+        Ok(Client::Each(Box::new(move || {
+            let (probe, _parent): &(ProbeClient, Parent) = &state;
+            seq = seq.wrapping_add(1);
+            let (result, _) = probe
+                .call_fn(closure.clone(), seq)
+                .map_err(runtime::to_io)?;
+            check(result, seq.wrapping_mul(2))
+        })))
+    }
+
+    fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
+        runtime::serve(conn, "mpbench-callback-child-loop")
+    }
+}
+
+pub(super) fn check(got: i32, expected: i32) -> io::Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected reply {expected}, got {got}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp_testkit::watchdog;
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn client_and_server_in_one_process() {
+        watchdog::guard(
+            "callback::client_and_server_in_one_process",
+            Duration::from_secs(60),
+            || {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                let server = thread::spawn(move || Callback.serve(b));
+                let mut client = Callback.client(a).expect("client");
+                let mut samples = Vec::new();
+                client.run(50, &mut samples).expect("calls");
+                assert_eq!(samples.len(), 50);
+                drop(client);
+                server.join().expect("server thread").expect("serve");
+            },
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! `nested`: a recursion 8 levels deep across the process boundary:
+//! `Probe.recurse(f, 8)`; the child's worker calls `f(8)` on the parent's
+//! calling thread, which calls `recurse(f, 7)` back on the same worker, and
+//! so on down to 0, with no new thread. Each sample is one whole tree
+//! divided by its depth: `median_us` is per level (one call plus one
+//! callback), while `calls` and `ctx_switches_per_call` count whole trees.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mp_testkit::probe::ProbeClient;
+use multiprocess_callbacks::Closure;
+
+use super::callback::check;
+use super::runtime::{self, Parent};
+use super::{Client, Scenario};
+
+/// Levels per measured tree.
+pub const DEPTH: i32 = 8;
+
+/// The `nested` scenario.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Nested;
+
+/// `f(n)`: recurse once more through the child, or stop at 0.
+fn level(probe: Arc<ProbeClient>) -> Closure<i32, i32> {
+    Arc::new(move |n| {
+        if n == 0 {
+            return 0;
+        }
+        match probe.recurse(level(probe.clone()), n - 1) {
+            Ok((result, _)) => result + 1,
+            Err(_) => i32::MIN,
+        }
+    })
+}
+
+impl Scenario for Nested {
+    fn name(&self) -> &'static str {
+        "nested"
+    }
+
+    fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
+        let parent = Parent::connect(conn, "mpbench-nested-loop")?;
+        let probe = Arc::new(parent.init.make_probe().map_err(runtime::to_io)?);
+        Ok(Client::Batch(Box::new(move |n, samples| {
+            let _ = &parent;
+            for _ in 0..n {
+                let start = Instant::now();
+                let (result, _) = probe
+                    .recurse(level(probe.clone()), DEPTH)
+                    .map_err(runtime::to_io)?;
+                samples.push(start.elapsed() / DEPTH as u32);
+                check(result, DEPTH)?;
+            }
+            Ok(())
+        })))
+    }
+
+    fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
+        runtime::serve(conn, "mpbench-nested-child-loop")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp_testkit::watchdog;
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn client_and_server_in_one_process() {
+        watchdog::guard(
+            "nested::client_and_server_in_one_process",
+            Duration::from_secs(60),
+            || {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                let server = thread::spawn(move || Nested.serve(b));
+                let mut client = Nested.client(a).expect("client");
+                let mut samples = Vec::new();
+                client.run(20, &mut samples).expect("trees");
+                assert_eq!(samples.len(), 20);
+                drop(client);
+                server.join().expect("server thread").expect("serve");
+            },
+        );
+    }
+}
