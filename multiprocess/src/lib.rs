@@ -1,0 +1,56 @@
+//! Call Rust interfaces across processes as if they were in one process,
+//! thread for thread.
+//!
+//! multiprocess runs Cap'n Proto RPC with the threading model of Bitcoin
+//! Core's libmultiprocess, and speaks its wire protocol:
+//!
+//! - one **event-loop thread** per process does all socket I/O
+//!   ([`EventLoop`], [`LoopHandle`]);
+//! - every application thread gets its own **worker thread** in the peer, so
+//!   calls from one thread always run on the same remote thread
+//!   ([`Connection`], [`RemoteObject::call`], [`ServeContext::run`]);
+//! - a thread blocked in a call keeps serving **callbacks**: a closure passed
+//!   to the peer and called back during the call runs on the very thread
+//!   that made the call ([`callbacks`]);
+//! - processes are spawned on a socketpair as Bitcoin Core does with
+//!   `-ipcfd` ([`spawn_process`], [`take_ipc_fd`]).
+//!
+//! This crate re-exports the pieces; each lives in its own crate:
+//! `multiprocess-event-loop`, `multiprocess-thread-map`,
+//! `multiprocess-callbacks`.
+//!
+//! ```no_run
+//! use multiprocess::{Connection, EventLoop};
+//!
+//! # fn bootstrap(_: multiprocess::ServeContext) -> multiprocess::capnp::capability::Client {
+//! #     multiprocess::capnp_rpc::new_broken_cap(multiprocess::capnp::Error::failed("example".into()))
+//! # }
+//! # fn main() -> Result<(), multiprocess::Error> {
+//! // In a child started with -ipcfd=N: serve the bootstrap interface.
+//! if let Some(stream) = multiprocess::take_ipc_fd()? {
+//!     let event_loop = EventLoop::start("child-loop")?;
+//!     let connection = Connection::serve(&event_loop, stream, bootstrap)?;
+//!     connection.wait_disconnected(std::time::Duration::MAX);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub use multiprocess_event_loop::{EventLoop, LoopContext, LoopHandle, LoopPoster, Waiter};
+pub use multiprocess_thread_map::{
+    Adopter, CallContext, Connection, DestroyFn, DestroyOnDrop, Error, ObjectSlot, OffLoop,
+    RemoteObject, Result, ServeContext, drop_off_loop, names, proxy_capnp, set_worker_stack_size,
+    spawn_process, take_ipc_fd,
+};
+#[cfg(not(loom))]
+pub use multiprocess_thread_map::{live_workers, wait_for_workers};
+
+/// Cap'n Proto, as the generated code and server implementations use it.
+pub use capnp;
+/// capnp-rpc, for `new_client` and friends.
+pub use capnp_rpc;
+
+/// Closures passed across processes (the `multiprocess-callbacks` crate).
+pub mod callbacks {
+    pub use multiprocess_callbacks::*;
+}
