@@ -42,6 +42,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+// sync-facade: allow (closures are public API: users build them with std's Arc)
 use std::sync::Arc;
 
 use multiprocess_thread_map::{CallContext, OffLoop, RemoteObject, Result, ServeContext};
