@@ -104,6 +104,15 @@ impl<T> Reply<T> {
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
         let error = self.on_drop.clone();
+        // A deliberately broken protocol that the loom models must reject
+        // (`--cfg loom_broken_reply`): a dropped `Reply` fills its slot but
+        // does not wake the waiter, as if the waiter polled its slot. A
+        // waiter already asleep never sees the error.
+        #[cfg(all(loom, loom_broken_reply))]
+        if let Some(slot) = self.slot.take() {
+            *slot.value.lock() = Some(Err(error));
+            return;
+        }
         self.deliver(Err(error));
     }
 }
@@ -206,6 +215,14 @@ impl Waiter {
             let job = {
                 let mut state = self.state.lock();
                 loop {
+                    // A deliberately broken protocol that the loom models must
+                    // reject (`--cfg loom_broken_fifo`): a waiting thread runs
+                    // the newest queued job first, so two requests queued
+                    // behind a busy worker's call run out of order.
+                    #[cfg(all(loom, loom_broken_fifo))]
+                    if let Some(newest) = state.jobs.pop_back() {
+                        state.jobs.push_front(newest);
+                    }
                     if let Some(job) = state.jobs.pop_front() {
                         break Some(job);
                     }

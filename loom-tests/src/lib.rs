@@ -10,6 +10,11 @@
 //!   round trip through a [`Waiter`](multiprocess_event_loop::Waiter) reply.
 //! - `tests/waiter.rs`: a thread blocked for its reply runs the jobs posted to
 //!   it, nested waits, dropped replies, and a worker's `serve` racing `close`.
+//! - `tests/disconnect.rs`: a disconnect racing the response to an in-flight
+//!   call.
+//!
+//! The worker-lifecycle models need private items of
+//! `multiprocess-thread-map` and live in its `src/loom_models.rs`.
 
 /// Runs `f` under loom's model checker, exploring every interleaving of the
 /// threads it spawns.

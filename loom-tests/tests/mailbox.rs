@@ -93,6 +93,8 @@ struct Stats {
     polled: Vec<usize>,
     /// How many times it blocked on the doorbell.
     sleeps: u64,
+    /// How many posted jobs it ran.
+    jobs: usize,
 }
 
 impl Loop {
@@ -109,12 +111,14 @@ impl Loop {
                 let mut stats = Stats {
                     polled: Vec::new(),
                     sleeps: 0,
+                    jobs: 0,
                 };
                 loop {
                     match mailbox.take_work(&mut jobs, &mut ready) {
                         Next::Work => {
                             for job in jobs.drain(..) {
                                 job();
+                                stats.jobs += 1;
                             }
                             for id in ready.drain(..) {
                                 on_task(id);
@@ -211,47 +215,62 @@ fn posted_jobs_and_scheduled_tasks_run_once_without_lost_wakeups() {
     });
 }
 
-/// A `post` racing `close`: the job either runs on the loop (exactly once,
-/// before the loop exits) or is handed back unrun; never both, never lost.
-/// The loop always exits.
+/// The loop's reference count reaching zero racing a last post. The thread
+/// that drops the last `LoopHandle` closes the mailbox and joins the loop
+/// thread, as `LoopHandle::drop` does off the loop, while a `LoopPoster` (a
+/// worker handing over its join, say) posts two jobs. Each post either runs
+/// exactly once, on the loop and before it exits, or is refused and handed
+/// back unrun; once a post is refused, later ones are too; the loop exits,
+/// and only after draining every job it accepted.
 ///
 /// Why it holds: `post` checks `closed` and queues under the same lock `close`
-/// sets it under, so a post is ordered entirely before or after the close; the
-/// loop answers `Exit` only when the queue is empty and `closed` is set, so
-/// everything queued before the close is drained first; and `close` claims the
-/// wake-up like a post, so a sleeping loop hears about it.
+/// sets it under, so each post is ordered entirely before or after the close
+/// (and `closed` is never cleared); the loop answers `Exit` only when the
+/// queue is empty and `closed` is set, so everything queued before the close
+/// is drained first; and `close` claims the wake-up like a post, so a
+/// sleeping loop hears about it and the join returns.
 #[test]
-fn post_racing_close_runs_the_job_or_hands_it_back() {
+fn last_reference_dropped_racing_a_post_runs_or_hands_back_each_job() {
     model(|| {
         let counter = Arc::new(AtomicUsize::new(0));
         let arrived = Latch::new();
         let event_loop = Loop::start(|_| {});
         let mailbox = event_loop.mailbox.clone();
 
-        let closer = {
+        let last_handle = {
             let mailbox = mailbox.clone();
-            thread::spawn(move || assert!(mailbox.close()))
+            thread::spawn(move || {
+                assert!(mailbox.close());
+                event_loop.join()
+            })
         };
-        let posted = mailbox.post(job(&counter, &arrived, 1));
+        let first = mailbox.post(job(&counter, &arrived, 1));
+        let second = mailbox.post(job(&counter, &arrived, 2));
 
-        closer.join().expect("closer panicked");
-        event_loop.join();
-        match posted {
-            Ok(()) => assert_eq!(
-                counter.load(Ordering::SeqCst),
-                1,
-                "an accepted job runs before the loop exits"
-            ),
-            Err(refused) => {
-                assert_eq!(
-                    counter.load(Ordering::SeqCst),
-                    0,
-                    "a refused job must not run"
-                );
-                refused();
-                assert_eq!(counter.load(Ordering::SeqCst), 1);
-            }
+        let stats = last_handle
+            .join()
+            .expect("the last handle's thread panicked");
+        assert!(
+            first.is_ok() || second.is_err(),
+            "a post after a refused one is refused too"
+        );
+        let accepted = usize::from(first.is_ok()) + usize::from(second.is_ok());
+        assert_eq!(
+            stats.jobs, accepted,
+            "the loop ran every accepted job, and only those, before it exited"
+        );
+        let accepted_bits = if first.is_ok() { 1 } else { 0 } + if second.is_ok() { 2 } else { 0 };
+        assert_eq!(
+            counter.load(Ordering::SeqCst),
+            accepted_bits,
+            "a refused job must not run"
+        );
+
+        // The jobs handed back are the ones we posted, still runnable.
+        for refused in [first, second].into_iter().filter_map(Result::err) {
+            refused();
         }
+        assert_eq!(counter.load(Ordering::SeqCst), 3);
     });
 }
 
@@ -303,7 +322,7 @@ fn sync_round_trip_delivers_the_value() {
 ///
 /// Why it holds: a refused post hands the job back and dropping it drops its
 /// `Reply`, which delivers `LoopShutDown`; an accepted post is drained before
-/// the loop exits (see `post_racing_close_runs_the_job_or_hands_it_back`).
+/// the loop exits (see `last_reference_dropped_racing_a_post_runs_or_hands_back_each_job`).
 #[test]
 fn sync_racing_close_gets_the_value_or_loop_shut_down() {
     model(|| {

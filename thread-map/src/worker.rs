@@ -152,14 +152,14 @@ impl Worker {
     }
 
     /// The worker's Waiter (loom models inspect it).
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(crate) fn waiter(&self) -> &Arc<Waiter> {
         &self.waiter
     }
 
     /// The slot holding the worker thread's `JoinHandle` until someone joins
     /// it (loom models check that it ends empty, and who emptied it).
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(crate) fn join_slot(&self) -> JoinSlot {
         self.join.clone()
     }
