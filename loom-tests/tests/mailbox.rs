@@ -128,6 +128,8 @@ impl Loop {
                         Next::Sleep => {
                             stats.sleeps += 1;
                             doorbell.sleep();
+                            // As `EventLoop::run` does once its poll returns.
+                            mailbox.awake();
                         }
                         Next::Exit => return stats,
                     }
