@@ -1,9 +1,11 @@
 //! The measurement loop and its output.
 //!
-//! Each scenario gets its own child process. Calls run in interleaved rounds: `round` calls of
-//! the first scenario, then `round` of the next, and so on until each has made `calls`, so that
+//! Each scenario gets its own child process. Calls run in interleaved rounds: a round of the
+//! first scenario, then a round of the next, and so on until each has made its calls, so that
 //! noise on the machine (another build, a CPU frequency change) hits every scenario alike. The
-//! warm-up is interleaved the same way and not recorded.
+//! warm-up is interleaved the same way and not recorded. A scenario that makes fewer calls than
+//! `--calls` (its [`Plan`]) makes proportionally smaller rounds, so it is spread over as many
+//! rounds as the others; one whose plan says it cannot be split makes all its calls in one.
 //!
 //! Around each measured round we read the context-switch counters of every thread of both
 //! processes (ours and that scenario's child). The other scenarios' threads are blocked
@@ -11,8 +13,13 @@
 //!
 //! A round is one [`Client::run`]: for most scenarios the samples are timed here around each
 //! call; a scenario whose calls run on another thread (`capnp`) times them itself and hands back
-//! the round's samples. Wall time and context switches are counted around the whole round
-//! either way.
+//! the round's samples, and a team of threads (`threads`) times each thread's calls on that
+//! thread. Wall time and context switches are counted around the whole round either way.
+//!
+//! For a scenario that asks for it (`scale`), the child's threads and memory are read before
+//! its first measured round and after its last ([`Resources`]), outside the timed window too;
+//! each time, first waiting (bounded) for the child's thread count to come back down to what it
+//! was once set up, as workers are released asynchronously.
 
 use std::fmt::Write as _;
 use std::io;
@@ -21,27 +28,42 @@ use std::time::{Duration, Instant};
 
 use crate::child::ChildProcess;
 use crate::ctxsw;
-use crate::scenarios::{Client, Scenario};
+use crate::scenarios::{Client, Plan, Scenario};
 use crate::stats::{self, Summary};
+
+pub mod plot;
+pub mod resources;
+
+pub use resources::Resources;
+
+/// Measured calls per scenario when `--calls` is not given (scenarios whose calls cost much
+/// more plan fewer: see [`Scenario::plan`]).
+pub const DEFAULT_CALLS: usize = 20_000;
+
+/// Calls per scenario per round when `--round` is not given.
+pub const DEFAULT_ROUND: usize = 2_000;
 
 /// How many calls to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Measured calls per scenario.
-    pub calls: usize,
-    /// Unmeasured calls per scenario before measuring.
-    pub warmup: usize,
-    /// Calls per scenario per round when several scenarios are interleaved. A single scenario
-    /// runs in one round.
+    /// Measured calls per scenario; `None`: each scenario's default ([`DEFAULT_CALLS`] for
+    /// most).
+    pub calls: Option<usize>,
+    /// Unmeasured calls per scenario before measuring; `None`: a tenth of each scenario's
+    /// default calls.
+    pub warmup: Option<usize>,
+    /// Calls per scenario per round when several scenarios are interleaved (for a scenario
+    /// making `--calls` calls; others scale it to their count). A single scenario runs in one
+    /// round.
     pub round: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            calls: 20_000,
-            warmup: 2_000,
-            round: 2_000,
+            calls: None,
+            warmup: None,
+            round: DEFAULT_ROUND,
         }
     }
 }
@@ -58,8 +80,13 @@ pub struct Report {
     /// Total time spent in measured calls (the sum of the measured rounds).
     pub wall: Duration,
     /// Context switches of both processes during the measured calls; `None` if `/proc` could
-    /// not be read.
+    /// not be read, or if the scenario's threads exit while measured.
     pub ctx_switches: Option<u64>,
+    /// Bytes moved per call, both ways, for a scenario that moves a payload.
+    pub bytes_per_call: Option<u64>,
+    /// The child's threads and memory around the measured calls, for a scenario that watches
+    /// them (the `SCENARIO-resources` JSON line).
+    pub resources: Option<Resources>,
 }
 
 impl Report {
@@ -73,6 +100,23 @@ impl Report {
         self.ctx_switches
             .map(|n| count_f64(usize::try_from(n).unwrap_or(usize::MAX)))
             .map(|n| n / count_f64(self.summary.count))
+    }
+
+    /// Throughput in MB/s (10^6 bytes, both ways together), for a scenario that moves a
+    /// payload.
+    pub fn megabytes_per_s(&self) -> Option<f64> {
+        self.bytes_per_call
+            .map(|b| count_f64(usize::try_from(b).unwrap_or(usize::MAX)) * self.calls_per_s() / 1e6)
+    }
+
+    /// The name and, for scenarios with several threads or variants, the thread count: how
+    /// the table and the plot label it.
+    pub fn label(&self) -> String {
+        if self.threads == 1 && self.scenario != "threads" {
+            self.scenario.to_owned()
+        } else {
+            format!("{} x{}", self.scenario, self.threads)
+        }
     }
 
     /// One JSON object, on one line, without a newline.
@@ -90,6 +134,8 @@ impl Report {
     ///     summary: Summary { count: 4, min: us(1), median: us(2), p99: us(8), max: us(8) },
     ///     wall: us(20),
     ///     ctx_switches: Some(10),
+    ///     bytes_per_call: None,
+    ///     resources: None,
     /// };
     /// assert_eq!(
     ///     report.to_json(),
@@ -121,44 +167,79 @@ pub fn run(
     scenarios: &mut [Box<dyn Scenario>],
     opts: &Options,
 ) -> io::Result<Vec<Report>> {
-    let round = if scenarios.len() > 1 {
-        opts.round.max(1)
-    } else {
-        opts.calls.max(1)
-    };
+    let interleaved = scenarios.len() > 1;
     let mut runs = Vec::with_capacity(scenarios.len());
     for scenario in scenarios.iter_mut() {
+        let plan = scenario.plan(opts);
+        let round = round_of(&plan, opts, interleaved);
         let child = ChildProcess::spawn(exe, scenario.name())?;
         let client = scenario.client(child.connection()?)?;
+        // The child with the connection up, before any warm-up.
+        let baseline_threads = if scenario.watch_resources() {
+            resources::threads(child.pid()).ok()
+        } else {
+            None
+        };
         runs.push(Run {
             name: scenario.name(),
             threads: scenario.threads(),
+            bytes_per_call: scenario.bytes_per_call(),
+            plan,
+            round,
             pids: [std::process::id(), child.pid()],
             child,
             client,
-            samples: Vec::with_capacity(opts.calls),
+            samples: Vec::with_capacity(plan.calls),
             wall: Duration::ZERO,
-            ctx_switches: Some(0),
+            ctx_switches: scenario.counts_switches().then_some(0),
+            baseline_threads,
+            before: None,
+            resources: None,
         });
     }
 
-    let mut warmed = 0;
-    let mut discarded = Vec::with_capacity(round.min(opts.warmup));
-    while warmed < opts.warmup {
-        let n = round.min(opts.warmup - warmed);
-        for run in &mut runs {
-            discarded.clear();
-            run.client.run(n, &mut discarded)?;
+    let mut discarded = Vec::new();
+    let mut warmed = vec![0; runs.len()];
+    loop {
+        let mut busy = false;
+        for (run, warmed) in runs.iter_mut().zip(&mut warmed) {
+            let n = run.round.min(run.plan.warmup - *warmed);
+            if n > 0 {
+                discarded.clear();
+                run.client.run(n, &mut discarded)?;
+                *warmed += n;
+                busy = true;
+            }
         }
-        warmed += n;
+        if !busy {
+            break;
+        }
     }
-    let mut measured = 0;
-    while measured < opts.calls {
-        let n = round.min(opts.calls - measured);
-        for run in &mut runs {
-            run.measure(n)?;
+    for run in &mut runs {
+        if let Some(baseline) = run.baseline_threads {
+            run.before =
+                resources::Before::take(run.pids[1], baseline, resources::SETTLE_LIMIT).ok();
         }
-        measured += n;
+    }
+    loop {
+        let mut busy = false;
+        for run in &mut runs {
+            let n = run.round.min(run.plan.calls - run.samples.len());
+            if n > 0 {
+                run.measure(n)?;
+                busy = true;
+                if run.samples.len() == run.plan.calls {
+                    // At once, so that releasing its threads does not overlap the next
+                    // scenario's round.
+                    if let Some(before) = run.before.take() {
+                        run.resources = before.after(run.pids[1], resources::SETTLE_LIMIT).ok();
+                    }
+                }
+            }
+        }
+        if !busy {
+            break;
+        }
     }
 
     let mut reports = Vec::with_capacity(runs.len());
@@ -180,31 +261,55 @@ pub fn run(
             summary,
             wall: run.wall,
             ctx_switches: run.ctx_switches,
+            bytes_per_call: run.bytes_per_call,
+            resources: run.resources,
         });
     }
     Ok(reports)
+}
+
+/// Calls per round for a scenario with `plan`: all of them alone or unsplittable; otherwise
+/// `opts.round` scaled by the scenario's calls over `--calls`, so every scenario takes about
+/// as many rounds.
+fn round_of(plan: &Plan, opts: &Options, interleaved: bool) -> usize {
+    if !interleaved || !plan.split {
+        return plan.calls.max(plan.warmup).max(1);
+    }
+    let base = opts.calls.unwrap_or(DEFAULT_CALLS).max(1) as u128;
+    let scaled = (plan.calls as u128 * opts.round.max(1) as u128).div_ceil(base);
+    usize::try_from(scaled).unwrap_or(usize::MAX).max(1)
 }
 
 /// A scenario in progress.
 struct Run {
     name: &'static str,
     threads: usize,
+    bytes_per_call: Option<u64>,
+    plan: Plan,
+    /// Calls per round.
+    round: usize,
     pids: [u32; 2],
     child: ChildProcess,
     client: Client,
     samples: Vec<Duration>,
     wall: Duration,
+    /// `None` from the start for a scenario whose switches cannot be counted.
     ctx_switches: Option<u64>,
+    /// The child's threads once set up, for a scenario that watches its [`Resources`].
+    baseline_threads: Option<usize>,
+    before: Option<resources::Before>,
+    resources: Option<Resources>,
 }
 
 impl Run {
     /// Makes and records `n` calls.
     fn measure(&mut self, n: usize) -> io::Result<()> {
-        let before = ctxsw::switches(&self.pids).ok();
+        let counting = self.ctx_switches.is_some();
+        let before = counting.then(|| ctxsw::switches(&self.pids).ok()).flatten();
         let start = Instant::now();
         self.client.run(n, &mut self.samples)?;
         self.wall += start.elapsed();
-        let after = ctxsw::switches(&self.pids).ok();
+        let after = counting.then(|| ctxsw::switches(&self.pids).ok()).flatten();
         self.ctx_switches = match (self.ctx_switches, before, after) {
             (Some(total), Some(before), Some(after)) => Some(total + after.saturating_sub(before)),
             _ => None,
@@ -213,7 +318,9 @@ impl Run {
     }
 }
 
-/// A human-readable table of `reports`, with each median relative to `raw`'s if it was run.
+/// A human-readable table of `reports`, with each median relative to `raw`'s if it was run;
+/// then, if any scenario moved a payload or watched the child's resources, a line for each:
+/// throughput in MB/s, and threads and memory.
 pub fn table(reports: &[Report]) -> String {
     let baseline = reports
         .iter()
@@ -253,6 +360,24 @@ pub fn table(reports: &[Report]) -> String {
             ratio,
         );
     }
+    let mut notes = String::new();
+    for r in reports {
+        if let Some(mb) = r.megabytes_per_s() {
+            let _ = writeln!(
+                notes,
+                "{}: {mb:.1} MB/s ({} bytes per call, both ways)",
+                r.label(),
+                r.bytes_per_call.unwrap_or(0)
+            );
+        }
+        if let Some(resources) = &r.resources {
+            let _ = writeln!(notes, "{}", resources.describe(r.scenario));
+        }
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        out.push_str(&notes);
+    }
     out
 }
 
@@ -276,7 +401,7 @@ fn json_number(x: Option<f64>, decimals: usize) -> String {
 }
 
 /// A JSON string literal.
-fn json_string(s: &str) -> String {
+pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -311,6 +436,8 @@ mod tests {
             },
             wall,
             ctx_switches: ctx,
+            bytes_per_call: None,
+            resources: None,
         }
     }
 
@@ -334,5 +461,55 @@ mod tests {
         let table = table(&[report(10, Duration::from_micros(20), Some(40)), chain]);
         assert!(table.contains("1.00x"), "{table}");
         assert!(table.contains("3.00x"), "{table}");
+        assert!(!table.contains("MB/s"), "{table}");
+    }
+
+    #[test]
+    fn table_notes_throughput_and_resources() {
+        let mut payload = report(100, Duration::from_secs(1), None);
+        payload.scenario = "payload";
+        payload.bytes_per_call = Some(2_000_000);
+        let mut scale = report(10, Duration::from_secs(1), None);
+        scale.scenario = "scale";
+        scale.resources = Some(Resources {
+            threads_before: 4,
+            threads_after: 4,
+            rss_before_kib: 1,
+            rss_peak_kib: 3,
+            rss_after_kib: 2,
+        });
+        let table = table(&[payload, scale]);
+        assert!(table.contains("payload: 200.0 MB/s"), "{table}");
+        assert!(
+            table.contains("scale: server threads 4 before, 4 after"),
+            "{table}"
+        );
+    }
+
+    fn plan(calls: usize, split: bool) -> Plan {
+        Plan {
+            calls,
+            warmup: calls / 10,
+            split,
+        }
+    }
+
+    #[test]
+    fn rounds_scale_with_the_calls() {
+        let opts = Options::default();
+        assert_eq!(
+            round_of(&plan(DEFAULT_CALLS, true), &opts, true),
+            DEFAULT_ROUND
+        );
+        assert_eq!(round_of(&plan(200, true), &opts, true), 20);
+        assert_eq!(round_of(&plan(3, true), &opts, true), 1);
+        assert_eq!(round_of(&plan(10_000, false), &opts, true), 10_000);
+        assert_eq!(round_of(&plan(200, true), &opts, false), 200);
+        let asked = Options {
+            calls: Some(100),
+            round: 30,
+            ..opts
+        };
+        assert_eq!(round_of(&plan(100, true), &asked, true), 30);
     }
 }

@@ -10,8 +10,9 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use stress::Options;
 use stress::child::ChildProcess;
-use stress::scenarios;
+use stress::scenarios::{self, Scenario};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const MPBENCH: &str = env!("CARGO_BIN_EXE_mpbench");
@@ -80,33 +81,42 @@ fn stdout_lines(output: &Output) -> Vec<String> {
         .collect()
 }
 
+/// The fields of the contract line, in order.
+const CONTRACT: [&str; 7] = [
+    "scenario",
+    "calls",
+    "threads",
+    "median_us",
+    "p99_us",
+    "calls_per_s",
+    "ctx_switches_per_call",
+];
+
+/// Checks that `line` is a contract line of scenario `name` with `calls` calls and `threads`
+/// threads, whose numbers make sense together; returns its fields.
+fn contract_line(line: &str, name: &str, calls: usize, threads: usize) -> HashMap<String, String> {
+    let fields = fields(line);
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, CONTRACT, "{line}");
+    let map: HashMap<String, String> = fields.into_iter().collect();
+    assert_eq!(map["scenario"], format!("\"{name}\""), "{line}");
+    assert_eq!(map["calls"], calls.to_string(), "{line}");
+    assert_eq!(map["threads"], threads.to_string(), "{line}");
+    let median = number(&map, "median_us");
+    let p99 = number(&map, "p99_us");
+    assert!(median > 0.0 && p99 >= median, "median {median}, p99 {p99}");
+    assert!(number(&map, "calls_per_s") > 0.0, "{line}");
+    map
+}
+
 /// Runs `mpbench NAME --json --calls 200 --warmup WARMUP` and checks its one JSON line: the
 /// fields, in order, and values that make sense together.
 fn one_scenario_200_calls(name: &str, warmup: &str) {
     let output = mpbench(&[name, "--json", "--calls", "200", "--warmup", warmup]);
     let lines = stdout_lines(&output);
     assert_eq!(lines.len(), 1, "one JSON line: {lines:?}");
-    let fields = fields(&lines[0]);
-    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        keys,
-        [
-            "scenario",
-            "calls",
-            "threads",
-            "median_us",
-            "p99_us",
-            "calls_per_s",
-            "ctx_switches_per_call"
-        ]
-    );
-    let map: HashMap<String, String> = fields.into_iter().collect();
-    assert_eq!(map["scenario"], format!("\"{name}\""));
-    assert_eq!(map["calls"], "200");
-    assert_eq!(map["threads"], "1");
-    let median = number(&map, "median_us");
+    let map = contract_line(&lines[0], name, 200, 1);
     let p99 = number(&map, "p99_us");
-    assert!(median > 0.0 && p99 >= median, "median {median}, p99 {p99}");
     // 200 calls cannot take more than 200 * p99 (nor, being sequential, less than 200 * min).
     let per_s = number(&map, "calls_per_s");
     assert!(per_s >= 1e6 / p99 / 2.0, "calls_per_s {per_s} vs p99 {p99}");
@@ -138,18 +148,220 @@ fn call_200_calls_across_two_processes() {
 fn all_prints_one_line_per_scenario_in_order_and_a_table_without_json() {
     let output = mpbench(&["all", "--calls", "100", "--warmup", "10", "--round", "30"]);
     let lines = stdout_lines(&output);
-    let names = scenarios::names();
-    for (line, name) in lines.iter().zip(&names) {
-        let map: HashMap<String, String> = fields(line).into_iter().collect();
-        assert_eq!(map["scenario"], format!("\"{name}\""));
-        assert_eq!(
-            map["calls"], "100",
-            "rounds of 30 must add up to exactly 100"
+    let asked = Options {
+        calls: Some(100),
+        warmup: Some(10),
+        round: 30,
+    };
+    let mut all = scenarios::all();
+    // As the run does: `scale`'s thread count follows its calls.
+    for scenario in &mut all {
+        scenario.plan(&asked);
+    }
+    // The JSON lines, with `scale-resources` right after `scale`'s.
+    let mut json = lines.iter().take_while(|l| !l.is_empty());
+    for scenario in &all {
+        let line = json.next().expect("a line per scenario");
+        // Rounds of 30 (scaled for those with fewer calls) must add up to exactly 100.
+        contract_line(line, scenario.name(), 100, scenario.threads());
+        if scenario.name() == "scale" {
+            let line = json.next().expect("scale's resources");
+            assert!(line.contains("\"scenario\": \"scale-resources\""), "{line}");
+        }
+    }
+    assert_eq!(json.next(), None, "{lines:?}");
+    // Then a blank line and the table: a header and one row per scenario.
+    let table = &lines[all.len() + 2..];
+    assert!(table[0].starts_with("scenario"), "{lines:?}");
+    for (row, scenario) in table[1..].iter().zip(&all) {
+        assert!(row.starts_with(scenario.name()), "{row}");
+    }
+    // Then the notes: throughput of the payloads and the resources of scale.
+    let notes = table[all.len() + 1..].join("\n");
+    assert!(notes.contains("payload: "), "{notes}");
+    assert!(notes.contains("raw-1mib: "), "{notes}");
+    assert!(notes.contains("scale: server threads"), "{notes}");
+}
+
+#[test]
+fn threads_prints_one_line_per_thread_count() {
+    let output = mpbench(&["threads", "--json", "--calls", "96", "--warmup", "8"]);
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (line, threads) in lines.iter().zip([1, 2, 8, 32]) {
+        // `calls` counts every thread's calls.
+        let map = contract_line(line, "threads", 96, threads);
+        if cfg!(target_os = "linux") {
+            let ctx = number(&map, "ctx_switches_per_call");
+            assert!(ctx > 0.0, "{line}");
+        }
+    }
+}
+
+#[test]
+fn newthread_times_first_calls_and_counts_no_switches() {
+    let output = mpbench(&["newthread", "--json", "--calls", "30", "--warmup", "3"]);
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let map = contract_line(&lines[0], "newthread", 30, 1);
+    // The threads exit: their context switches cannot be counted.
+    assert_eq!(map["ctx_switches_per_call"], "null");
+}
+
+/// The human output of one run of `mpbench NAME --calls 10 --warmup 2`: its JSON line is checked
+/// and its throughput note returned.
+fn throughput(name: &str) -> f64 {
+    let output = mpbench(&[name, "--calls", "10", "--warmup", "2"]);
+    let lines = stdout_lines(&output);
+    contract_line(&lines[0], name, 10, 1);
+    let prefix = format!("{name}: ");
+    let note = lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no throughput note for {name}: {lines:?}"));
+    let mb: f64 = note
+        .split(" MB/s")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad note {note}"));
+    assert!(note.contains("2097152 bytes per call"), "{note}");
+    mb
+}
+
+#[test]
+fn payload_and_raw_1mib_report_throughput() {
+    // A megabyte each way: far above the 8 bytes of `raw`, on any machine.
+    for name in ["payload", "raw-1mib"] {
+        let mb = throughput(name);
+        assert!(mb > 1.0, "{name}: {mb} MB/s");
+    }
+}
+
+/// The fields of a `scale-resources` line, in order.
+const RESOURCES: [&str; 6] = [
+    "scenario",
+    "server_threads_before",
+    "server_threads_after",
+    "server_rss_before_kib",
+    "server_rss_peak_kib",
+    "server_rss_after_kib",
+];
+
+#[cfg(target_os = "linux")]
+#[test]
+fn scale_releases_every_worker_and_its_memory() {
+    // 100 threads of 10 calls, with small worker stacks for the child.
+    let output = mpbench(&["scale", "--calls", "1000", "--worker-stack-kib", "256"]);
+    let lines = stdout_lines(&output);
+    let map = contract_line(&lines[0], "scale", 1000, 100);
+    assert_eq!(map["ctx_switches_per_call"], "null");
+    let fields = fields(&lines[1]);
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, RESOURCES, "{}", lines[1]);
+    let map: HashMap<String, String> = fields.into_iter().collect();
+    assert_eq!(map["scenario"], "\"scale-resources\"");
+    let before = number(&map, "server_threads_before");
+    let after = number(&map, "server_threads_after");
+    assert!(
+        before >= 2.0,
+        "the child's main and loop threads at least: {before}"
+    );
+    assert_eq!(
+        after, before,
+        "every worker made for the 100 threads is gone"
+    );
+    let rss_before = number(&map, "server_rss_before_kib");
+    let rss_peak = number(&map, "server_rss_peak_kib");
+    let rss_after = number(&map, "server_rss_after_kib");
+    assert!(rss_before > 0.0 && rss_peak >= rss_after, "{}", lines[1]);
+    assert!(
+        (rss_after - rss_before).abs() <= 8.0 * 1024.0,
+        "RSS {rss_before} KiB before, {rss_after} KiB after"
+    );
+    // The human output says the same.
+    assert!(
+        lines.iter().any(|l| l.starts_with("scale: server threads")),
+        "{lines:?}"
+    );
+}
+
+/// A file in the temporary directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        TempFile(std::env::temp_dir().join(format!("mpbench-{}-{name}", std::process::id())))
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn all_plots_every_scenario_beside_the_floors() {
+    let file = TempFile::new("all.svg");
+    let output = mpbench(&[
+        "all",
+        "--json",
+        "--calls",
+        "30",
+        "--warmup",
+        "3",
+        "--round",
+        "10",
+        "--plot",
+        file.path(),
+    ]);
+    let lines = stdout_lines(&output);
+    assert!(
+        lines.iter().all(|l| l.starts_with('{')),
+        "only JSON: {lines:?}"
+    );
+    let svg = std::fs::read_to_string(&file.0).expect("the plot was written");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    for name in scenarios::names() {
+        assert!(
+            svg.contains(&format!(">{name}")),
+            "{name} is not in the plot"
         );
     }
-    // Then a blank line and the table: a header and one row per scenario.
-    assert_eq!(lines.len(), names.len() + 2 + names.len(), "{lines:?}");
-    assert!(lines[names.len() + 1].starts_with("scenario"));
+}
+
+#[test]
+fn plotting_one_scenario_adds_the_floors() {
+    let file = TempFile::new("call.svg");
+    let output = mpbench(&[
+        "call",
+        "--json",
+        "--calls",
+        "50",
+        "--warmup",
+        "5",
+        "--plot",
+        file.path(),
+        "--plot-scale",
+        "log",
+    ]);
+    let lines = stdout_lines(&output);
+    let names: Vec<String> = lines.iter().map(|l| fields(l)[0].1.clone()).collect();
+    assert_eq!(names, ["\"raw\"", "\"chain\"", "\"capnp\"", "\"call\""]);
+    let svg = std::fs::read_to_string(&file.0).expect("the plot was written");
+    assert!(svg.starts_with("<svg") && svg.contains("log scale"));
+    for name in ["raw", "chain", "capnp", "call"] {
+        assert!(
+            svg.contains(&format!(">{name}<")),
+            "{name} is not in the plot"
+        );
+    }
 }
 
 #[test]
@@ -160,19 +372,23 @@ fn bad_arguments_are_a_usage_error() {
         &["raw", "--calls"],
         &["raw", "--calls", "0"],
         &["--child", "raw", "--fd", "1"],
+        &["raw", "--plot"],
+        &["raw", "--plot-scale", "cubic"],
+        &["raw", "--worker-stack-kib"],
+        &["raw", "--worker-stack-kib", "many"],
     ] {
         let output = mpbench(args);
         assert!(!output.status.success(), "{args:?} should fail");
     }
 }
 
-/// Makes `n` calls of `name` against a child, then closes the socket: the child must exit, and
-/// cleanly.
-fn child_exits_on_eof(name: &str, n: usize) -> io::Result<()> {
+/// Makes `n` calls of `scenario` against a child, then closes the socket: the child must exit,
+/// and cleanly.
+fn child_exits_on_eof(mut scenario: Box<dyn Scenario>, n: usize) -> io::Result<()> {
+    let name = scenario.name();
     let child = ChildProcess::spawn(Path::new(MPBENCH), name)?;
     let conn = child.connection()?;
     conn.set_read_timeout(Some(LIMIT))?;
-    let mut scenario = scenarios::find(name).expect("registered scenario");
     let mut client = scenario.client(conn)?;
     client.run(n, &mut Vec::new())?;
     drop(client);
@@ -184,14 +400,16 @@ fn child_exits_on_eof(name: &str, n: usize) -> io::Result<()> {
 
 #[test]
 fn every_child_exits_on_eof() {
-    for name in scenarios::names() {
-        child_exits_on_eof(name, 50).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for scenario in scenarios::all() {
+        let label = format!("{} x{}", scenario.name(), scenario.threads());
+        child_exits_on_eof(scenario, 50).unwrap_or_else(|e| panic!("{label}: {e}"));
     }
 }
 
 #[test]
 fn idle_child_exits_on_eof() {
-    for name in scenarios::names() {
-        child_exits_on_eof(name, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for scenario in scenarios::all() {
+        let label = format!("{} x{}", scenario.name(), scenario.threads());
+        child_exits_on_eof(scenario, 0).unwrap_or_else(|e| panic!("{label}: {e}"));
     }
 }

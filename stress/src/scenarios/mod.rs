@@ -1,14 +1,15 @@
 //! What is measured: one module per scenario.
 //!
 //! A [`Scenario`] has two halves. In the parent, [`client`](Scenario::client) turns the
-//! connection into a [`Client`]: usually a [`Call`], which the benchmark times once per call, or,
-//! for calls that are made on a thread the benchmark does not run on, a [`Batch`] that makes and
-//! times many calls itself. In the child, [`serve`](Scenario::serve) answers calls until the
-//! parent closes the connection.
+//! connection into a [`Client`]: usually a [`Call`], which the benchmark times once per call; for
+//! calls that are made on a thread the benchmark does not run on, a [`Batch`] that makes and
+//! times many calls itself; or a [`Team`] of application threads that make calls at once. In the
+//! child, [`serve`](Scenario::serve) answers calls until the parent closes the connection.
 //!
-//! To add a scenario (the runtime ones still missing, `callback` and `nested`, go here): write
-//! `scenarios/NAME.rs` with a type implementing [`Scenario`], and add it to [`all`]. `mpbench`,
-//! the child subcommand and `mpbench all` pick it up from there.
+//! To add a scenario: write `scenarios/NAME.rs` with a type implementing [`Scenario`], and add it
+//! to [`all`]. `mpbench`, the child subcommand and `mpbench all` pick it up from there. A
+//! scenario may have several *variants* (`threads` has one per thread count): they share a name,
+//! each is its own entry in [`all`] with its own child process, and each prints its own JSON line.
 //!
 //! The scenarios so far:
 //! - [`raw`]: blocking 8-byte ping-pong on the socket, the floor;
@@ -16,19 +17,34 @@
 //! - [`capnp`]: a plain capnp-rpc call on the runtime's connection, made on the parent's
 //!   event-loop thread and answered on the child's: no `Context`, no worker, no hand-off;
 //! - [`call`]: the runtime's blocking call with a `Context`, from the application thread to the
-//!   child's worker thread dedicated to it.
+//!   child's worker thread dedicated to it;
+//! - [`callback`] and [`nested`]: calls back into the caller's thread, once or 8 levels deep;
+//! - [`threads`]: 1, 2, 8 and 32 application threads calling at once, each on its own worker;
+//! - [`newthread`]: the first call of a fresh thread, which also makes its worker;
+//! - [`payload`] and [`raw_1mib`]: 1 MiB each way, through the runtime and on the bare socket;
+//! - [`scale`]: 1000 short-lived application threads, and what they leave behind in the child.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
+
+use crate::run::{DEFAULT_CALLS, Options};
 
 pub mod call;
 pub mod callback;
 pub mod capnp;
 pub mod chain;
 pub mod nested;
+pub mod newthread;
+pub mod payload;
 pub mod raw;
+pub mod raw_1mib;
 mod runtime;
+pub mod scale;
+pub mod team;
+pub mod threads;
+
+pub use team::Team;
 
 /// One timed call, made on the thread that calls it (the "application" thread).
 ///
@@ -38,8 +54,9 @@ pub type Call = Box<dyn FnMut() -> io::Result<()>>;
 /// `n` calls, each timed by the scenario itself: pushes one latency per call onto the vector.
 ///
 /// For calls the application thread cannot time one by one, because they are made on another
-/// thread (the `capnp` scenario's run on the event-loop thread). Dropping it releases whatever
-/// the client set up, in bounded time.
+/// thread (the `capnp` scenario's run on the event-loop thread), or whose set-up per call must
+/// stay out of the sample (`payload` copies its megabyte before the clock starts). Dropping it
+/// releases whatever the client set up, in bounded time.
 pub type Batch = Box<dyn FnMut(usize, &mut Vec<Duration>) -> io::Result<()>>;
 
 /// What a scenario's [`client`](Scenario::client) hands the benchmark.
@@ -48,6 +65,9 @@ pub enum Client {
     Each(Call),
     /// The scenario makes and times a batch of calls.
     Batch(Batch),
+    /// Several application threads split each batch of calls between them and make them at
+    /// once, each timing its own.
+    Threads(Team),
 }
 
 impl Client {
@@ -58,28 +78,65 @@ impl Client {
     /// The first call that fails; `InvalidData` if a [`Batch`] recorded a wrong number of
     /// samples.
     pub fn run(&mut self, n: usize, samples: &mut Vec<Duration>) -> io::Result<()> {
+        let before = samples.len();
         match self {
-            Client::Each(call) => {
-                for _ in 0..n {
-                    let t = Instant::now();
-                    call()?;
-                    samples.push(t.elapsed());
-                }
-                Ok(())
-            }
-            Client::Batch(batch) => {
-                let before = samples.len();
-                batch(n, samples)?;
-                let recorded = samples.len() - before;
-                if recorded == n {
-                    Ok(())
-                } else {
-                    Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("a batch of {n} calls recorded {recorded} samples"),
-                    ))
-                }
-            }
+            Client::Each(call) => return time_each(call, n, samples),
+            Client::Batch(batch) => batch(n, samples)?,
+            Client::Threads(team) => team.run(n, samples)?,
+        }
+        let recorded = samples.len() - before;
+        if recorded == n {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a batch of {n} calls recorded {recorded} samples"),
+            ))
+        }
+    }
+}
+
+/// Makes `n` calls of `call`, timing each around it.
+fn time_each(call: &mut Call, n: usize, samples: &mut Vec<Duration>) -> io::Result<()> {
+    for _ in 0..n {
+        let t = Instant::now();
+        call()?;
+        samples.push(t.elapsed());
+    }
+    Ok(())
+}
+
+/// How many calls a scenario makes in one run, from the [`Options`] asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Measured calls.
+    pub calls: usize,
+    /// Unmeasured calls before measuring.
+    pub warmup: usize,
+    /// Whether the calls may be split into interleaved rounds; `false`: one round makes them all
+    /// (`scale`, whose point is that all its threads are alive at once).
+    pub split: bool,
+}
+
+impl Plan {
+    /// `--calls` and `--warmup` if given, else `default_calls` and a tenth of it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use stress::Options;
+    /// use stress::scenarios::Plan;
+    ///
+    /// let plan = Plan::with_default(&Options::default(), 200);
+    /// assert_eq!((plan.calls, plan.warmup), (200, 20));
+    /// let asked = Options { calls: Some(7), ..Options::default() };
+    /// assert_eq!(Plan::with_default(&asked, 200).calls, 7);
+    /// ```
+    pub fn with_default(opts: &Options, default_calls: usize) -> Plan {
+        Plan {
+            calls: opts.calls.unwrap_or(default_calls),
+            warmup: opts.warmup.unwrap_or(default_calls / 10),
+            split: true,
         }
     }
 }
@@ -92,6 +149,33 @@ pub trait Scenario {
     /// How many application threads make calls at once (`threads` in the JSON output).
     fn threads(&self) -> usize {
         1
+    }
+
+    /// How many calls to make, given the options; called once, before [`client`](Self::client).
+    ///
+    /// The default is `--calls`/`--warmup`, or [`DEFAULT_CALLS`] and a tenth of it: scenarios
+    /// whose calls cost much more make fewer by default.
+    fn plan(&mut self, opts: &Options) -> Plan {
+        Plan::with_default(opts, DEFAULT_CALLS)
+    }
+
+    /// Bytes moved per call, both ways together, for scenarios that move a payload: the table
+    /// shows their throughput in MB/s.
+    fn bytes_per_call(&self) -> Option<u64> {
+        None
+    }
+
+    /// Whether the benchmark records the child's threads and memory around the measured calls
+    /// ([`Resources`](crate::run::Resources)).
+    fn watch_resources(&self) -> bool {
+        false
+    }
+
+    /// Whether `ctx_switches_per_call` means anything: not when threads exit during the
+    /// measured calls, since Linux drops an exited thread's counts from `/proc` (the JSON
+    /// then says `null`).
+    fn counts_switches(&self) -> bool {
+        true
     }
 
     /// In the parent: sets up over `conn` and returns the calls to time.
@@ -112,19 +196,27 @@ pub trait Scenario {
     fn serve(&mut self, conn: UnixStream) -> io::Result<()>;
 }
 
-/// Every scenario, in the order `mpbench all` runs and prints them.
+/// Every scenario and variant, in the order `mpbench all` runs and prints them.
 pub fn all() -> Vec<Box<dyn Scenario>> {
-    vec![
+    let mut all: Vec<Box<dyn Scenario>> = vec![
         Box::new(raw::Raw),
         Box::new(chain::Chain),
         Box::new(capnp::Capnp),
         Box::new(call::ContextCall),
         Box::new(callback::Callback),
         Box::new(nested::Nested),
-    ]
+    ];
+    for count in threads::COUNTS {
+        all.push(Box::new(threads::Threads::new(count)));
+    }
+    all.push(Box::new(newthread::NewThread));
+    all.push(Box::new(payload::Payload));
+    all.push(Box::new(raw_1mib::RawMib));
+    all.push(Box::new(scale::Scale::default()));
+    all
 }
 
-/// The scenario called `name`, if there is one.
+/// The scenario called `name` (its first variant), if there is one: what a child serves.
 ///
 /// # Examples
 ///
@@ -136,9 +228,37 @@ pub fn find(name: &str) -> Option<Box<dyn Scenario>> {
     all().into_iter().find(|s| s.name() == name)
 }
 
-/// The names of every scenario, in [`all`] order.
+/// Every variant of the scenario called `name`, or every scenario for `all`; empty if there is
+/// no such scenario.
+///
+/// # Examples
+///
+/// ```
+/// use stress::scenarios::select;
+///
+/// let threads: Vec<usize> = select("threads").iter().map(|s| s.threads()).collect();
+/// assert_eq!(threads, [1, 2, 8, 32]);
+/// assert_eq!(select("raw").len(), 1);
+/// assert_eq!(select("all").len(), stress::scenarios::all().len());
+/// assert!(select("nope").is_empty());
+/// ```
+pub fn select(name: &str) -> Vec<Box<dyn Scenario>> {
+    let all = all();
+    if name == "all" {
+        return all;
+    }
+    all.into_iter().filter(|s| s.name() == name).collect()
+}
+
+/// The names of every scenario, in [`all`] order, each once.
 pub fn names() -> Vec<&'static str> {
-    all().iter().map(|s| s.name()).collect()
+    let mut names: Vec<&'static str> = Vec::new();
+    for scenario in all() {
+        if !names.contains(&scenario.name()) {
+            names.push(scenario.name());
+        }
+    }
+    names
 }
 
 // The wire format shared by the scenarios that need no runtime: one little-endian u64 per
@@ -212,6 +332,37 @@ mod tests {
             !names.contains(&"all"),
             "`all` is the command, not a scenario"
         );
+    }
+
+    #[test]
+    fn variants_are_adjacent_and_differ_in_threads() {
+        let all: Vec<(&str, usize)> = all().iter().map(|s| (s.name(), s.threads())).collect();
+        for (i, (name, threads)) in all.iter().enumerate() {
+            let same: Vec<usize> = (0..all.len()).filter(|&j| all[j].0 == *name).collect();
+            assert_eq!(
+                same,
+                (same[0]..same[0] + same.len()).collect::<Vec<_>>(),
+                "variants of {name} are listed together"
+            );
+            assert!(
+                !all[..i].contains(&(*name, *threads)),
+                "{name} has two variants with {threads} threads"
+            );
+        }
+    }
+
+    #[test]
+    fn plans_follow_the_options() {
+        let asked = Options {
+            calls: Some(50),
+            warmup: Some(5),
+            ..Options::default()
+        };
+        for mut scenario in all() {
+            let plan = scenario.plan(&asked);
+            assert_eq!(plan.calls, 50, "{}", scenario.name());
+            assert!(plan.warmup <= 5, "{}", scenario.name());
+        }
     }
 
     #[test]

@@ -1,0 +1,129 @@
+//! `payload`: `Probe.echo` of a 1 MiB byte string: the runtime's call carrying a megabyte each
+//! way. Beside it, [`raw_1mib`](super::raw_1mib) moves the same megabyte each way on the bare
+//! socket, so the two throughputs (MB/s in the table) compare.
+//!
+//! Per echo the parent copies the bytes into the capnp request on its loop thread; the child
+//! reads them into a `Vec` for its worker, which hands them back to be copied into the response;
+//! the parent copies the response out. The sample is the echo only: copying the megabyte the
+//! echo consumes, and checking the reply, happen before and after the clock.
+//!
+//! `calls` counts echoes. Fewer by default (200): each moves 2 MiB.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use super::runtime::{self, Parent};
+use super::{Client, Plan, Scenario};
+use crate::run::Options;
+
+/// The bytes each echo (and each `raw-1mib` exchange) carries each way.
+pub const BYTES: usize = 1 << 20;
+
+/// Echoes `payload` and `raw-1mib` make unless `--calls` says otherwise.
+pub const DEFAULT_CALLS: usize = 200;
+
+/// The `payload` scenario.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Payload;
+
+impl Scenario for Payload {
+    fn name(&self) -> &'static str {
+        "payload"
+    }
+
+    fn plan(&mut self, opts: &Options) -> Plan {
+        Plan::with_default(opts, DEFAULT_CALLS)
+    }
+
+    fn bytes_per_call(&self) -> Option<u64> {
+        Some(2 * BYTES as u64)
+    }
+
+    fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
+        let parent = Parent::connect(conn, "mpbench-payload-loop")?;
+        let probe = parent.init.make_probe().map_err(runtime::to_io)?;
+        // The probe first: it must drop before the connection it lives on.
+        let state = (probe, parent);
+        let mut data = pattern();
+        let mut seq = 0u64;
+        Ok(Client::Batch(Box::new(move |n, samples| {
+            for _ in 0..n {
+                seq = seq.wrapping_add(1);
+                stamp(&mut data, seq);
+                let sent = data.clone();
+                let start = Instant::now();
+                let echoed = state.0.echo(sent).map_err(runtime::to_io)?;
+                samples.push(start.elapsed());
+                check(&echoed, &data)?;
+            }
+            Ok(())
+        })))
+    }
+
+    fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
+        runtime::serve(conn, "mpbench-payload-child-loop")
+    }
+}
+
+/// [`BYTES`] bytes that are not all alike, so a reply shifted or cut short cannot pass.
+pub(crate) fn pattern() -> Vec<u8> {
+    (0..BYTES).map(|i| (i % 251) as u8).collect()
+}
+
+/// Writes `seq` in the first 8 bytes, so a stale reply cannot pass for the current one.
+pub(crate) fn stamp(data: &mut [u8], seq: u64) {
+    data[..8].copy_from_slice(&seq.to_le_bytes());
+}
+
+/// Checks that the echo is what was sent.
+pub(crate) fn check(echoed: &[u8], sent: &[u8]) -> io::Result<()> {
+    if echoed == sent {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the echo of {} bytes came back as {} different bytes",
+                sent.len(),
+                echoed.len()
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp_testkit::watchdog;
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn client_and_server_in_one_process() {
+        watchdog::guard(
+            "payload::client_and_server_in_one_process",
+            Duration::from_secs(60),
+            || {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                let server = thread::spawn(move || Payload.serve(b));
+                let mut client = Payload.client(a).expect("client");
+                let mut samples = Vec::new();
+                client.run(3, &mut samples).expect("echoes");
+                assert_eq!(samples.len(), 3);
+                drop(client);
+                server.join().expect("server thread").expect("serve");
+            },
+        );
+    }
+
+    #[test]
+    fn stamps_differ() {
+        let (mut a, mut b) = (pattern(), pattern());
+        stamp(&mut a, 1);
+        stamp(&mut b, 2);
+        assert!(check(&a, &b).is_err());
+        assert!(check(&a[..BYTES - 1], &a).is_err());
+        assert!(check(&a, &a.clone()).is_ok());
+    }
+}

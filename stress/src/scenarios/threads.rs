@@ -1,0 +1,119 @@
+//! `threads`: `T` application threads calling `Probe.add` at once, for `T` in [`COUNTS`]; each
+//! thread has its own worker in the child, made by its first call, before measuring.
+//!
+//! # Shape
+//!
+//! ```text
+//!  parent                                     child
+//!  app 1 ─┐                                ┌─▶ worker 1
+//!  app 2 ─┼─ post ─▶ loop ══ socket ══▶ loop ┼─▶ worker 2
+//!  app T ─┘                                └─▶ worker T
+//! ```
+//!
+//! Every thread's call takes [`call`](super::call)'s path, but they share the two loop threads
+//! and the socket: the JSON line of each `T` says how latency (median and p99 over every call of
+//! every thread) and aggregate throughput (`calls_per_s`: all threads' calls over the wall time)
+//! bear the sharing. `calls` is the total over the threads; each round is split evenly between
+//! them ([`Team`]).
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use mp_testkit::probe::ProbeClient;
+
+use super::callback::check;
+use super::runtime::{self, Parent};
+use super::{Call, Client, Scenario, Team};
+
+/// The thread counts `mpbench threads` and `mpbench all` measure, one JSON line each.
+pub const COUNTS: [usize; 4] = [1, 2, 8, 32];
+
+/// One variant of the `threads` scenario: `count` threads at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Threads {
+    count: usize,
+}
+
+impl Threads {
+    /// The variant with `count` application threads (at least 1).
+    pub fn new(count: usize) -> Threads {
+        Threads {
+            count: count.max(1),
+        }
+    }
+}
+
+impl Scenario for Threads {
+    fn name(&self) -> &'static str {
+        "threads"
+    }
+
+    fn threads(&self) -> usize {
+        self.count
+    }
+
+    fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
+        let parent = Parent::connect(conn, "mpbench-threads-loop")?;
+        let probe = Arc::new(parent.init.make_probe().map_err(runtime::to_io)?);
+        let team = Team::spawn("mpbench-threads", self.count, move |index| {
+            member_call(probe.clone(), index)
+        })?;
+        // The members hold the probe; the connection and loop go after them.
+        Ok(Client::Threads(team.keeping(parent)))
+    }
+
+    fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
+        runtime::serve(conn, "mpbench-threads-child-loop")
+    }
+}
+
+/// On member thread `index`: one unmeasured call, which makes this thread's worker in the child,
+/// then the call to time. Each thread adds in its own range of numbers, so a reply meant for
+/// another thread cannot pass the check.
+fn member_call(probe: Arc<ProbeClient>, index: usize) -> io::Result<Call> {
+    let base = i32::try_from(index)
+        .map_err(io::Error::other)?
+        .wrapping_mul(1 << 20);
+    check(
+        probe.add(base, 1).map_err(runtime::to_io)?,
+        base.wrapping_add(1),
+    )?;
+    let mut seq = base;
+    Ok(Box::new(move || {
+        seq = seq.wrapping_add(1);
+        check(
+            probe.add(seq, 1).map_err(runtime::to_io)?,
+            seq.wrapping_add(1),
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mp_testkit::watchdog;
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn client_and_server_in_one_process() {
+        watchdog::guard(
+            "threads::client_and_server_in_one_process",
+            Duration::from_secs(60),
+            || {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                let server = thread::spawn(move || Threads::new(4).serve(b));
+                let mut client = Threads::new(4).client(a).expect("client");
+                let mut samples = Vec::new();
+                client.run(30, &mut samples).expect("calls");
+                client
+                    .run(3, &mut samples)
+                    .expect("fewer calls than threads");
+                assert_eq!(samples.len(), 33);
+                drop(client);
+                server.join().expect("server thread").expect("serve");
+            },
+        );
+    }
+}
