@@ -39,14 +39,22 @@ pub const INVALID_THREAD_PREFIX: &str = "invalid thread: ";
 impl Error {
     /// Maps an error from Cap'n Proto to ours.
     pub fn from_capnp(error: capnp::Error) -> Self {
+        // capnp's errors about malformed input (an out-of-bounds pointer in
+        // a peer's response, say) carry their description in `kind` and
+        // leave `extra` empty: keep the description, never a blank message.
+        let extra = if error.extra.is_empty() {
+            error.kind.to_string()
+        } else {
+            error.extra
+        };
         match error.kind {
-            capnp::ErrorKind::Disconnected => Error::Disconnected(error.extra),
+            capnp::ErrorKind::Disconnected => Error::Disconnected(extra),
             _ => {
-                if let Some(pos) = error.extra.find(INVALID_THREAD_PREFIX) {
-                    let detail = &error.extra[pos + INVALID_THREAD_PREFIX.len()..];
+                if let Some(pos) = extra.find(INVALID_THREAD_PREFIX) {
+                    let detail = &extra[pos + INVALID_THREAD_PREFIX.len()..];
                     return Error::InvalidThread(detail.to_string());
                 }
-                Error::Remote(error.extra)
+                Error::Remote(extra)
             }
         }
     }

@@ -214,7 +214,11 @@ impl LoopContext {
             match self.shared.mailbox.take_work(&mut jobs, &mut ready) {
                 Next::Work => {
                     for job in jobs.drain(..) {
-                        job();
+                        // A panicking closure must not take the loop, and
+                        // every connection on it, down with it.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                            tracing::error!(target: "multiprocess", "a closure posted to the event loop panicked");
+                        }
                     }
                     for id in ready.drain(..) {
                         self.executor.poll(id);

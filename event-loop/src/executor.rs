@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 // sync-facade: allow (std::task::Wake is only implemented for std's Arc)
 use std::sync::Arc as StdArc;
@@ -109,14 +110,25 @@ impl Executor {
         };
         let std_waker = Waker::from(waker);
         let mut cx = Context::from_waker(&std_waker);
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(()) => {
+        // A task that panics (capnp-rpc has unwraps on paths a peer could
+        // reach) is dropped alone: its connection closes, the loop and every
+        // other connection carry on.
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+        match polled {
+            Ok(Poll::Pending) => {
+                if let Some(task) = self.tasks.borrow_mut().get_mut(id) {
+                    task.future = Some(future);
+                }
+            }
+            Ok(Poll::Ready(())) => {
                 self.tasks.borrow_mut().try_remove(id);
                 drop(future);
             }
-            Poll::Pending => {
-                if let Some(task) = self.tasks.borrow_mut().get_mut(id) {
-                    task.future = Some(future);
+            Err(_) => {
+                tracing::error!(target: "multiprocess", "a task on the event loop panicked; it was dropped");
+                self.tasks.borrow_mut().try_remove(id);
+                if std::panic::catch_unwind(AssertUnwindSafe(move || drop(future))).is_err() {
+                    tracing::error!(target: "multiprocess", "dropping a panicked task panicked too");
                 }
             }
         }

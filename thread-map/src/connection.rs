@@ -380,6 +380,10 @@ fn start_conn(
         cx.spawn(async move {
             let error = match rpc.await {
                 Ok(()) => Error::Disconnected("the connection was closed".to_string()),
+                // capnp's errors about malformed input (an out-of-bounds
+                // pointer, say) carry their description in `kind` and leave
+                // `extra` empty: keep the description, never a blank reason.
+                Err(e) if e.extra.is_empty() => Error::Disconnected(e.kind.to_string()),
                 Err(e) => Error::Disconnected(e.extra),
             };
             if let Some(conn) = loop_state::with(|state| state.remove_conn(id)) {

@@ -110,6 +110,9 @@ impl thread::Server for ThreadServer {
     }
 }
 
+/// The most pooled workers one `makePool` may ask for.
+const MAX_POOL: u32 = 256;
+
 /// The server behind the `ThreadMap` a process gives its peer.
 pub(crate) struct ThreadMapServer {
     pub(crate) conn_id: u64,
@@ -155,6 +158,15 @@ impl thread_map::Server for ThreadMapServer {
         _: thread_map::MakePoolResults,
     ) -> capnp::Result<()> {
         let count = params.get()?.get_count();
+        // The count comes from the peer: without a bound, one message
+        // (`makePool(4294967295)`) has the loop thread start threads until
+        // the OS refuses, stalling every connection meanwhile and leaving
+        // the process (and its user) without threads to start.
+        if count > MAX_POOL {
+            return Err(capnp::Error::failed(format!(
+                "makePool({count}) refused: at most {MAX_POOL} pooled workers per connection"
+            )));
+        }
         let Some(conn) = loop_state::with(|state| state.conn(self.conn_id)) else {
             return Err(capnp::Error::disconnected("connection closed".to_string()));
         };

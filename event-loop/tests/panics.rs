@@ -1,0 +1,38 @@
+//! A panic in a closure or a task on the loop is contained: the loop keeps
+//! running everything else.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use multiprocess_event_loop::{EventLoop, LoopContext};
+
+#[test]
+fn a_panicking_closure_or_task_does_not_stop_the_loop() {
+    let event_loop = EventLoop::start("panics-loop").expect("loop");
+    event_loop
+        .post(|| panic!("deliberate panic in a posted closure"))
+        .expect("post");
+    event_loop
+        .post(|| {
+            LoopContext::with(|cx| cx.spawn(async { panic!("deliberate panic in a task") }));
+        })
+        .expect("post");
+    let (sender, received) = mpsc::channel();
+    event_loop
+        .spawn(move || async move {
+            let _ = sender.send(7);
+        })
+        .expect("spawn");
+    assert_eq!(
+        received
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the loop still runs tasks"),
+        7
+    );
+    assert_eq!(
+        event_loop
+            .sync(|| 42)
+            .expect("the loop still runs closures"),
+        42
+    );
+}

@@ -1,0 +1,102 @@
+//! Arbitrary bytes from a peer on a served connection.
+//!
+//! One server event loop is started on first use and serves `Init` (the
+//! test child's bootstrap, `InitServer::bootstrap`) on a new socketpair per
+//! input. The input is written to the other end, whose write side is then
+//! shut down; the server must close the connection (EOF on our side, and
+//! its own end reports the disconnect) within `TIMEOUT`. A crash, a panic on
+//! the loop thread, or a connection that stays open (a hang) is a finding:
+//! the target aborts with a message saying which.
+//!
+//! Panics on worker threads (`mp-worker-N`) are not findings: the runtime
+//! catches them and answers the call with an error, by design (`Probe.fail`
+//! with `panic = true` asks for one).
+
+#![no_main]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::sync::{Once, OnceLock};
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use mp_testkit::probe::InitServer;
+use multiprocess_thread_map::{Connection, EventLoop, LoopHandle};
+
+/// How long the server may take to close a connection whose peer has sent
+/// everything and shut down its write side.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn server_loop() -> &'static LoopHandle {
+    static LOOP: OnceLock<LoopHandle> = OnceLock::new();
+    LOOP.get_or_init(|| EventLoop::start("fuzz-server").expect("start the server loop"))
+}
+
+/// libfuzzer-sys aborts on every panic, even one caught later. The runtime
+/// catches panics of the methods it runs on worker threads and turns them
+/// into errors for the caller: those are not findings. Any other panic (the
+/// loop thread, this thread) still aborts.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let fuzzer_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let on_worker = std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with("mp-worker-"));
+            if !on_worker {
+                fuzzer_hook(info);
+            }
+        }));
+    });
+}
+
+fn hang(what: &str) -> ! {
+    eprintln!("HANG: {what} within {TIMEOUT:?}");
+    std::process::abort();
+}
+
+fuzz_target!(|data: &[u8]| {
+    install_panic_hook();
+    let event_loop = server_loop();
+    let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
+    let served = Connection::serve(event_loop, theirs, InitServer::bootstrap).expect("serve");
+    ours.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+    ours.set_write_timeout(Some(TIMEOUT))
+        .expect("write timeout");
+
+    // The server may close before reading everything.
+    match ours.write_all(data) {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            hang("the server did not read the input")
+        }
+        Err(e) => panic!("write: {e}"),
+    }
+    let _ = ours.shutdown(Shutdown::Write);
+
+    // Read (and discard) the server's answers until it closes.
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match ours.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                hang("the server did not close the connection")
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    if served.wait_disconnected(TIMEOUT).is_none() {
+        hang("the server's end did not report the disconnect");
+    }
+    // The loop is still serving.
+    if event_loop.sync(|| ()).is_err() {
+        eprintln!("the server loop died");
+        std::process::abort();
+    }
+});

@@ -1,0 +1,1047 @@
+//! Bad input from a peer: garbage bytes, truncated frames, oversized segment
+//! tables, capabilities it was never given, and `Context.thread`s that name
+//! something other than a thread this connection made.
+//!
+//! Each time, the bad connection is closed (the server sends an `Abort` and
+//! then EOF) or the bad call fails with a clear error; the server's event
+//! loop and its other connections carry on. In process, one server loop
+//! serves a well-behaved client (`Connection::connect`, `ProbeClient`) and
+//! raw sockets this test writes hand-built Cap'n Proto messages to; against
+//! `mp-child` (which serves one connection), the child closes the bad
+//! connection and exits cleanly instead of crashing.
+//!
+//! No wait is unbounded: sockets have read and write timeouts, and every
+//! test runs under the watchdog.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use capnp::message::{Builder, HeapAllocator, ReaderOptions};
+use capnp::traits::{HasTypeId, ImbueMut};
+use capnp_rpc::rpc_capnp::{message, return_};
+use mp_testkit::probe::{InitClient, InitServer, ProbeClient};
+use mp_testkit::probe_capnp::{init, probe};
+use mp_testkit::watchdog::guard;
+use multiprocess_thread_map::proxy_capnp::{thread, thread_map};
+use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
+
+const LIMIT: Duration = Duration::from_secs(60);
+/// The bound on every socket read and write, and on every wait for a
+/// connection to close.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+const INIT: u64 = <init::Client as HasTypeId>::TYPE_ID;
+const PROBE: u64 = <probe::Client as HasTypeId>::TYPE_ID;
+const THREAD_MAP: u64 = <thread_map::Client as HasTypeId>::TYPE_ID;
+
+fn child_exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_mp-child"))
+}
+
+// ---------------------------------------------------------------------------
+// Hand-built Cap'n Proto RPC messages.
+// ---------------------------------------------------------------------------
+
+/// A serialized message (segment table and segments).
+fn bytes(message: &Builder<HeapAllocator>) -> Vec<u8> {
+    let mut out = Vec::new();
+    capnp::serialize::write_message(&mut out, message).expect("serialize");
+    out
+}
+
+fn bootstrap(question: u32) -> Builder<HeapAllocator> {
+    let mut message = Builder::new_default();
+    message
+        .init_root::<message::Builder<'_>>()
+        .init_bootstrap()
+        .set_question_id(question);
+    message
+}
+
+/// What a hand-built call is addressed to.
+#[derive(Clone, Copy)]
+enum Target {
+    /// A capability the server exported to us (`importedCap`).
+    Import(u32),
+}
+
+/// A capability descriptor in a call's cap table.
+#[derive(Clone, Copy, Debug)]
+enum Cap {
+    /// One we host: the server imports it.
+    SenderHosted(u32),
+    /// A promise we host and may resolve later.
+    SenderPromise(u32),
+    /// One the server exported to us, passed back.
+    ReceiverHosted(u32),
+}
+
+/// Placeholder capabilities: a typed setter needs a client to put in the
+/// cap table; the descriptors actually sent are the `Cap`s given to `call`.
+struct NoThread;
+impl thread::Server for NoThread {}
+struct NoThreadMap;
+impl thread_map::Server for NoThreadMap {}
+
+fn placeholder_thread() -> thread::Client {
+    capnp_rpc::new_client(NoThread)
+}
+
+fn placeholder_thread_map() -> thread_map::Client {
+    capnp_rpc::new_client(NoThreadMap)
+}
+
+/// A `Call` message; `fill` writes the parameters (setting capabilities in
+/// the order of `caps`).
+fn call(
+    question: u32,
+    target: Target,
+    interface_id: u64,
+    method_id: u16,
+    caps: &[Cap],
+    fill: impl FnOnce(capnp::any_pointer::Builder<'_>),
+) -> Builder<HeapAllocator> {
+    let mut table: Vec<Option<Box<dyn capnp::private::capability::ClientHook>>> = Vec::new();
+    let mut message = Builder::new_default();
+    {
+        let mut call = message.init_root::<message::Builder<'_>>().init_call();
+        call.set_question_id(question);
+        call.set_interface_id(interface_id);
+        call.set_method_id(method_id);
+        match target {
+            Target::Import(id) => call.reborrow().init_target().set_imported_cap(id),
+        }
+        let mut params = call.init_params();
+        {
+            let mut content = params.reborrow().init_content();
+            content.imbue_mut(&mut table);
+            fill(content);
+        }
+        let mut descriptors = params.init_cap_table(caps.len() as u32);
+        for (i, cap) in caps.iter().enumerate() {
+            let mut descriptor = descriptors.reborrow().get(i as u32);
+            match *cap {
+                Cap::SenderHosted(id) => descriptor.set_sender_hosted(id),
+                Cap::SenderPromise(id) => descriptor.set_sender_promise(id),
+                Cap::ReceiverHosted(id) => descriptor.set_receiver_hosted(id),
+            }
+        }
+    }
+    assert_eq!(table.len(), caps.len(), "one descriptor per capability set");
+    message
+}
+
+/// `Init.construct(threadMap)`, our ThreadMap being `SenderHosted(id)`.
+fn construct(question: u32, init: u32, our_map: u32) -> Builder<HeapAllocator> {
+    call(
+        question,
+        Target::Import(init),
+        INIT,
+        0,
+        &[Cap::SenderHosted(our_map)],
+        |content| {
+            content
+                .init_as::<init::construct_params::Builder<'_>>()
+                .set_thread_map(placeholder_thread_map());
+        },
+    )
+}
+
+/// `ThreadMap.makeThread(name)`.
+fn make_thread(question: u32, map: u32, name: &str) -> Builder<HeapAllocator> {
+    call(
+        question,
+        Target::Import(map),
+        THREAD_MAP,
+        0,
+        &[],
+        |content| {
+            content
+                .init_as::<thread_map::make_thread_params::Builder<'_>>()
+                .set_name(name);
+        },
+    )
+}
+
+/// `ThreadMap.makePool(count)`.
+fn make_pool(question: u32, map: u32, count: u32) -> Builder<HeapAllocator> {
+    call(
+        question,
+        Target::Import(map),
+        THREAD_MAP,
+        1,
+        &[],
+        |content| {
+            content
+                .init_as::<thread_map::make_pool_params::Builder<'_>>()
+                .set_count(count);
+        },
+    )
+}
+
+/// `Init.makeProbe(context)` with `Context.thread` = `thread` (none if
+/// `None`).
+fn make_probe(question: u32, init: u32, thread: Option<Cap>) -> Builder<HeapAllocator> {
+    let caps: Vec<Cap> = thread.into_iter().collect();
+    call(question, Target::Import(init), INIT, 1, &caps, |content| {
+        let params = content.init_as::<init::make_probe_params::Builder<'_>>();
+        if thread.is_some() {
+            params.init_context().set_thread(placeholder_thread());
+        } else {
+            params.init_context();
+        }
+    })
+}
+
+/// `Probe.add(context, a, b)` on the worker `thread`.
+fn add(question: u32, probe: u32, thread: Cap, a: i32, b: i32) -> Builder<HeapAllocator> {
+    call(
+        question,
+        Target::Import(probe),
+        PROBE,
+        0,
+        &[thread],
+        |content| {
+            let mut params = content.init_as::<probe::add_params::Builder<'_>>();
+            params
+                .reborrow()
+                .init_context()
+                .set_thread(placeholder_thread());
+            params.set_a(a);
+            params.set_b(b);
+        },
+    )
+}
+
+/// `Resolve` of our promise `promise_id` to an exception.
+fn resolve_to_error(promise_id: u32, reason: &str) -> Builder<HeapAllocator> {
+    let mut message = Builder::new_default();
+    {
+        let mut resolve = message.init_root::<message::Builder<'_>>().init_resolve();
+        resolve.set_promise_id(promise_id);
+        resolve.init_exception().set_reason(reason);
+    }
+    message
+}
+
+// ---------------------------------------------------------------------------
+// A raw socket speaking to a server.
+// ---------------------------------------------------------------------------
+
+/// What the server answered to one question.
+#[derive(Debug)]
+enum Answer {
+    /// Results; the export ids of the capabilities they carry
+    /// (`senderHosted`), in cap-table order.
+    Results(Vec<u32>),
+    /// An exception, with its reason.
+    Exception(String),
+}
+
+/// How a connection ended, seen from the raw socket.
+#[derive(Debug)]
+struct Closed {
+    /// The reason of the `Abort` the server sent before closing, if any.
+    abort: Option<String>,
+}
+
+/// Our end of a connection, where we write what we like.
+struct Raw {
+    stream: UnixStream,
+    /// Bytes read but not yet parsed into messages.
+    pending: Vec<u8>,
+}
+
+impl Raw {
+    fn new(stream: UnixStream) -> Self {
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
+        Self {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes `data`. The server may close the connection before it has
+    /// read everything (it rejects a message from its header): a broken
+    /// pipe or reset here is not a failure.
+    fn write(&mut self, data: &[u8]) {
+        match self.stream.write_all(data) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+            Err(e) => panic!("writing to the server: {e}"),
+        }
+    }
+
+    fn send(&mut self, message: &Builder<HeapAllocator>) {
+        self.write(&bytes(message));
+    }
+
+    /// Reads more bytes; `false` at EOF (or reset).
+    fn fill(&mut self) -> bool {
+        let mut buf = [0u8; 4096];
+        match self.stream.read(&mut buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the server neither answered nor closed within {IO_TIMEOUT:?}")
+            }
+            Err(e) => panic!("reading from the server: {e}"),
+        }
+    }
+
+    /// The next whole message the server sent, or `None` at EOF.
+    fn next_message(&mut self) -> Option<capnp::message::Reader<capnp::serialize::OwnedSegments>> {
+        loop {
+            let mut slice: &[u8] = &self.pending;
+            match capnp::serialize::try_read_message(&mut slice, ReaderOptions::new()) {
+                Ok(Some(message)) => {
+                    let used = self.pending.len() - slice.len();
+                    self.pending.drain(..used);
+                    return Some(message);
+                }
+                // Not a whole message yet.
+                Ok(None) | Err(_) if !self.fill() => {
+                    assert!(
+                        self.pending.is_empty(),
+                        "the server closed mid-message ({} bytes left)",
+                        self.pending.len()
+                    );
+                    return None;
+                }
+                Ok(None) | Err(_) => {}
+            }
+        }
+    }
+
+    /// Reads until the server answers `question`; fails if it closes the
+    /// connection instead.
+    fn answer(&mut self, question: u32) -> Answer {
+        loop {
+            let Some(message) = self.next_message() else {
+                panic!("the server closed the connection instead of answering question {question}");
+            };
+            let root = message
+                .get_root::<message::Reader<'_>>()
+                .expect("a message root");
+            match root.which().expect("a known message type") {
+                message::Return(ret) => {
+                    let ret = ret.expect("return");
+                    if ret.get_answer_id() != question {
+                        continue;
+                    }
+                    return match ret.which().expect("a known return type") {
+                        return_::Results(payload) => {
+                            let payload = payload.expect("payload");
+                            let caps = payload
+                                .get_cap_table()
+                                .expect("cap table")
+                                .iter()
+                                .map(|d| match d.which().expect("descriptor") {
+                                    capnp_rpc::rpc_capnp::cap_descriptor::SenderHosted(id) => id,
+                                    capnp_rpc::rpc_capnp::cap_descriptor::SenderPromise(id) => id,
+                                    _ => panic!("unexpected capability descriptor"),
+                                })
+                                .collect();
+                            Answer::Results(caps)
+                        }
+                        return_::Exception(e) => Answer::Exception(
+                            e.expect("exception")
+                                .get_reason()
+                                .expect("reason")
+                                .to_string()
+                                .expect("UTF-8 reason"),
+                        ),
+                        _ => panic!("unexpected return type for question {question}"),
+                    };
+                }
+                message::Abort(abort) => panic!(
+                    "the server aborted the connection instead of answering question {question}: {:?}",
+                    abort.and_then(|a| a.get_reason()).map(|r| r.to_string())
+                ),
+                // Releases, resolves, ...: not what we wait for.
+                _ => {}
+            }
+        }
+    }
+
+    /// The export ids of a successful answer's capabilities.
+    fn results(&mut self, question: u32) -> Vec<u32> {
+        match self.answer(question) {
+            Answer::Results(caps) => caps,
+            Answer::Exception(reason) => panic!("question {question} failed: {reason}"),
+        }
+    }
+
+    /// The reason of a failed answer.
+    fn exception(&mut self, question: u32) -> String {
+        match self.answer(question) {
+            Answer::Exception(reason) => reason,
+            Answer::Results(caps) => {
+                panic!("question {question} succeeded (caps {caps:?}) but should have failed")
+            }
+        }
+    }
+
+    /// Reads until the server closes the connection (bounded by the read
+    /// timeout); returns the reason of its `Abort`, if it sent one.
+    fn expect_closed(mut self) -> Closed {
+        let mut abort = None;
+        while let Some(message) = self.next_message() {
+            if let Ok(root) = message.get_root::<message::Reader<'_>>()
+                && let Ok(message::Abort(Ok(a))) = root.which()
+            {
+                abort = Some(
+                    a.get_reason()
+                        .ok()
+                        .and_then(|r| r.to_string().ok())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        Closed { abort }
+    }
+
+    /// Bootstrap and `construct`: returns the export ids of the server's
+    /// `Init` and `ThreadMap`.
+    fn handshake(&mut self) -> (u32, u32) {
+        self.send(&bootstrap(0));
+        let init = self.results(0)[0];
+        self.send(&construct(1, init, 0));
+        let map = self.results(1)[0];
+        (init, map)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The in-process server: one loop, a good client and raw connections.
+// ---------------------------------------------------------------------------
+
+struct Server {
+    // Fields drop in order: the good client's handles, then the loops.
+    probe: ProbeClient,
+    _init: InitClient,
+    good: Connection,
+    good_served: Connection,
+    client_loop: LoopHandle,
+    server_loop: LoopHandle,
+}
+
+impl Server {
+    fn start() -> Self {
+        let server_loop = EventLoop::start("bad-input-server").expect("server loop");
+        let client_loop = EventLoop::start("bad-input-client").expect("client loop");
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        let good_served =
+            Connection::serve(&server_loop, theirs, InitServer::bootstrap).expect("serve");
+        let (good, init) =
+            Connection::connect::<init::Client>(&client_loop, ours).expect("connect");
+        let init = InitClient(init);
+        let probe = init.make_probe().expect("makeProbe");
+        assert_eq!(probe.add(1, 2).expect("add"), 3);
+        Self {
+            probe,
+            _init: init,
+            good,
+            good_served,
+            client_loop,
+            server_loop,
+        }
+    }
+
+    /// A new connection served on the server loop, whose other end we write
+    /// raw bytes to.
+    fn raw(&self) -> (Raw, Connection) {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        let served =
+            Connection::serve(&self.server_loop, theirs, InitServer::bootstrap).expect("serve");
+        (Raw::new(ours), served)
+    }
+
+    /// The server loop runs, the good connection is up, and its calls
+    /// still work (on the same worker as before).
+    fn assert_alive(&self) {
+        assert_eq!(self.server_loop.sync(|| 6 * 7).expect("server loop"), 42);
+        assert!(!self.good.is_disconnected(), "the good connection closed");
+        assert!(
+            !self.good_served.is_disconnected(),
+            "the server closed the good connection"
+        );
+        let before = self.probe.whoami().expect("whoami");
+        assert_eq!(self.probe.add(20, 22).expect("add"), 42);
+        assert_eq!(
+            self.probe.echo(b"still here".to_vec()).expect("echo"),
+            b"still here"
+        );
+        assert_eq!(self.probe.whoami().expect("whoami"), before);
+        // And a new well-behaved client can still connect.
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        let served =
+            Connection::serve(&self.server_loop, theirs, InitServer::bootstrap).expect("serve");
+        let (connection, init) =
+            Connection::connect::<init::Client>(&self.client_loop, ours).expect("connect");
+        let probe = InitClient(init).make_probe().expect("makeProbe");
+        assert_eq!(probe.add(2, 3).expect("add"), 5);
+        drop(probe);
+        connection.disconnect();
+        assert!(
+            served.wait_disconnected(IO_TIMEOUT).is_some(),
+            "the server did not see a clean disconnect"
+        );
+    }
+}
+
+/// The server closed the raw connection: EOF on our side, and its own end
+/// reports the disconnect. Returns the server's reason.
+fn assert_closed(raw: Raw, served: &Connection) -> (Closed, Error) {
+    let closed = raw.expect_closed();
+    let reason = served
+        .wait_disconnected(IO_TIMEOUT)
+        .expect("the server's end of the bad connection did not close");
+    match &reason {
+        Error::Disconnected(why) => assert!(!why.trim().is_empty(), "a blank disconnect reason"),
+        other => panic!("unexpected disconnect reason: {other:?}"),
+    }
+    (closed, reason)
+}
+
+/// Sends `data` on a new raw connection (then, if `eof`, shuts down our
+/// write side) and checks the server closes it and stays healthy. Returns
+/// the `Abort` reason the server sent.
+fn closes_connection(server: &Server, data: &[u8], eof: bool) -> String {
+    let (mut raw, served) = server.raw();
+    raw.write(data);
+    if eof {
+        raw.stream.shutdown(Shutdown::Write).expect("shutdown");
+    }
+    let (closed, reason) = assert_closed(raw, &served);
+    server.assert_alive();
+    let abort = closed.abort.unwrap_or_default();
+    eprintln!("closed: abort {abort:?}, server side {reason}");
+    abort
+}
+
+// ---------------------------------------------------------------------------
+// Byte-level inputs.
+// ---------------------------------------------------------------------------
+
+/// A segment table: `count` segments (the first word holds count - 1), with
+/// the given lengths in words.
+fn segment_table(count_minus_one: u32, lengths: &[u32]) -> Vec<u8> {
+    let mut out = count_minus_one.to_le_bytes().to_vec();
+    for len in lengths {
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    // Padded to a whole word.
+    out.resize(out.len().next_multiple_of(8), 0);
+    out
+}
+
+#[test]
+fn garbage_bytes_close_the_connection() {
+    guard("garbage_bytes_close_the_connection", LIMIT, || {
+        let server = Server::start();
+        // Text: its first word claims 0x20544547 + 1 segments.
+        let abort = closes_connection(&server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false);
+        assert!(abort.contains("segments"), "{abort}");
+        // All ones: the segment count wraps to 0.
+        let abort = closes_connection(&server, &[0xff; 64], false);
+        assert!(abort.contains("segments"), "{abort}");
+        // A valid one-segment frame whose content is not an RPC message (its
+        // root pointer is garbage).
+        let mut frame = segment_table(0, &[2]);
+        frame.extend_from_slice(&[0xab; 16]);
+        closes_connection(&server, &frame, false);
+        // A valid frame with an unknown message type (union tag 0xffff).
+        let mut frame = segment_table(0, &[2]);
+        frame.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0, 0]); // struct: 1 data word
+        frame.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0, 0, 0]);
+        let (mut raw, served) = server.raw();
+        raw.write(&frame);
+        // capnp-rpc answers an unknown message with `Unimplemented` and
+        // keeps the connection; closing our side must then close it.
+        raw.stream.shutdown(Shutdown::Write).expect("shutdown");
+        assert_closed(raw, &served);
+        server.assert_alive();
+        // Noise after a valid bootstrap.
+        let mut data = bytes(&bootstrap(0));
+        data.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        closes_connection(&server, &data, false);
+    });
+}
+
+#[test]
+fn truncated_frames_close_the_connection() {
+    guard("truncated_frames_close_the_connection", LIMIT, || {
+        let server = Server::start();
+        let whole = bytes(&bootstrap(0));
+        // Cut inside the segment table, right after it, and inside the
+        // segment.
+        for cut in [2, 8, whole.len() / 2, whole.len() - 1] {
+            let abort = closes_connection(&server, &whole[..cut], true);
+            assert!(
+                abort.to_lowercase().contains("end of file") || abort.is_empty(),
+                "cut at {cut}: {abort}"
+            );
+        }
+        // A whole message then a truncated one: the first is answered.
+        let (mut raw, served) = server.raw();
+        let mut data = whole.clone();
+        data.extend_from_slice(&bytes(&bootstrap(1))[..12]);
+        raw.write(&data);
+        raw.stream.shutdown(Shutdown::Write).expect("shutdown");
+        assert_eq!(raw.results(0).len(), 1, "the bootstrap is answered");
+        assert_closed(raw, &served);
+        server.assert_alive();
+    });
+}
+
+#[test]
+fn oversized_segment_tables_close_the_connection() {
+    guard(
+        "oversized_segment_tables_close_the_connection",
+        LIMIT,
+        || {
+            let server = Server::start();
+            // The peer never sends the segments nor closes: the server must
+            // reject the header alone, without waiting for (or allocating) the
+            // announced size. So no EOF from us here.
+            // 2^31 segments.
+            let abort = closes_connection(&server, &segment_table((1 << 31) - 1, &[1]), false);
+            assert!(abort.contains("Too many segments"), "{abort}");
+            // 2^32 - 1 segments.
+            let abort = closes_connection(&server, &segment_table(u32::MAX - 1, &[1]), false);
+            assert!(abort.contains("Too many segments"), "{abort}");
+            // One segment of 2^30 words (8 GiB).
+            let abort = closes_connection(&server, &segment_table(0, &[1 << 30]), false);
+            assert!(abort.contains("too large"), "{abort}");
+            // One segment of 2^32 - 1 words.
+            let abort = closes_connection(&server, &segment_table(0, &[u32::MAX]), false);
+            assert!(abort.contains("too large"), "{abort}");
+            // 511 segments of 2^24 words each: every length fits alone, the sum
+            // does not.
+            let lengths = vec![1 << 24; 511];
+            let abort = closes_connection(&server, &segment_table(510, &lengths), false);
+            assert!(abort.contains("too large"), "{abort}");
+        },
+    );
+}
+
+#[test]
+fn unknown_capability_ids_fail_cleanly() {
+    guard("unknown_capability_ids_fail_cleanly", LIMIT, || {
+        let server = Server::start();
+        // A call to import 12345, never exported: capnp-rpc treats this as a
+        // protocol violation and aborts the connection.
+        let (mut raw, served) = server.raw();
+        raw.send(&make_probe(0, 12345, None));
+        let (closed, reason) = assert_closed(raw, &served);
+        let abort = closed.abort.expect("an Abort before closing");
+        assert!(abort.contains("not a current export ID"), "{abort}");
+        eprintln!("unknown import: abort {abort:?}, server side {reason}");
+        server.assert_alive();
+
+        // The same after a proper handshake, on a connection that holds
+        // real capabilities and a worker.
+        let (mut raw, served) = server.raw();
+        let (init, map) = raw.handshake();
+        raw.send(&make_thread(2, map, "raw-thread"));
+        let worker = raw.results(2)[0];
+        raw.send(&make_probe(3, init, Some(Cap::ReceiverHosted(worker))));
+        let probe_id = raw.results(3)[0];
+        raw.send(&add(4, probe_id, Cap::ReceiverHosted(worker), 40, 2));
+        assert!(matches!(raw.answer(4), Answer::Results(_)));
+        raw.send(&add(5, 12345, Cap::ReceiverHosted(worker), 1, 1));
+        let (closed, _) = assert_closed(raw, &served);
+        assert!(
+            closed
+                .abort
+                .is_some_and(|a| a.contains("not a current export ID"))
+        );
+        server.assert_alive();
+
+        // A capability id the server never exported, passed back as if it
+        // had (`receiverHosted`), as a call parameter that is not the
+        // thread: construct's ThreadMap.
+        let (mut raw, served) = server.raw();
+        raw.send(&bootstrap(0));
+        let init = raw.results(0)[0];
+        raw.send(&call(
+            1,
+            Target::Import(init),
+            INIT,
+            0,
+            &[Cap::ReceiverHosted(12345)],
+            |content| {
+                content
+                    .init_as::<init::construct_params::Builder<'_>>()
+                    .set_thread_map(placeholder_thread_map());
+            },
+        ));
+        // construct keeps the (broken) ThreadMap and answers; the
+        // connection stays up and working.
+        let _ = raw.answer(1);
+        raw.send(&make_probe(2, init, None));
+        let reason = raw.exception(2);
+        assert!(reason.contains("no thread specified"), "{reason}");
+        assert!(!served.is_disconnected());
+        drop(raw);
+        assert!(served.wait_disconnected(IO_TIMEOUT).is_some());
+        server.assert_alive();
+    });
+}
+
+#[test]
+fn foreign_context_threads_fail_the_call() {
+    guard("foreign_context_threads_fail_the_call", LIMIT, || {
+        let server = Server::start();
+        // Connection A makes a worker: a Thread valid on A only.
+        let (mut a, a_served) = server.raw();
+        let (a_init, a_map) = a.handshake();
+        a.send(&make_thread(2, a_map, "thread-of-a"));
+        let a_thread = a.results(2)[0];
+        a.send(&make_probe(3, a_init, Some(Cap::ReceiverHosted(a_thread))));
+        a.results(3);
+
+        // Connection B names things that are not its threads.
+        let (mut b, b_served) = server.raw();
+        let (b_init, b_map) = b.handshake();
+        let mut question = 2;
+        let mut expect_invalid = |b: &mut Raw, thread: Cap, what: &str| {
+            b.send(&make_probe(question, b_init, Some(thread)));
+            let reason = b.exception(question);
+            question += 1;
+            assert!(
+                reason.contains("invalid thread")
+                    && reason.contains("not a thread this process made"),
+                "{what} ({thread:?}): {reason}"
+            );
+            eprintln!("{what}: {reason}");
+        };
+        // A's thread id: on B it names nothing (or something else).
+        expect_invalid(&mut b, Cap::ReceiverHosted(a_thread), "A's thread id on B");
+        // An id the server never exported on any connection.
+        expect_invalid(&mut b, Cap::ReceiverHosted(12345), "never exported");
+        // B's own ThreadMap: a capability of the server, not a Thread.
+        expect_invalid(&mut b, Cap::ReceiverHosted(b_map), "B's ThreadMap");
+        // B's Init.
+        expect_invalid(&mut b, Cap::ReceiverHosted(b_init), "B's Init");
+        // A capability we host, pretending to be a thread.
+        expect_invalid(&mut b, Cap::SenderHosted(7), "a capability of the client");
+
+        // A promise we host: the server waits for it to resolve, without
+        // blocking the connection; resolved to an error, the call fails.
+        b.send(&make_probe(20, b_init, Some(Cap::SenderPromise(8))));
+        b.send(&make_thread(21, b_map, "thread-of-b"));
+        let b_thread = b.results(21)[0];
+        b.send(&make_probe(22, b_init, Some(Cap::ReceiverHosted(b_thread))));
+        let b_probe = b.results(22)[0];
+        b.send(&resolve_to_error(8, "no such thread"));
+        let reason = b.exception(20);
+        assert!(reason.contains("invalid thread"), "{reason}");
+
+        // B's own thread works, and A's still works on A.
+        b.send(&add(23, b_probe, Cap::ReceiverHosted(b_thread), 2, 3));
+        assert!(matches!(b.answer(23), Answer::Results(_)));
+        a.send(&make_probe(4, a_init, Some(Cap::ReceiverHosted(a_thread))));
+        a.results(4);
+        assert!(!a_served.is_disconnected() && !b_served.is_disconnected());
+        server.assert_alive();
+
+        // B's thread named on A fails on A.
+        a.send(&make_probe(5, a_init, Some(Cap::ReceiverHosted(b_thread))));
+        match a.answer(5) {
+            // The same id may be a thread of A's own (ids are per
+            // connection): then it runs, on A's thread.
+            Answer::Results(_) => assert_eq!(b_thread, a_thread),
+            Answer::Exception(reason) => assert!(reason.contains("invalid thread"), "{reason}"),
+        }
+
+        // Closing the raw connections ends their workers; the server stays.
+        drop(a);
+        drop(b);
+        assert!(a_served.wait_disconnected(IO_TIMEOUT).is_some());
+        assert!(b_served.wait_disconnected(IO_TIMEOUT).is_some());
+        server.assert_alive();
+    });
+}
+
+/// A pool size from the peer is bounded: `makePool(4294967295)` fails at
+/// once instead of having the server's loop start threads until the OS
+/// refuses; a sensible pool still works.
+#[test]
+fn huge_pools_are_refused() {
+    guard("huge_pools_are_refused", LIMIT, || {
+        let server = Server::start();
+        let (mut raw, served) = server.raw();
+        let (init, map) = raw.handshake();
+        let workers_before = multiprocess_thread_map::live_workers();
+        raw.send(&make_pool(2, map, u32::MAX));
+        let reason = raw.exception(2);
+        assert!(reason.contains("makePool(4294967295) refused"), "{reason}");
+        assert!(
+            multiprocess_thread_map::live_workers() < workers_before + 256,
+            "the refused pool started workers"
+        );
+        server.assert_alive();
+        // The connection is still usable: a small pool serves calls that
+        // name no thread.
+        raw.send(&make_pool(3, map, 2));
+        raw.results(3);
+        raw.send(&make_probe(4, init, None));
+        raw.results(4);
+        drop(raw);
+        assert!(served.wait_disconnected(IO_TIMEOUT).is_some());
+        server.assert_alive();
+    });
+}
+
+/// A bad connection closed while good clients' calls are in flight on
+/// the same server loop: those calls complete.
+#[test]
+fn good_client_survives_a_bad_neighbour_mid_call() {
+    guard(
+        "good_client_survives_a_bad_neighbour_mid_call",
+        LIMIT,
+        || {
+            let server = Server::start();
+            // The good client blocks a worker; meanwhile a bad connection sends
+            // garbage and is closed; the blocked call then completes.
+            let gate = format!("bad-input-{}", std::process::id());
+            let (done_tx, done_rx) = mpsc::channel();
+            std::thread::scope(|s| {
+                let probe = &server.probe;
+                let gate2 = gate.clone();
+                s.spawn(move || {
+                    let _ = done_tx.send(probe.block(&gate2));
+                });
+                // A second client thread, with a worker of its own.
+                let (ours, theirs) = UnixStream::pair().expect("socketpair");
+                let _served = Connection::serve(&server.server_loop, theirs, InitServer::bootstrap)
+                    .expect("serve");
+                let (_conn, init) = Connection::connect::<init::Client>(&server.client_loop, ours)
+                    .expect("connect");
+                let other = InitClient(init).make_probe().expect("makeProbe");
+                other.wait_blocked(&gate, 1).expect("waitBlocked");
+                closes_connection_without_checks(&server, &[0x55; 100]);
+                other.open(&gate).expect("open");
+                let blocked = done_rx.recv_timeout(IO_TIMEOUT).expect("block returned");
+                blocked.expect("the blocked call completed");
+            });
+            server.assert_alive();
+        },
+    );
+}
+
+fn closes_connection_without_checks(server: &Server, data: &[u8]) {
+    let (mut raw, served) = server.raw();
+    raw.write(data);
+    assert_closed(raw, &served);
+}
+
+// ---------------------------------------------------------------------------
+// Against the child process.
+// ---------------------------------------------------------------------------
+
+/// Spawns `mp-child`, sends `data` (then, if `eof`, shuts down our write
+/// side), and checks that the child closes the connection and exits with
+/// success and no panic.
+fn child_survives(what: &str, data: &[u8], eof: bool) {
+    let mut command = Command::new(child_exe());
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_BACKTRACE");
+    let (child, stream) = multiprocess_thread_map::spawn_process(&mut command).expect("spawn");
+    let pid = child.id();
+    // Wait for the exit on another thread, so the wait is bounded.
+    let (exited_tx, exited_rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = exited_tx.send(child.wait_with_output());
+    });
+    let mut raw = Raw::new(stream);
+    raw.write(data);
+    if eof {
+        raw.stream.shutdown(Shutdown::Write).expect("shutdown");
+    }
+    let closed = raw.expect_closed();
+    let output = match exited_rx.recv_timeout(IO_TIMEOUT) {
+        Ok(output) => output.expect("wait for mp-child"),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of our own child, not yet reaped
+            // (its waiter thread has not returned).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{what}: mp-child did not exit within {IO_TIMEOUT:?} of closing");
+        }
+    };
+    let _ = waiter.join();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what}: mp-child exited with {}; stderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{what}: mp-child panicked:\n{stderr}"
+    );
+    eprintln!(
+        "{what}: child closed (abort {:?}) and exited cleanly",
+        closed.abort
+    );
+}
+
+#[test]
+fn child_closes_bad_connections_and_exits_cleanly() {
+    guard(
+        "child_closes_bad_connections_and_exits_cleanly",
+        LIMIT,
+        || {
+            child_survives("garbage", b"\x00\x01garbage that is no capnp frame", false);
+            child_survives("all ones", &[0xff; 32], false);
+            child_survives(
+                "truncated",
+                &bytes(&bootstrap(0))[..10],
+                true, // EOF mid-frame
+            );
+            child_survives("2^31 segments", &segment_table((1 << 31) - 1, &[1]), false);
+            child_survives("2^30 words", &segment_table(0, &[1 << 30]), false);
+            child_survives("unknown import", &bytes(&make_probe(0, 12345, None)), false);
+            // Not bad input, a control: a bootstrap then EOF closes cleanly too.
+            child_survives("bootstrap then EOF", &bytes(&bootstrap(0)), true);
+        },
+    );
+}
+
+/// A bad `Context.thread` against the child: the call fails, the child's
+/// connection stays up and serves the next call; closing it lets the child
+/// exit cleanly.
+#[test]
+fn child_rejects_foreign_context_threads() {
+    guard("child_rejects_foreign_context_threads", LIMIT, || {
+        let mut command = Command::new(child_exe());
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
+        let (child, stream) = multiprocess_thread_map::spawn_process(&mut command).expect("spawn");
+        let pid = child.id();
+        let (exited_tx, exited_rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = exited_tx.send(child.wait_with_output());
+        });
+        let mut raw = Raw::new(stream);
+        let (init, map) = raw.handshake();
+        raw.send(&make_probe(2, init, Some(Cap::ReceiverHosted(map))));
+        let reason = raw.exception(2);
+        assert!(
+            reason.contains("not a thread this process made"),
+            "{reason}"
+        );
+        raw.send(&make_probe(3, init, Some(Cap::ReceiverHosted(54321))));
+        let reason = raw.exception(3);
+        assert!(
+            reason.contains("not a thread this process made"),
+            "{reason}"
+        );
+        raw.send(&make_thread(4, map, "raw"));
+        let thread = raw.results(4)[0];
+        raw.send(&make_probe(5, init, Some(Cap::ReceiverHosted(thread))));
+        let probe = raw.results(5)[0];
+        raw.send(&add(6, probe, Cap::ReceiverHosted(thread), 4, 5));
+        assert!(matches!(raw.answer(6), Answer::Results(_)));
+        raw.stream.shutdown(Shutdown::Write).expect("shutdown");
+        raw.expect_closed();
+        let output = match exited_rx.recv_timeout(IO_TIMEOUT) {
+            Ok(output) => output.expect("wait for mp-child"),
+            Err(_) => {
+                // SAFETY: kill(2) on the pid of our own unreaped child.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                panic!("mp-child did not exit");
+            }
+        };
+        let _ = waiter.join();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{}: {stderr}", output.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The fuzzer's seeds.
+// ---------------------------------------------------------------------------
+
+/// Writes the seed corpus of the `connection` fuzz target
+/// (`fuzz/seeds/connection/`): well-formed conversations, cut after each
+/// message, with the capability ids a live server hands out, and a few of
+/// the bad inputs above. Run with
+/// `cargo test -p mp-testkit --test bad_input -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes fuzz/seeds/connection: run it with --ignored"]
+fn write_fuzz_seeds() {
+    guard("write_fuzz_seeds", LIMIT, || {
+        let server = Server::start();
+        let (mut raw, _served) = server.raw();
+        let (init, map) = raw.handshake();
+        raw.send(&make_thread(2, map, "seed"));
+        let thread = raw.results(2)[0];
+        raw.send(&make_probe(3, init, Some(Cap::ReceiverHosted(thread))));
+        let probe = raw.results(3)[0];
+
+        let conversation = [
+            bootstrap(0),
+            construct(1, init, 0),
+            make_thread(2, map, "seed"),
+            make_probe(3, init, Some(Cap::ReceiverHosted(thread))),
+            add(4, probe, Cap::ReceiverHosted(thread), 1, 2),
+        ]
+        .map(|m| bytes(&m));
+        let mut seeds: Vec<(String, Vec<u8>)> = Vec::new();
+        for n in 1..=conversation.len() {
+            seeds.push((format!("conversation-{n}"), conversation[..n].concat()));
+        }
+        let handshake = conversation[..2].concat();
+        let with = |extra: &[Builder<HeapAllocator>]| {
+            let mut data = handshake.clone();
+            for m in extra {
+                data.extend(bytes(m));
+            }
+            data
+        };
+        seeds.push((
+            "promise-thread".into(),
+            with(&[
+                make_probe(2, init, Some(Cap::SenderPromise(8))),
+                resolve_to_error(8, "no"),
+            ]),
+        ));
+        seeds.push(("no-thread".into(), with(&[make_probe(2, init, None)])));
+        seeds.push((
+            "pool".into(),
+            with(&[make_pool(2, map, 2), make_probe(3, init, None)]),
+        ));
+        seeds.push((
+            "map-as-thread".into(),
+            with(&[make_probe(2, init, Some(Cap::ReceiverHosted(map)))]),
+        ));
+        seeds.push(("unknown-import".into(), bytes(&make_probe(0, 12345, None))));
+        seeds.push(("many-segments".into(), segment_table((1 << 31) - 1, &[1])));
+        seeds.push(("huge-segment".into(), segment_table(0, &[1 << 30])));
+
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/connection");
+        std::fs::create_dir_all(&dir).expect("create the seed directory");
+        for (name, data) in seeds {
+            std::fs::write(dir.join(name), data).expect("write a seed");
+        }
+    });
+}
