@@ -449,3 +449,82 @@ fn requests_for_a_busy_worker_run_in_order_inside_its_nested_wait() {
         assert!(event_loop.is_empty(), "exactly one reap job");
     });
 }
+
+/// The shape of `multiprocess_callbacks::Closure`.
+// sync-facade: allow (a `Closure` is std's Arc<dyn Fn>: public API)
+type StdClosure = std::sync::Arc<dyn Fn(u32) -> u32 + Send + Sync>;
+
+/// Records, when dropped, whether it was dropped on the stand-in loop thread.
+struct DropProbe {
+    loop_thread: thread::ThreadId,
+    drops: Arc<Mutex<Vec<bool>>>,
+}
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let on_loop = thread::current().id() == self.loop_thread;
+        self.drops.lock().push(on_loop);
+    }
+}
+
+/// (f) A callback's last handles dropped on one thread while another thread
+/// invokes it: the loop drops the closure server's reference, which hands
+/// the closure to the cleanup worker (as `drop_off_loop` does), while the
+/// thread running the callback still holds its own reference.
+///
+/// Property: the invocation sees a live closure, and the closure is dropped
+/// exactly once, after the invocation, and never on the loop thread.
+///
+/// Why it holds: the closure is reference-counted and each holder drops its
+/// reference on its own thread; the loop never drops its reference itself but
+/// posts it to the cleanup worker, whose `serve` runs (or, once closed,
+/// drops) the job on the worker thread. Closing the worker joins it when it
+/// is idle and otherwise hands its join to the loop, never dropping the
+/// queued job on the closing thread.
+#[test]
+fn a_callback_dropped_on_one_thread_while_another_invokes_it() {
+    model(|| {
+        let event_loop = StandInLoop::new();
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        let probe = DropProbe {
+            loop_thread: thread::current().id(),
+            drops: drops.clone(),
+        };
+        // sync-facade: allow (a `Closure` is std's Arc<dyn Fn>: public API)
+        let closure: StdClosure = std::sync::Arc::new(move |x| {
+            let _ = &probe;
+            x + 1
+        });
+        let invoking = closure.clone();
+        let invoker = thread::spawn(move || {
+            let answer = invoking(41);
+            drop(invoking);
+            answer
+        });
+        // The loop releases the closure server: its reference goes to the
+        // cleanup worker.
+        let cleanup = Worker::spawn_cleanup(
+            "cleanup (model)".to_string(),
+            "mp-cleanup".to_string(),
+            event_loop.reaper(),
+        )
+        .expect("spawning a loom thread cannot fail");
+        let server_reference = closure;
+        if cleanup
+            .post(Box::new(move || drop(server_reference)))
+            .is_err()
+        {
+            panic!("the cleanup worker refused a job while open");
+        }
+        drop(cleanup);
+        assert_eq!(
+            invoker.join().expect("invoker"),
+            42,
+            "the invocation saw a live closure"
+        );
+        event_loop.run_until_reaped();
+        let drops = drops.lock();
+        assert_eq!(drops.len(), 1, "dropped exactly once");
+        assert!(!drops[0], "dropped on the loop thread");
+    });
+}
