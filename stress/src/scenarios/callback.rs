@@ -46,23 +46,12 @@ impl Scenario for Callback {
             let (result, _) = probe
                 .call_fn(closure.clone(), seq)
                 .map_err(runtime::to_io)?;
-            check(result, seq.wrapping_mul(2))
+            super::check_reply(seq.wrapping_mul(2), result)
         })))
     }
 
     fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
         runtime::serve(conn, "mpbench-callback-child-loop")
-    }
-}
-
-pub(super) fn check(got: i32, expected: i32) -> io::Result<()> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("expected reply {expected}, got {got}"),
-        ))
     }
 }
 

@@ -272,10 +272,16 @@ pub(crate) fn write_msg(w: &mut impl Write, value: u64) -> io::Result<()> {
 /// Reads one 8-byte message; `None` on EOF at a message boundary (the peer closed).
 pub(crate) fn read_msg(r: &mut impl Read) -> io::Result<Option<u64>> {
     let mut buf = [0u8; 8];
+    Ok(read_full(r, &mut buf)?.then(|| u64::from_le_bytes(buf)))
+}
+
+/// Fills `buf` from `r`; `false` on EOF before the first byte (the peer closed between
+/// messages), an error on EOF inside one.
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {
-            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) if filled == 0 => return Ok(false),
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -284,14 +290,14 @@ pub(crate) fn read_msg(r: &mut impl Read) -> io::Result<Option<u64>> {
             }
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // The peer died with data in flight: as good as EOF for the child.
+            // The peer died with data in flight: as good as EOF between messages.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset && filled == 0 => {
-                return Ok(None);
+                return Ok(false);
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(Some(u64::from_le_bytes(buf)))
+    Ok(true)
 }
 
 /// Reads the reply to `sent`, which must be `expected`.
@@ -306,7 +312,7 @@ pub(crate) fn read_reply(r: &mut impl Read, expected: u64) -> io::Result<()> {
 }
 
 /// Checks that a reply is the expected one, so a benchmark cannot pass on garbage.
-pub(crate) fn check_reply(expected: u64, got: u64) -> io::Result<()> {
+pub(crate) fn check_reply<T: PartialEq + std::fmt::Display>(expected: T, got: T) -> io::Result<()> {
     if got == expected {
         Ok(())
     } else {

@@ -13,7 +13,6 @@ use std::time::Instant;
 use mp_testkit::probe::ProbeClient;
 use multiprocess_callbacks::Closure;
 
-use super::callback::check;
 use super::runtime::{self, Parent};
 use super::{Client, Scenario};
 
@@ -53,7 +52,7 @@ impl Scenario for Nested {
                     .recurse(level(probe.clone()), DEPTH)
                     .map_err(runtime::to_io)?;
                 samples.push(start.elapsed() / DEPTH as u32);
-                check(result, DEPTH)?;
+                super::check_reply(DEPTH, result)?;
             }
             Ok(())
         })))

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use mp_testkit::probe::ProbeClient;
 
-use super::callback::check;
+use super::check_reply;
 use super::runtime::{self, Parent};
 use super::{Client, Plan, Scenario};
 use crate::run::Options;
@@ -77,7 +77,7 @@ fn first_call(probe: &ProbeClient, seq: i32) -> io::Result<Duration> {
         let (elapsed, sum) = thread
             .join()
             .map_err(|_| io::Error::other("a newthread thread panicked"))?;
-        check(sum.map_err(runtime::to_io)?, seq.wrapping_add(1))?;
+        check_reply(seq.wrapping_add(1), sum.map_err(runtime::to_io)?)?;
         Ok(elapsed)
     })
 }

@@ -7,12 +7,12 @@
 //! so nothing deadlocks. The sample is the exchange only; the check of the reply is after the
 //! clock, as in `payload`. `calls` counts exchanges; 200 by default.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use super::payload::{self, BYTES, check, pattern, stamp};
-use super::{Client, Plan, Scenario};
+use super::{Client, Plan, Scenario, read_full};
 use crate::run::Options;
 
 /// The `raw-1mib` scenario.
@@ -62,31 +62,6 @@ impl Scenario for RawMib {
         }
         Ok(())
     }
-}
-
-/// Fills `buf` from `r`; `false` on EOF before the first byte (the peer closed between
-/// messages), an error on EOF inside one.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) if filled == 0 => return Ok(false),
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed in the middle of a message",
-                ));
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // The peer died with data in flight: as good as EOF between messages.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && filled == 0 => {
-                return Ok(false);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use mp_testkit::probe::ProbeClient;
 
-use super::callback::check;
+use super::check_reply;
 use super::runtime::{self, Parent};
 use super::{Client, Plan, Scenario};
 use crate::run::Options;
@@ -152,7 +152,7 @@ fn calls_of_one_thread(
         let start = Instant::now();
         let sum = probe.add(seq, 1).map_err(runtime::to_io)?;
         latencies.push(start.elapsed());
-        check(sum, seq.wrapping_add(1))?;
+        check_reply(seq.wrapping_add(1), sum)?;
     }
     Ok(latencies)
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use mp_testkit::probe::ProbeClient;
 
-use super::callback::check;
+use super::check_reply;
 use super::runtime::{self, Parent};
 use super::{Call, Client, Scenario, Team};
 
@@ -75,16 +75,16 @@ fn member_call(probe: Arc<ProbeClient>, index: usize) -> io::Result<Call> {
     let base = i32::try_from(index)
         .map_err(io::Error::other)?
         .wrapping_mul(1 << 20);
-    check(
-        probe.add(base, 1).map_err(runtime::to_io)?,
+    check_reply(
         base.wrapping_add(1),
+        probe.add(base, 1).map_err(runtime::to_io)?,
     )?;
     let mut seq = base;
     Ok(Box::new(move || {
         seq = seq.wrapping_add(1);
-        check(
-            probe.add(seq, 1).map_err(runtime::to_io)?,
+        check_reply(
             seq.wrapping_add(1),
+            probe.add(seq, 1).map_err(runtime::to_io)?,
         )
     }))
 }
