@@ -121,10 +121,22 @@ impl<T> Drop for Reply<T> {
 /// sleeps on its condition variable. A reply or request usually comes within
 /// microseconds; catching it while still running saves a futex sleep and
 /// wake-up, which on a virtual machine can cost tens of microseconds.
+/// `MULTIPROCESS_WAIT_SPINS=N` overrides it (0 sleeps at once).
 #[cfg(not(loom))]
-const SPINS_BEFORE_SLEEP: u32 = 20;
+fn spins_before_sleep() -> u32 {
+    static SPINS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SPINS.get_or_init(|| {
+        std::env::var("MULTIPROCESS_WAIT_SPINS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20)
+    })
+}
+
 #[cfg(loom)]
-const SPINS_BEFORE_SLEEP: u32 = 0;
+fn spins_before_sleep() -> u32 {
+    0
+}
 
 fn yield_now() {
     crate::sync::thread::yield_now();
@@ -254,7 +266,7 @@ impl Waiter {
                         }
                         continue;
                     }
-                    if spins < SPINS_BEFORE_SLEEP {
+                    if spins < spins_before_sleep() {
                         spins += 1;
                         drop(state);
                         yield_now();
@@ -302,7 +314,7 @@ impl Waiter {
                         state.busy = true;
                         break job;
                     }
-                    if spins < SPINS_BEFORE_SLEEP {
+                    if spins < spins_before_sleep() {
                         spins += 1;
                         drop(state);
                         yield_now();
