@@ -253,6 +253,44 @@ fn three_processes_callback_forwards_to_a_third() {
     );
 }
 
+/// Runs `outer.callFn(closure)` on a thread, where the closure (on that
+/// thread) blocks in `blocked_in.block(gate)`; once it is blocked, kills
+/// `victim`. Returns the outer call's outcome, how long after the kill it
+/// came back, and whether the closure was dropped afterwards.
+fn kill_while_a_callback_blocks(
+    outer: Arc<ProbeClient>,
+    blocked_in: Arc<ProbeClient>,
+    victim: &mut Peer,
+    gate: &'static str,
+) -> (multiprocess_thread_map::Result<(i32, i64)>, Duration, bool) {
+    let (sender, dropped) = mpsc::channel();
+    let signal = DropSignal(sender);
+    let nested = blocked_in.clone();
+    let (outcome, unwound) = std::thread::scope(|scope| {
+        let caller = scope.spawn(move || {
+            outer.call_fn(
+                Arc::new(move |_| {
+                    let _ = &signal;
+                    match nested.block(gate) {
+                        Err(Error::Disconnected(_)) => -1,
+                        other => panic!("expected Disconnected, got {other:?}"),
+                    }
+                }),
+                0,
+            )
+        });
+        blocked_in
+            .wait_blocked(gate, 1)
+            .expect("the callback is blocked");
+        let killed = Instant::now();
+        victim.kill_server();
+        let outcome = caller.join().expect("caller");
+        (outcome, killed.elapsed())
+    });
+    let was_dropped = dropped.recv_timeout(Duration::from_secs(10)).is_ok();
+    (outcome, unwound, was_dropped)
+}
+
 /// Kill any process of a nested chain: every thread blocked in it gets
 /// `Disconnected` promptly, and the closures are dropped.
 #[test]
@@ -262,81 +300,27 @@ fn kill_any_process_of_a_nested_chain() {
         // Kill C: the closure's call fails at once, and the chain unwinds.
         let b = child();
         let mut c = child();
-        let probe_b = b.init.make_probe().expect("makeProbe B");
+        let probe_b = Arc::new(b.init.make_probe().expect("makeProbe B"));
         let probe_c = Arc::new(c.init.make_probe().expect("makeProbe C"));
-        let (sender, dropped) = mpsc::channel();
-        let signal = DropSignal(sender);
-        let blocked_in_c = probe_c.clone();
-        let outcome = std::thread::scope(|scope| {
-            let caller = scope.spawn(move || {
-                probe_b.call_fn(
-                    Arc::new(move |_| {
-                        let _ = &signal;
-                        match blocked_in_c.block("nest-c") {
-                            Err(Error::Disconnected(_)) => -1,
-                            other => panic!("expected Disconnected from C, got {other:?}"),
-                        }
-                    }),
-                    0,
-                )
-            });
-            probe_c.wait_blocked("nest-c", 1).expect("blocked in C");
-            let killed = Instant::now();
-            c.kill_server();
-            let outcome = caller.join().expect("caller");
-            (outcome, killed.elapsed())
-        });
-        assert_eq!(outcome.0.expect("B's call completes").0, -1);
-        assert!(
-            outcome.1 < Duration::from_secs(1),
-            "unwound in {:?}",
-            outcome.1
-        );
-        dropped
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the closure was dropped");
+        let (outcome, unwound, dropped) =
+            kill_while_a_callback_blocks(probe_b, probe_c, &mut c, "nest-c");
+        assert_eq!(outcome.expect("B's call completes").0, -1);
+        assert!(unwound < Duration::from_secs(1), "unwound in {unwound:?}");
+        assert!(dropped, "the closure was dropped");
 
         // A -> B.callFn(closure); the closure calls B.block, which runs on
         // B's worker nested in its own callback. Kill B: both waits on A's
         // thread end with Disconnected.
         let mut b = child();
         let probe_b = Arc::new(b.init.make_probe().expect("makeProbe B"));
-        let (sender, dropped) = mpsc::channel();
-        let signal = DropSignal(sender);
-        let nested = probe_b.clone();
-        let outcome = std::thread::scope(|scope| {
-            let outer = probe_b.clone();
-            let caller = scope.spawn(move || {
-                outer.call_fn(
-                    Arc::new(move |_| {
-                        let _ = &signal;
-                        match nested.block("nest-b") {
-                            Err(Error::Disconnected(_)) => -1,
-                            other => panic!("expected Disconnected from B, got {other:?}"),
-                        }
-                    }),
-                    0,
-                )
-            });
-            probe_b.wait_blocked("nest-b", 1).expect("blocked in B");
-            let killed = Instant::now();
-            b.kill_server();
-            let outcome = caller.join().expect("caller");
-            (outcome, killed.elapsed())
-        });
+        let (outcome, unwound, dropped) =
+            kill_while_a_callback_blocks(probe_b.clone(), probe_b, &mut b, "nest-b");
         assert!(
-            matches!(outcome.0, Err(Error::Disconnected(_))),
-            "got {:?}",
-            outcome.0
+            matches!(outcome, Err(Error::Disconnected(_))),
+            "got {outcome:?}"
         );
-        assert!(
-            outcome.1 < Duration::from_secs(1),
-            "unwound in {:?}",
-            outcome.1
-        );
-        dropped
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the closure was dropped");
+        assert!(unwound < Duration::from_secs(1), "unwound in {unwound:?}");
+        assert!(dropped, "the closure was dropped");
     });
 }
 

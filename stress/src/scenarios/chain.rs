@@ -182,28 +182,15 @@ impl Drop for ChainClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn client_and_server_in_one_process() {
-        // Threads instead of processes: checks the protocol, not the timing.
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        for end in [&a, &b] {
-            end.set_read_timeout(Some(Duration::from_secs(60)))
-                .expect("read timeout");
-        }
-        let server = thread::spawn(move || Chain.serve(b));
-        let mut call = Chain.client(a).expect("client");
-        call.run(100, &mut Vec::new()).expect("calls");
-        drop(call);
-        server.join().expect("server thread").expect("serve");
+        crate::scenarios::run_in_one_process(Chain, 100);
     }
 
     #[test]
     fn call_fails_instead_of_hanging_when_the_child_is_gone() {
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        a.set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("read timeout");
+        let (a, b) = crate::scenarios::bounded_pair();
         drop(b);
         let mut call = Chain.client(a).expect("client");
         assert!(call.run(1, &mut Vec::new()).is_err());

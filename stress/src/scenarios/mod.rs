@@ -323,6 +323,38 @@ pub(crate) fn check_reply<T: PartialEq + std::fmt::Display>(expected: T, got: T)
     }
 }
 
+/// Socketpair ends whose reads and writes give up after a minute, so a
+/// broken protocol fails a test instead of hanging it.
+#[cfg(test)]
+pub(crate) fn bounded_pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    for end in [&a, &b] {
+        end.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("read timeout");
+        end.set_write_timeout(Some(Duration::from_secs(60)))
+            .expect("write timeout");
+    }
+    (a, b)
+}
+
+/// Runs `calls` calls of `scenario` with its server on a thread of this
+/// process instead of a child (checks the protocol, not the timing), then
+/// closes the connection and checks the server returned cleanly.
+#[cfg(test)]
+pub(crate) fn run_in_one_process<S: Scenario + Clone + Send + 'static>(scenario: S, calls: usize) {
+    let (a, b) = bounded_pair();
+    let mut server_side = scenario.clone();
+    let server = std::thread::spawn(move || server_side.serve(b));
+    let mut client_side = scenario;
+    let mut client = client_side.client(a).expect("client");
+    let mut samples = Vec::new();
+    client.run(calls, &mut samples).expect("calls");
+    assert_eq!(samples.len(), calls);
+    // Dropping the client closes the socket: the server sees EOF and returns.
+    drop(client);
+    server.join().expect("server thread").expect("serve");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,22 +39,9 @@ impl Scenario for Raw {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::thread;
-    use std::time::Duration;
 
     #[test]
     fn client_and_server_in_one_process() {
-        // Threads instead of processes: checks the protocol, not the timing.
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        for end in [&a, &b] {
-            end.set_read_timeout(Some(Duration::from_secs(60)))
-                .expect("read timeout");
-        }
-        let server = thread::spawn(move || Raw.serve(b));
-        let mut call = Raw.client(a).expect("client");
-        call.run(100, &mut Vec::new()).expect("calls");
-        // Dropping the call closes the socket: the server sees EOF and returns.
-        drop(call);
-        server.join().expect("server thread").expect("serve");
+        crate::scenarios::run_in_one_process(Raw, 100);
     }
 }

@@ -67,25 +67,10 @@ impl Scenario for RawMib {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::thread;
-    use std::time::Duration;
 
     #[test]
     fn client_and_server_in_one_process() {
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        for end in [&a, &b] {
-            end.set_read_timeout(Some(Duration::from_secs(60)))
-                .expect("read timeout");
-            end.set_write_timeout(Some(Duration::from_secs(60)))
-                .expect("write timeout");
-        }
-        let server = thread::spawn(move || RawMib.serve(b));
-        let mut client = RawMib.client(a).expect("client");
-        let mut samples = Vec::new();
-        client.run(5, &mut samples).expect("exchanges");
-        assert_eq!(samples.len(), 5);
-        drop(client);
-        server.join().expect("server thread").expect("serve");
+        crate::scenarios::run_in_one_process(RawMib, 5);
     }
 
     #[test]
