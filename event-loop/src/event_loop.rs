@@ -34,11 +34,13 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::io::{AsyncStream, Reactor, WAKE_TOKEN};
 use crate::mailbox::{Mailbox, Next, Wake};
+use crate::spin::{self, Spin};
 // sync-facade: allow (task wakers hold the mailbox, and std::task::Wake needs std's Arc)
 use std::sync::Arc as StdArc;
 
@@ -210,8 +212,17 @@ impl LoopContext {
     fn run(self: Rc<Self>) {
         let mut jobs = std::collections::VecDeque::new();
         let mut ready = Vec::new();
+        // The loop spins (polls its sockets without blocking and yields)
+        // for a while before it sleeps in epoll: see `spin`.
+        let mut spin = Spin::for_loop();
+        let mut batches: u32 = 0;
         loop {
-            match self.shared.mailbox.take_work(&mut jobs, &mut ready) {
+            let mailbox = &self.shared.mailbox;
+            let next = match mailbox.take_work(&mut jobs, &mut ready, false) {
+                Next::Idle if !spin.again() => mailbox.take_work(&mut jobs, &mut ready, true),
+                next => next,
+            };
+            match next {
                 Next::Work => {
                     for job in jobs.drain(..) {
                         // A panicking closure must not take the loop, and
@@ -223,17 +234,23 @@ impl LoopContext {
                     for id in ready.drain(..) {
                         self.executor.poll(id);
                     }
+                    // Sockets are otherwise looked at only when the queues
+                    // run dry: under a steady stream of posted work, look
+                    // every few batches so that no connection starves.
+                    batches = batches.wrapping_add(1);
+                    if batches % IO_EVERY_BATCHES == 0 {
+                        self.poll_io(Some(Duration::ZERO));
+                    }
+                    spin.reset();
+                }
+                Next::Idle => {
+                    if !self.poll_io(Some(Duration::ZERO)) {
+                        spin::yield_now();
+                    }
                 }
                 Next::Sleep => {
-                    let polled = self.reactor.poll_events(None);
-                    self.shared.mailbox.awake();
-                    match polled {
-                        Ok(()) => self.reactor.dispatch_events(),
-                        Err(e) => {
-                            tracing::error!(target: "multiprocess", "event loop poll failed: {e}");
-                            self.shared.mailbox.close();
-                        }
-                    }
+                    self.poll_io(None);
+                    spin.reset();
                 }
                 Next::Exit => break,
             }
@@ -247,7 +264,34 @@ impl LoopContext {
         CONTEXT.with(|c| c.borrow_mut().take());
         LOOP_ID.with(|id| id.set(0));
     }
+
+    /// Polls the sockets (without blocking, or with `None` until an event or
+    /// a wake-up) and wakes the tasks waiting on the ready ones. Returns
+    /// whether any event came. A failing poll closes the loop.
+    fn poll_io(&self, timeout: Option<Duration>) -> bool {
+        let polled = self.reactor.poll_events(timeout);
+        if timeout.is_none() {
+            // Awake again before waking any task: a task woken on the loop
+            // thread itself must not write to the loop's own waker.
+            self.shared.mailbox.awake();
+        }
+        match polled {
+            Ok(any) => {
+                self.reactor.dispatch_events();
+                any
+            }
+            Err(e) => {
+                tracing::error!(target: "multiprocess", "event loop poll failed: {e}");
+                self.shared.mailbox.close();
+                false
+            }
+        }
+    }
 }
+
+/// How many batches of posted work the loop runs between two looks at its
+/// sockets while work keeps coming.
+const IO_EVERY_BATCHES: u32 = 32;
 
 fn on_loop_thread(shared: &Shared) -> bool {
     LOOP_ID.with(|id| id.get()) == shared.id

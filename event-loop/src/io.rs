@@ -55,13 +55,13 @@ impl Reactor {
     }
 
     /// Blocks until a socket is ready or the loop is woken.
-    pub(crate) fn poll_events(&self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn poll_events(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let mut events = self.events.borrow_mut();
         match self.poll.borrow_mut().poll(&mut events, timeout) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(!events.is_empty()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 events.clear();
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e),
         }

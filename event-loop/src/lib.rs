@@ -23,6 +23,7 @@
 //! - `io`: mio readiness and the async socket halves capnp-rpc reads and writes;
 //! - `event_loop`: the thread, its handles and its reference count;
 //! - `waiter`: how a thread blocks for a reply and runs posted work meanwhile;
+//! - `spin`: how long a thread with nothing to do yields before it sleeps;
 //! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
 
 pub mod error;
@@ -30,6 +31,7 @@ mod event_loop;
 mod executor;
 mod io;
 pub mod mailbox;
+pub mod spin;
 pub mod sync;
 pub mod waiter;
 

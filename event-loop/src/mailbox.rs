@@ -38,6 +38,9 @@ pub enum Next {
     Work,
     /// Nothing to do: block until woken.
     Sleep,
+    /// Nothing to do, and the loop asked not to sleep yet (it is spinning):
+    /// producers will not wake it, so it must look again soon.
+    Idle,
     /// Closed and drained: exit.
     Exit,
 }
@@ -129,13 +132,23 @@ impl<W: Wake> Mailbox<W> {
     }
 
     /// Loop thread only: moves queued jobs and ready tasks into the given
-    /// buffers and says what to do. Returning [`Next::Sleep`] records that the
-    /// loop is about to block, so the next producer wakes it.
-    pub fn take_work(&self, jobs: &mut VecDeque<Job>, ready: &mut Vec<usize>) -> Next {
+    /// buffers and says what to do. With nothing to do, it returns
+    /// [`Next::Idle`] if `may_sleep` is false; otherwise [`Next::Sleep`],
+    /// recording that the loop is about to block, so the next producer wakes
+    /// it.
+    pub fn take_work(
+        &self,
+        jobs: &mut VecDeque<Job>,
+        ready: &mut Vec<usize>,
+        may_sleep: bool,
+    ) -> Next {
         let mut state = self.state.lock();
         if state.jobs.is_empty() && state.ready.is_empty() {
             if state.closed {
                 return Next::Exit;
+            }
+            if !may_sleep {
+                return Next::Idle;
             }
             // A deliberately broken protocol that the loom models must reject
             // (`--cfg loom_broken_wakeup`): the loop decides to sleep under one

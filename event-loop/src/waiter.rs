@@ -27,6 +27,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::mailbox::Job;
+use crate::spin::{Spin, yield_now};
 #[cfg(not(loom))]
 use crate::sync::Weak;
 use crate::sync::{Arc, Condvar, Mutex};
@@ -103,7 +104,10 @@ impl<T> Reply<T> {
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        let error = self.on_drop.clone();
+        if self.slot.is_none() {
+            return;
+        }
+        let error = std::mem::replace(&mut self.on_drop, Error::LoopShutDown);
         // A deliberately broken protocol that the loom models must reject
         // (`--cfg loom_broken_reply`): a dropped `Reply` fills its slot but
         // does not wake the waiter, as if the waiter polled its slot. A
@@ -115,31 +119,6 @@ impl<T> Drop for Reply<T> {
         }
         self.deliver(Err(error));
     }
-}
-
-/// How many times a thread with nothing to do yields the CPU before it
-/// sleeps on its condition variable. A reply or request usually comes within
-/// microseconds; catching it while still running saves a futex sleep and
-/// wake-up, which on a virtual machine can cost tens of microseconds.
-/// `MULTIPROCESS_WAIT_SPINS=N` overrides it (0 sleeps at once).
-#[cfg(not(loom))]
-fn spins_before_sleep() -> u32 {
-    static SPINS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *SPINS.get_or_init(|| {
-        std::env::var("MULTIPROCESS_WAIT_SPINS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20)
-    })
-}
-
-#[cfg(loom)]
-fn spins_before_sleep() -> u32 {
-    0
-}
-
-fn yield_now() {
-    crate::sync::thread::yield_now();
 }
 
 thread_local! {
@@ -230,7 +209,7 @@ impl Waiter {
     /// says what the thread waits for, for [`dump_waiters`].
     pub fn wait<T>(&self, slot: &Slot<T>, what: impl Fn() -> String) -> T {
         let mut described = false;
-        let mut spins = 0;
+        let mut spin = Spin::for_waiter();
         loop {
             if let Some(value) = slot.take() {
                 if described {
@@ -266,8 +245,7 @@ impl Waiter {
                         }
                         continue;
                     }
-                    if spins < spins_before_sleep() {
-                        spins += 1;
+                    if spin.again() {
                         drop(state);
                         yield_now();
                         state = self.state.lock();
@@ -278,6 +256,7 @@ impl Waiter {
             };
             if let Some(job) = job {
                 job();
+                spin.reset();
                 // A deliberately broken protocol that the loom models must
                 // reject (`--cfg loom_broken_waiter`): after a job, it sleeps
                 // until the next job or notification before it looks at the
@@ -299,7 +278,7 @@ impl Waiter {
     /// they carry).
     pub fn serve(&self) {
         loop {
-            let mut spins = 0;
+            let mut spin = Spin::for_waiter();
             let job = {
                 let mut state = self.state.lock();
                 state.busy = false;
@@ -314,8 +293,7 @@ impl Waiter {
                         state.busy = true;
                         break job;
                     }
-                    if spins < spins_before_sleep() {
-                        spins += 1;
+                    if spin.again() {
                         drop(state);
                         yield_now();
                         state = self.state.lock();

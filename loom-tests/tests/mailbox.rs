@@ -113,8 +113,12 @@ impl Loop {
                     sleeps: 0,
                     jobs: 0,
                 };
+                // Like `EventLoop::run`, the stand-in spins once (looks
+                // without offering to sleep) before it sleeps, so that the
+                // models also cover work arriving while the loop spins.
+                let mut spun = false;
                 loop {
-                    match mailbox.take_work(&mut jobs, &mut ready) {
+                    match mailbox.take_work(&mut jobs, &mut ready, spun) {
                         Next::Work => {
                             for job in jobs.drain(..) {
                                 job();
@@ -124,12 +128,15 @@ impl Loop {
                                 on_task(id);
                                 stats.polled.push(id);
                             }
+                            spun = false;
                         }
+                        Next::Idle => spun = true,
                         Next::Sleep => {
                             stats.sleeps += 1;
                             doorbell.sleep();
                             // As `EventLoop::run` does once its poll returns.
                             mailbox.awake();
+                            spun = false;
                         }
                         Next::Exit => return stats,
                     }

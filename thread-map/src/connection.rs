@@ -104,7 +104,15 @@ impl ClientThreadEntry {
     /// The peer's worker for this thread, requested now if it was not yet:
     /// with a pipelined `makeThread`, so the call that needs it costs no
     /// extra round trip.
-    pub(crate) fn remote(&self, conn: &ConnState) -> Result<thread::Client> {
+    ///
+    /// Until `makeThread` returns, the capability is a promise that requests
+    /// name by the question that made it (`receiverAnswer`); once it returns,
+    /// the entry holds the capability from the response instead, which
+    /// requests name directly (`receiverHosted`), sparing both ends the
+    /// pipeline lookup on every call. (capnp-rpc resolves a pipelined
+    /// capability only while its pipeline is alive, so without this the
+    /// promise would stay a promise for good.)
+    pub(crate) fn remote(self: &Rc<Self>, conn: &ConnState) -> Result<thread::Client> {
         if let Some(remote) = self.remote.borrow().as_ref() {
             return Ok(remote.clone());
         }
@@ -118,11 +126,23 @@ impl ClientThreadEntry {
         request.get().set_name(self.name.as_str());
         let capnp::capability::RemotePromise { promise, pipeline } = request.send();
         let remote = pipeline.get_result();
-        let thread_name = self.name.clone();
+        let entry = Rc::downgrade(self);
         LoopContext::with(|cx| {
             cx.spawn(async move {
-                if let Err(e) = promise.await {
-                    tracing::debug!(target: "multiprocess", thread = %thread_name, "makeThread failed: {e}");
+                let resolved = promise
+                    .await
+                    .and_then(|response| response.get()?.get_result());
+                drop(pipeline);
+                match resolved {
+                    Ok(thread) => {
+                        if let Some(entry) = entry.upgrade() {
+                            *entry.remote.borrow_mut() = Some(thread);
+                        }
+                    }
+                    Err(e) => {
+                        let name = entry.upgrade().map(|entry| entry.name.clone());
+                        tracing::debug!(target: "multiprocess", thread = ?name, "makeThread failed: {e}");
+                    }
                 }
             })
         });

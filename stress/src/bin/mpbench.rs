@@ -5,9 +5,9 @@
 //!                  [--plot FILE.svg] [--plot-scale auto|linear|log]
 //! ```
 //!
-//! `SCENARIO` is a scenario name or `all` (every scenario, interleaved in rounds). Prints one
-//! JSON object per scenario (per variant: `threads` has one per thread count) per line, and
-//! after `scale`'s, its `scale-resources` line; without `--json`, a table follows. The hidden form
+//! `SCENARIO` is a scenario name, a comma-separated list of them, or `all` (every scenario);
+//! several scenarios run interleaved in rounds. Prints one JSON object per scenario (per variant:
+//! `threads` has one per thread count) per line, and after `scale`'s, its `scale-resources` line; without `--json`, a table follows. The hidden form
 //! `mpbench --child SCENARIO --fd N` is the child process, serving over inherited descriptor N.
 //!
 //! `--worker-stack-kib N` reaches the child through the environment variable
@@ -62,7 +62,7 @@ fn usage() -> String {
     format!(
         "usage: mpbench SCENARIO [--json] [--calls N] [--warmup N] [--round N] [--worker-stack-kib N]\n\
          \x20                [--plot FILE.svg] [--plot-scale auto|linear|log]\n\
-         scenarios: all, {names}\n\
+         scenarios: all, {names};\n         \x20          or several, comma-separated (raw,chain,capnp,call), interleaved\n\
          \n\
          --calls N     measured calls per scenario (per variant); default {DEFAULT_CALLS}, except:\n\
          \x20             newthread {newthread} (each call starts a thread), payload and raw-1mib {payload}\n\

@@ -228,8 +228,9 @@ pub fn find(name: &str) -> Option<Box<dyn Scenario>> {
     all().into_iter().find(|s| s.name() == name)
 }
 
-/// Every variant of the scenario called `name`, or every scenario for `all`; empty if there is
-/// no such scenario.
+/// Every variant of the scenario called `name`, of each scenario in a comma-separated list
+/// (`raw,chain,call`: run interleaved, in [`all`] order), or every scenario for `all`; empty if
+/// a name is not a scenario.
 ///
 /// # Examples
 ///
@@ -241,13 +242,22 @@ pub fn find(name: &str) -> Option<Box<dyn Scenario>> {
 /// assert_eq!(select("raw").len(), 1);
 /// assert_eq!(select("all").len(), stress::scenarios::all().len());
 /// assert!(select("nope").is_empty());
+/// let floors: Vec<&str> = select("call,raw").iter().map(|s| s.name()).collect();
+/// assert_eq!(floors, ["raw", "call"]);
+/// assert!(select("raw,nope").is_empty());
 /// ```
 pub fn select(name: &str) -> Vec<Box<dyn Scenario>> {
     let all = all();
     if name == "all" {
         return all;
     }
-    all.into_iter().filter(|s| s.name() == name).collect()
+    let wanted: Vec<&str> = name.split(',').collect();
+    if wanted.iter().any(|w| !names().contains(w)) {
+        return Vec::new();
+    }
+    all.into_iter()
+        .filter(|s| wanted.contains(&s.name()))
+        .collect()
 }
 
 /// The names of every scenario, in [`all`] order, each once.

@@ -1,0 +1,155 @@
+//! Spinning before sleeping: a thread with nothing to do yields the CPU for a
+//! short while before it blocks, so that work arriving within that while
+//! costs no sleep and no wake-up.
+//!
+//! A reply or request usually comes within tens of microseconds. Blocking on
+//! a futex or in `epoll_wait` and being woken costs two system calls and,
+//! worse, on a virtual machine an idle virtual CPU must be woken by the host,
+//! which can take tens of microseconds more. Yielding (not busy spinning)
+//! leaves the CPU to any other runnable thread, so spinning takes time only
+//! from an otherwise idle core.
+//!
+//! Two limits keep the cost down: each spell lasts at most the budget
+//! (`MULTIPROCESS_WAIT_SPIN_US`, default [`DEFAULT_SPIN_US`] microseconds,
+//! 0 to never spin), and a process spins on at most [`max_spinners`]
+//! threads at once. The event loop comes first: every hand-off goes through
+//! it, so it always may spin, and a waiting application or worker thread
+//! spins only while a place is left; otherwise it sleeps at once. Under loom
+//! nothing spins.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::global::{AtomicUsize, Ordering};
+
+/// The default spinning budget, in microseconds: about one round trip of a
+/// call on a loaded machine.
+pub const DEFAULT_SPIN_US: u64 = 100;
+
+/// The environment variable that overrides [`DEFAULT_SPIN_US`].
+pub const SPIN_ENV: &str = "MULTIPROCESS_WAIT_SPIN_US";
+
+/// How long one spell of spinning may last.
+#[cfg(not(loom))]
+fn budget() -> Duration {
+    static BUDGET: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let micros = std::env::var(SPIN_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_SPIN_US);
+        Duration::from_micros(micros)
+    })
+}
+
+#[cfg(loom)]
+fn budget() -> Duration {
+    Duration::ZERO
+}
+
+/// How many threads of this process may spin at once: as many as there are
+/// CPUs. Then a call between two processes on a two-CPU machine can have all
+/// four threads it goes through (application thread and loop, loop and
+/// worker) spinning and none to wake, while a process with many waiting
+/// threads keeps most of them asleep.
+#[cfg(not(loom))]
+pub fn max_spinners() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(std::num::NonZeroUsize::get)
+            .unwrap_or(1)
+    })
+}
+
+#[cfg(loom)]
+pub fn max_spinners() -> usize {
+    0
+}
+
+/// The threads of this process spinning right now.
+static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One thread's spell of spinning: [`Spin::again`] says whether to yield once
+/// more or go to sleep.
+pub(crate) struct Spin {
+    /// Whether this spell may spin when [`max_spinners`] threads already do
+    /// (the event loop's).
+    first: bool,
+    /// When the budget runs out; `None` before the first `again`.
+    deadline: Option<Instant>,
+    /// Whether this spell holds one of the places.
+    counted: bool,
+}
+
+impl Spin {
+    /// The event loop's spell: it always gets a place.
+    pub(crate) fn for_loop() -> Self {
+        Self::new(true)
+    }
+
+    /// A waiting thread's spell: it spins only if it gets one of the
+    /// [`max_spinners`] places.
+    pub(crate) fn for_waiter() -> Self {
+        Self::new(false)
+    }
+
+    fn new(first: bool) -> Self {
+        Self {
+            first,
+            deadline: None,
+            counted: false,
+        }
+    }
+
+    /// Whether to yield once more rather than sleep. The clock starts at the
+    /// first call after `new` or `reset`, so time spent working does not
+    /// count.
+    pub(crate) fn again(&mut self) -> bool {
+        let budget = budget();
+        if budget.is_zero() {
+            return false;
+        }
+        let now = Instant::now();
+        let deadline = match self.deadline {
+            Some(deadline) => deadline,
+            None => {
+                self.counted =
+                    SPINNERS.fetch_add(1, Ordering::Relaxed) < max_spinners() || self.first;
+                if !self.counted {
+                    SPINNERS.fetch_sub(1, Ordering::Relaxed);
+                    self.deadline = Some(now);
+                    return false;
+                }
+                *self.deadline.insert(now + budget)
+            }
+        };
+        if now < deadline {
+            return true;
+        }
+        self.give_back();
+        false
+    }
+
+    /// Starts a new spell (after work, or after sleeping).
+    pub(crate) fn reset(&mut self) {
+        self.give_back();
+        self.deadline = None;
+    }
+
+    fn give_back(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Spin {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
+/// Gives the CPU to another runnable thread, if there is one.
+pub(crate) fn yield_now() {
+    crate::sync::thread::yield_now();
+}
