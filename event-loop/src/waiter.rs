@@ -85,7 +85,23 @@ impl<T> Slot<T> {
 pub struct Reply<T> {
     slot: Option<Arc<Slot<Result<T>>>>,
     waiter: Arc<Waiter>,
-    on_drop: Error,
+    on_drop: OnDrop,
+}
+
+/// The error a [`Reply`] dropped unsent delivers: ready made, or made only
+/// then (sparing a call the formatting of an error it almost never needs).
+enum OnDrop {
+    Ready(Error),
+    Make(fn(&'static str) -> Error, &'static str),
+}
+
+impl OnDrop {
+    fn into_error(self) -> Error {
+        match self {
+            OnDrop::Ready(error) => error,
+            OnDrop::Make(make, what) => make(what),
+        }
+    }
 }
 
 impl<T> Reply<T> {
@@ -107,7 +123,8 @@ impl<T> Drop for Reply<T> {
         if self.slot.is_none() {
             return;
         }
-        let error = std::mem::replace(&mut self.on_drop, Error::LoopShutDown);
+        let on_drop = std::mem::replace(&mut self.on_drop, OnDrop::Ready(Error::LoopShutDown));
+        let error = on_drop.into_error();
         // A deliberately broken protocol that the loom models must reject
         // (`--cfg loom_broken_reply`): a dropped `Reply` fills its slot but
         // does not wake the waiter, as if the waiter polled its slot. A
@@ -174,6 +191,20 @@ impl Waiter {
     /// A slot for one reply and the [`Reply`] that fills it. If the `Reply` is
     /// dropped unsent, the slot receives `on_drop`.
     pub fn reply_slot<T>(self: &Arc<Self>, on_drop: Error) -> (Arc<Slot<Result<T>>>, Reply<T>) {
+        self.new_reply_slot(OnDrop::Ready(on_drop))
+    }
+
+    /// Like [`reply_slot`](Self::reply_slot), but the error for a `Reply`
+    /// dropped unsent is made only then, by `make(what)`.
+    pub fn reply_slot_with<T>(
+        self: &Arc<Self>,
+        make: fn(&'static str) -> Error,
+        what: &'static str,
+    ) -> (Arc<Slot<Result<T>>>, Reply<T>) {
+        self.new_reply_slot(OnDrop::Make(make, what))
+    }
+
+    fn new_reply_slot<T>(self: &Arc<Self>, on_drop: OnDrop) -> (Arc<Slot<Result<T>>>, Reply<T>) {
         let slot = Arc::new(Slot {
             value: Mutex::new(None),
         });
@@ -234,6 +265,15 @@ impl Waiter {
                     if std::mem::take(&mut state.notified) {
                         break None;
                     }
+                    if spin.again() {
+                        drop(state);
+                        yield_now();
+                        state = self.state.lock();
+                        continue;
+                    }
+                    // Described (for `dump_waiters`) only once it is about
+                    // to sleep: a reply caught while spinning costs no
+                    // formatting.
                     if !described {
                         state.waiting_for.push(String::new());
                         described = true;
@@ -243,12 +283,6 @@ impl Waiter {
                         if let Some(last) = state.waiting_for.last_mut() {
                             *last = text;
                         }
-                        continue;
-                    }
-                    if spin.again() {
-                        drop(state);
-                        yield_now();
-                        state = self.state.lock();
                         continue;
                     }
                     state = self.cv.wait(state);

@@ -158,9 +158,10 @@ impl<C: Clone + 'static> RemoteObject<C> {
             (thread.id, thread.waiter.clone(), thread.name.clone())
         });
         let serving = serving_key(self.conn.id);
-        let (slot, reply) = waiter.reply_slot::<T>(Error::Disconnected(format!(
-            "the connection closed during {method}"
-        )));
+        let (slot, reply) = waiter.reply_slot_with::<T>(
+            |method| Error::Disconnected(format!("the connection closed during {method}")),
+            method,
+        );
         // The loop side must not hold the connection's strong handle: if it
         // dropped the last one, the loop thread would end up dropping the last
         // LoopHandle and could not join itself.

@@ -95,7 +95,7 @@ impl ConnStatus {
 /// thread itself (sent as `Context.callbackThread`), and the worker the peer
 /// made for it, requested on the first call that needs one.
 pub(crate) struct ClientThreadEntry {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     remote: RefCell<Option<thread::Client>>,
     pub(crate) local: thread::Client,
 }
@@ -123,7 +123,7 @@ impl ClientThreadEntry {
             ));
         };
         let mut request = peer_map.make_thread_request();
-        request.get().set_name(self.name.as_str());
+        request.get().set_name(&*self.name);
         let capnp::capability::RemotePromise { promise, pipeline } = request.send();
         let remote = pipeline.get_result();
         let entry = Rc::downgrade(self);
@@ -221,7 +221,7 @@ impl ConnState {
         let local_server = Rc::new(ThreadServer::caller(name.clone(), self.id, waiter.clone()));
         let local = loop_state::with(|state| state.add_thread(local_server));
         let entry = Rc::new(ClientThreadEntry {
-            name,
+            name: name.into(),
             remote: RefCell::new(None),
             local,
         });
@@ -328,7 +328,7 @@ impl ConnState {
 /// The shared, `Send + Sync` half of a connection.
 pub(crate) struct ConnShared {
     pub(crate) id: u64,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) handle: LoopHandle,
     status: Arc<ConnStatus>,
 }
@@ -515,7 +515,7 @@ impl Connection {
         let status = Arc::new(ConnStatus::new());
         let shared = Arc::new(ConnShared {
             id,
-            name: name.clone(),
+            name: name.as_str().into(),
             handle: event_loop.clone(),
             status: status.clone(),
         });
@@ -579,7 +579,7 @@ impl Connection {
         let status = Arc::new(ConnStatus::new());
         let shared = Arc::new(ConnShared {
             id,
-            name: name.clone(),
+            name: name.as_str().into(),
             handle: event_loop.clone(),
             status: status.clone(),
         });
