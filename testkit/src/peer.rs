@@ -39,8 +39,15 @@ pub struct Peer {
 impl Peer {
     /// Spawns `child_exe` (an `mp-child` binary) and connects to it.
     pub fn child(child_exe: &Path) -> Result<Peer> {
+        Self::child_with(child_exe, |_| {})
+    }
+
+    /// Like [`child`](Self::child), letting `configure` adjust the command
+    /// (its environment, say) first.
+    pub fn child_with(child_exe: &Path, configure: impl FnOnce(&mut Command)) -> Result<Peer> {
         let event_loop = EventLoop::start("client-loop")?;
         let mut command = Command::new(child_exe);
+        configure(&mut command);
         let (child, stream) = multiprocess_thread_map::spawn_process(&mut command)?;
         let (connection, init) = Connection::connect::<init::Client>(&event_loop, stream)?;
         Ok(Peer {

@@ -1045,3 +1045,78 @@ fn write_fuzz_seeds() {
         }
     });
 }
+
+/// A peer cannot make the server start threads without bound: past the
+/// per-connection limit (3 in this child), `makeThread` is refused, the call
+/// that needed the thread fails with an invalid-thread error that says why, nothing else breaks, and
+/// once threads exit their places are free again, also for the refused
+/// thread, whose next call asks anew.
+#[test]
+fn thread_floods_are_refused() {
+    use mp_testkit::peer::Peer;
+    guard("thread_floods_are_refused", LIMIT, || {
+        let peer = Peer::child_with(child_exe(), |command| {
+            command.env("MP_CHILD_MAX_WORKERS", "3");
+        })
+        .expect("spawn the child");
+        let probe = peer.init.make_probe().expect("makeProbe");
+        assert_eq!(probe.add(1, 1).expect("main thread's call"), 2);
+        std::thread::scope(|s| {
+            // Two more threads take the child's other two places and keep
+            // them until told to leave.
+            let mut leave = Vec::new();
+            let mut holders = Vec::new();
+            for i in 0..2 {
+                let (ready_tx, ready_rx) = mpsc::channel();
+                let (leave_tx, leave_rx) = mpsc::channel::<()>();
+                leave.push(leave_tx);
+                let probe = &probe;
+                holders.push(s.spawn(move || {
+                    let _ = ready_tx.send(probe.add(i, 1));
+                    let _ = leave_rx.recv_timeout(LIMIT);
+                }));
+                let sum = ready_rx.recv_timeout(IO_TIMEOUT).expect("holder called");
+                assert_eq!(sum.expect("a holder's call"), i + 1);
+            }
+            // A fourth thread is refused, and stays usable.
+            let (ask_tx, ask_rx) = mpsc::channel::<()>();
+            let (answer_tx, answer_rx) = mpsc::channel();
+            let probe_ref = &probe;
+            let refused = s.spawn(move || {
+                while ask_rx.recv_timeout(LIMIT).is_ok() {
+                    if answer_tx.send(probe_ref.add(20, 1)).is_err() {
+                        break;
+                    }
+                }
+            });
+            ask_tx.send(()).expect("ask");
+            let first = answer_rx.recv_timeout(IO_TIMEOUT).expect("an answer");
+            match first {
+                Err(Error::InvalidThread(reason)) => {
+                    assert!(
+                        reason.contains("makeThread") && reason.contains("refused"),
+                        "{reason}"
+                    );
+                    assert!(reason.contains("at most 3"), "{reason}");
+                }
+                other => panic!("expected a refused makeThread, got {other:?}"),
+            }
+            // The threads that have workers go on working meanwhile.
+            assert_eq!(probe.add(2, 2).expect("main thread after the refusal"), 4);
+            // The holders exit; their workers end; the refused thread's next
+            // call gets a worker.
+            drop(leave);
+            for holder in holders {
+                holder.join().expect("holder thread");
+            }
+            ask_tx.send(()).expect("ask again");
+            let second = answer_rx.recv_timeout(IO_TIMEOUT).expect("an answer");
+            assert_eq!(
+                second.expect("the refused thread's call after the holders left"),
+                21
+            );
+            drop(ask_tx);
+            refused.join().expect("refused thread");
+        });
+    });
+}

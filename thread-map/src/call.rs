@@ -307,12 +307,9 @@ async fn resolve_thread(
             let client = client
                 .map_err(|e| Error::InvalidThread(format!("unreadable Context.thread: {e}")))?;
             let resolved = capnp::capability::get_resolved_cap(client).await;
-            let server =
-                loop_state::with(|state| state.local_thread(&resolved)).ok_or_else(|| {
-                    Error::InvalidThread(
-                        "Context.thread is not a thread this process made".to_string(),
-                    )
-                })?;
+            let Some(server) = loop_state::with(|state| state.local_thread(&resolved)) else {
+                return Err(not_a_thread(resolved).await);
+            };
             if server.conn_id != conn.id {
                 return Err(Error::InvalidThread(format!(
                     "Context.thread {} belongs to another connection",
@@ -330,6 +327,28 @@ async fn resolve_thread(
                     Error::InvalidThread("no thread specified and no pool configured".to_string())
                 })
         }
+    }
+}
+
+/// Why `thread` (resolved, and not one of ours) cannot run a request: an
+/// invalid-thread error that, for a broken capability (an unknown export id,
+/// the promise of a `makeThread` that failed), says why it broke. Asking a
+/// broken capability anything fails at once, with no message sent. Any other
+/// capability is simply not a thread of ours.
+async fn not_a_thread(thread: crate::proxy_capnp::thread::Client) -> Error {
+    let invalid =
+        || Error::InvalidThread("Context.thread is not a thread this process made".to_string());
+    // Brand 0: not imported from a peer (local or broken), so the request
+    // below never crosses a connection and cannot wait on a peer.
+    if thread.client.hook.get_brand() != 0 {
+        return invalid();
+    }
+    match thread.get_name_request().send().promise.await {
+        Err(e) if e.kind != capnp::ErrorKind::Unimplemented => Error::InvalidThread(format!(
+            "Context.thread is not a thread this process made: it is broken: {}",
+            Error::from_capnp(e)
+        )),
+        _ => invalid(),
     }
 }
 

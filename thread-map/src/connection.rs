@@ -140,8 +140,12 @@ impl ClientThreadEntry {
                         }
                     }
                     Err(e) => {
-                        let name = entry.upgrade().map(|entry| entry.name.clone());
-                        tracing::debug!(target: "multiprocess", thread = ?name, "makeThread failed: {e}");
+                        // The calls already made with the promise fail with
+                        // this error; the thread's next call asks again.
+                        if let Some(entry) = entry.upgrade() {
+                            tracing::debug!(target: "multiprocess", thread = %entry.name, "makeThread failed: {e}");
+                            *entry.remote.borrow_mut() = None;
+                        }
                     }
                 }
             })
@@ -252,6 +256,13 @@ impl ConnState {
     pub(crate) fn release_callback_thread(&self, key: usize) {
         let removed = self.callback_threads.borrow_mut().try_remove(key);
         drop(removed);
+    }
+
+    /// How many workers made for the peer are alive.
+    pub(crate) fn live_worker_count(&self) -> usize {
+        let mut workers = self.workers.borrow_mut();
+        workers.retain(|w| w.strong_count() > 0);
+        workers.len()
     }
 
     /// Remembers a worker made for the peer, to end it when the connection

@@ -104,6 +104,9 @@ pub use cleanup::{ObjectSlot, OffLoop, drop_off_loop};
 pub use connection::{Connection, DestroyFn, DestroyOnDrop, RemoteObject, ServeContext};
 pub use multiprocess_event_loop::{Error, EventLoop, LoopHandle, Result};
 pub use process::{IPC_FD_ARG, parse_ipc_fd, spawn_process, take_ipc_fd};
-pub use worker::set_worker_stack_size;
+pub use worker::{
+    DEFAULT_MAX_WORKERS_PER_CONNECTION, max_workers_per_connection, set_max_workers_per_connection,
+    set_worker_stack_size,
+};
 #[cfg(not(loom))]
 pub use worker::{live_workers, wait_for_workers};

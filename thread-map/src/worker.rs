@@ -95,6 +95,25 @@ pub fn set_worker_stack_size(bytes: usize) {
     STACK_SIZE.store(bytes, Ordering::Relaxed);
 }
 
+/// How many workers one connection's peer may have at once unless
+/// [`set_max_workers_per_connection`] says otherwise.
+pub const DEFAULT_MAX_WORKERS_PER_CONNECTION: usize = 4096;
+
+static MAX_WORKERS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_WORKERS_PER_CONNECTION);
+
+/// Sets how many workers (from `makeThread` and `makePool`) the peer of one
+/// connection may have alive at once; a `makeThread` beyond it fails with an
+/// error for the caller instead of starting a thread. A peer cannot then
+/// exhaust the process's threads by asking for them.
+pub fn set_max_workers_per_connection(count: usize) {
+    MAX_WORKERS.store(count, Ordering::Relaxed);
+}
+
+/// The limit [`set_max_workers_per_connection`] set.
+pub fn max_workers_per_connection() -> usize {
+    MAX_WORKERS.load(Ordering::Relaxed)
+}
+
 type JoinSlot = Arc<Mutex<Option<thread::JoinHandle<()>>>>;
 
 /// One server worker thread.

@@ -1,10 +1,19 @@
 //! The test child: serves `Init` (and through it `Probe` and `Bench`) on the
 //! socket passed as `-ipcfd=N`, and exits when the parent disconnects.
+//!
+//! `MP_CHILD_MAX_WORKERS=N` in its environment sets how many workers one
+//! connection's peer may have (`set_max_workers_per_connection`).
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     mp_testkit::init_tracing();
+    if let Some(count) = std::env::var("MP_CHILD_MAX_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        multiprocess_thread_map::set_max_workers_per_connection(count);
+    }
     match multiprocess_thread_map::take_ipc_fd() {
         Ok(Some(stream)) => match mp_testkit::serve_child(stream) {
             Ok(()) => ExitCode::SUCCESS,
