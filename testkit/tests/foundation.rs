@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mp_testkit::peer::Peer;
+use mp_testkit::peer::{Peer, Server};
 use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::Error;
 
@@ -130,23 +130,47 @@ fn four_threads_four_workers_in_process() {
 }
 
 /// (c) An application thread that exits frees its server worker.
+///
+/// The worker's own OS thread must be gone from the server process. With a
+/// child, the child's worker and thread counts must also be back where they
+/// were; in one process other tests start and end threads concurrently, so
+/// there only the worker's own thread is checked.
 fn exited_thread_frees_worker(peer: Peer) {
+    let server_pid = match &peer.server {
+        Server::Child(child) => Some(child.id()),
+        Server::InProcess { .. } => None,
+    };
     let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
     let (workers_before, threads_before) = probe.stats().expect("stats");
-    let during = {
+    let (worker, during) = {
         let probe = probe.clone();
         std::thread::spawn(move || {
             probe.add(1, 2).expect("add");
-            probe.stats().expect("stats")
+            (
+                probe.whoami().expect("whoami"),
+                probe.stats().expect("stats"),
+            )
         })
         .join()
         .expect("thread")
     };
-    assert_eq!(during.0, workers_before + 1, "the new thread got a worker");
+    let task = format!(
+        "/proc/{}/task/{}",
+        server_pid.unwrap_or_else(std::process::id),
+        worker.tid
+    );
     // The exited thread's release reaches the server before this call does.
     let (workers_after, threads_after) = probe.stats().expect("stats");
-    assert_eq!(workers_after, workers_before, "the worker was freed");
-    assert_eq!(threads_after, threads_before, "and its OS thread joined");
+    assert!(
+        !Path::new(&task).exists(),
+        "the worker's OS thread {} ({task}) is still there",
+        worker.name
+    );
+    if server_pid.is_some() {
+        assert_eq!(during.0, workers_before + 1, "the new thread got a worker");
+        assert_eq!(workers_after, workers_before, "the worker was freed");
+        assert_eq!(threads_after, threads_before, "and its OS thread joined");
+    }
 }
 
 #[test]
