@@ -224,6 +224,8 @@ impl LoopContext {
             };
             match next {
                 Next::Work => {
+                    // Not spinning while it works: the place goes back now.
+                    spin.reset();
                     for job in jobs.drain(..) {
                         // A panicking closure must not take the loop, and
                         // every connection on it, down with it.
@@ -241,7 +243,6 @@ impl LoopContext {
                     if batches % IO_EVERY_BATCHES == 0 {
                         self.poll_io(Some(Duration::ZERO));
                     }
-                    spin.reset();
                 }
                 Next::Idle => {
                     if !self.poll_io(Some(Duration::ZERO)) {

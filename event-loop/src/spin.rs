@@ -153,3 +153,54 @@ impl Drop for Spin {
 pub(crate) fn yield_now() {
     crate::sync::thread::yield_now();
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The only test in this binary, so no other thread takes places
+    /// meanwhile.
+    #[test]
+    fn waiters_share_the_places_the_loop_always_spins_and_reset_gives_back() {
+        if budget().is_zero() {
+            eprintln!("{SPIN_ENV}=0: spinning is off, nothing to check");
+            return;
+        }
+        let max = max_spinners();
+        let mut spells: Vec<Spin> = (0..max)
+            .map(|_| {
+                let mut spell = Spin::for_waiter();
+                assert!(spell.again(), "a waiter with a place left spins");
+                spell
+            })
+            .collect();
+        assert_eq!(SPINNERS.load(Ordering::Relaxed), max);
+
+        let mut refused = Spin::for_waiter();
+        assert!(!refused.again(), "a waiter past the limit sleeps at once");
+        assert!(!refused.again(), "and does not spin later in its spell");
+        assert_eq!(SPINNERS.load(Ordering::Relaxed), max, "and takes no place");
+
+        let mut the_loop = Spin::for_loop();
+        assert!(the_loop.again(), "the loop spins even with no place left");
+        the_loop.reset();
+        assert_eq!(SPINNERS.load(Ordering::Relaxed), max);
+
+        // As a Waiter does before it runs a job: the place is free for others.
+        spells[0].reset();
+        assert_eq!(SPINNERS.load(Ordering::Relaxed), max - 1);
+        let mut next = Spin::for_waiter();
+        assert!(
+            next.again(),
+            "a place given back is taken by the next waiter"
+        );
+
+        drop(next);
+        drop(spells);
+        assert_eq!(
+            SPINNERS.load(Ordering::Relaxed),
+            0,
+            "dropped spells give back"
+        );
+    }
+}

@@ -289,8 +289,9 @@ impl Waiter {
                 }
             };
             if let Some(job) = job {
-                job();
+                // The job may run long: give back the spinning place first.
                 spin.reset();
+                job();
                 // A deliberately broken protocol that the loom models must
                 // reject (`--cfg loom_broken_waiter`): after a job, it sleeps
                 // until the next job or notification before it looks at the
@@ -336,6 +337,8 @@ impl Waiter {
                     state = self.cv.wait(state);
                 }
             };
+            // The job may run long: give back the spinning place first.
+            drop(spin);
             job();
         }
     }

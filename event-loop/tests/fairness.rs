@@ -1,13 +1,12 @@
 //! A task that never stops waking itself keeps the loop busy forever; the
 //! loop must still read its sockets.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,14 +15,14 @@ use multiprocess_event_loop::{EventLoop, LoopContext};
 
 /// Wakes itself on every poll, until `stop` is set.
 struct Busy {
-    stop: Rc<Cell<bool>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Future for Busy {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.stop.get() {
+        if self.stop.load(Ordering::Relaxed) {
             return Poll::Ready(());
         }
         cx.waker().wake_by_ref();
@@ -37,11 +36,14 @@ fn sockets_are_read_while_a_task_keeps_the_loop_busy() {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let (sender, received) = mpsc::channel();
     let (waiting, reading) = mpsc::channel();
+    // Set by the test thread however the test ends: a loop kept busy for
+    // good could not be joined when `event_loop` is dropped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy_stop = stop.clone();
     event_loop
         .post(move || {
             LoopContext::with(|cx| {
-                let stop = Rc::new(Cell::new(false));
-                cx.spawn(Busy { stop: stop.clone() });
+                cx.spawn(Busy { stop: busy_stop });
                 let (mut stream, _write) = cx.stream(theirs).expect("register the socket").split();
                 cx.spawn(async move {
                     let mut byte = [0u8; 1];
@@ -61,18 +63,19 @@ fn sockets_are_read_while_a_task_keeps_the_loop_busy() {
                         })
                         .await
                     };
-                    stop.set(true);
                     let _ = sender.send(read.map(|()| byte[0]));
                 });
             });
         })
         .expect("post");
-    reading
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the read started");
-    (&ours).write_all(&[42]).expect("write");
-    let read = received
-        .recv_timeout(Duration::from_secs(10))
+    let started = reading.recv_timeout(Duration::from_secs(10));
+    let read = started.map(|()| {
+        (&ours).write_all(&[42]).expect("write");
+        received.recv_timeout(Duration::from_secs(10))
+    });
+    stop.store(true, Ordering::Relaxed);
+    let read = read
+        .expect("the read started")
         .expect("the loop read the socket although a task kept it busy");
     assert_eq!(read.expect("read"), 42);
 }

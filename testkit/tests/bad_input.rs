@@ -504,6 +504,16 @@ impl Server {
     }
 }
 
+/// Closes our raw end and waits (bounded) until the server's end of that
+/// connection reports the disconnect.
+fn hang_up(raw: Raw, served: &Connection) {
+    drop(raw);
+    assert!(
+        served.wait_disconnected(IO_TIMEOUT).is_some(),
+        "the server did not see the raw connection close"
+    );
+}
+
 /// The server closed the raw connection: EOF on our side, and its own end
 /// reports the disconnect. Returns the server's reason.
 fn assert_closed(raw: Raw, served: &Connection) -> (Closed, Error) {
@@ -698,8 +708,7 @@ fn unknown_capability_ids_fail_cleanly() {
         let reason = raw.exception(2);
         assert!(reason.contains("no thread specified"), "{reason}");
         assert!(!served.is_disconnected());
-        drop(raw);
-        assert!(served.wait_disconnected(IO_TIMEOUT).is_some());
+        hang_up(raw, &served);
         server.assert_alive();
     });
 }
@@ -771,10 +780,8 @@ fn foreign_context_threads_fail_the_call() {
         }
 
         // Closing the raw connections ends their workers; the server stays.
-        drop(a);
-        drop(b);
-        assert!(a_served.wait_disconnected(IO_TIMEOUT).is_some());
-        assert!(b_served.wait_disconnected(IO_TIMEOUT).is_some());
+        hang_up(a, &a_served);
+        hang_up(b, &b_served);
         server.assert_alive();
     });
 }
@@ -803,8 +810,7 @@ fn huge_pools_are_refused() {
         raw.results(3);
         raw.send(&make_probe(4, init, None));
         raw.results(4);
-        drop(raw);
-        assert!(served.wait_disconnected(IO_TIMEOUT).is_some());
+        hang_up(raw, &served);
         server.assert_alive();
     });
 }

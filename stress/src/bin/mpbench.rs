@@ -7,7 +7,8 @@
 //!
 //! `SCENARIO` is a scenario name, a comma-separated list of them, or `all` (every scenario);
 //! several scenarios run interleaved in rounds. Prints one JSON object per scenario (per variant:
-//! `threads` has one per thread count) per line, and after `scale`'s, its `scale-resources` line; without `--json`, a table follows. The hidden form
+//! `threads` has one per thread count) per line, and after `scale`'s, its `scale-resources`
+//! line; without `--json`, a table follows. The hidden form
 //! `mpbench --child SCENARIO --fd N` is the child process, serving over inherited descriptor N.
 //!
 //! `--worker-stack-kib N` reaches the child through the environment variable
