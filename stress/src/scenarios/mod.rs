@@ -13,6 +13,7 @@
 //!
 //! The scenarios so far:
 //! - [`raw`]: blocking 8-byte ping-pong on the socket, the floor;
+//! - [`raw_1cpu`]: the same with both ends pinned to one CPU: the price of a same-CPU hand-off;
 //! - [`chain`]: the runtime's four thread hand-offs per call, with plain threads and channels;
 //! - [`capnp`]: a plain capnp-rpc call on the runtime's connection, made on the parent's
 //!   event-loop thread and answered on the child's: no `Context`, no worker, no hand-off;
@@ -38,6 +39,7 @@ pub mod nested;
 pub mod newthread;
 pub mod payload;
 pub mod raw;
+pub mod raw_1cpu;
 pub mod raw_1mib;
 mod runtime;
 pub mod scale;
@@ -200,6 +202,7 @@ pub trait Scenario {
 pub fn all() -> Vec<Box<dyn Scenario>> {
     let mut all: Vec<Box<dyn Scenario>> = vec![
         Box::new(raw::Raw),
+        Box::new(raw_1cpu::RawOneCpu),
         Box::new(chain::Chain),
         Box::new(capnp::Capnp),
         Box::new(call::ContextCall),
