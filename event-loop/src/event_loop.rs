@@ -113,6 +113,8 @@ impl EventLoop {
                         return;
                     }
                 };
+                // If a panic escapes the loop, no post may wait for it.
+                let _abandon = AbandonOnPanic(context.shared.clone());
                 context.run();
             })?;
         match started_rx.recv() {
@@ -126,6 +128,30 @@ impl EventLoop {
         *shared.thread.lock() = Some(join);
         tracing::debug!(target: "multiprocess", loop_name = name, "event loop started");
         Ok(LoopHandle { shared })
+    }
+}
+
+/// Closes a dying loop's mailbox: held by the loop thread while it runs, it
+/// acts only if a panic unwinds out of the loop (the loop catches panics of
+/// closures and tasks, so this is a last resort). Posts then fail with
+/// [`Error::LoopShutDown`] instead of waiting forever, and the jobs already
+/// queued are dropped, which fails the callers waiting for them.
+struct AbandonOnPanic(Arc<Shared>);
+
+impl Drop for AbandonOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let jobs = self.0.mailbox.abandon();
+        for job in jobs {
+            // A job's captures may panic as they drop; the others must still go.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(job)));
+        }
+        crate::executor::report(&format!(
+            "event loop thread {} panicked; it no longer accepts work",
+            self.0.name
+        ));
     }
 }
 
@@ -230,7 +256,7 @@ impl LoopContext {
                         // A panicking closure must not take the loop, and
                         // every connection on it, down with it.
                         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
-                            tracing::error!(target: "multiprocess", "a closure posted to the event loop panicked");
+                            crate::executor::report("a closure posted to the event loop panicked");
                         }
                     }
                     for id in ready.drain(..) {
@@ -462,5 +488,43 @@ impl LoopPoster {
     /// Whether the calling thread is this loop's thread.
     pub fn is_loop_thread(&self) -> bool {
         on_loop_thread(&self.shared)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_thread_killed_by_a_panic_fails_queued_and_later_posts() {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN).expect("waker");
+        let shared = Arc::new(Shared {
+            id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
+            name: "dying-loop".to_string(),
+            mailbox: StdArc::new(Mailbox::new(MioWake(waker))),
+            refs: AtomicUsize::new(1),
+            thread: Mutex::new(None),
+        });
+        // A `sync` queued before the loop thread dies.
+        let waiter = Waiter::current();
+        let (slot, reply) = waiter.reply_slot::<i32>(Error::LoopShutDown);
+        assert!(
+            shared
+                .mailbox
+                .post(Box::new(move || reply.send(Ok(1))))
+                .is_ok()
+        );
+        let dying = shared.clone();
+        let died = std::thread::spawn(move || {
+            let _abandon = AbandonOnPanic(dying);
+            panic!("deliberate: a panic escapes the loop");
+        })
+        .join();
+        assert!(died.is_err());
+        // Its caller is failed at once (a hang here would be the bug)...
+        assert!(matches!(slot.take(), Some(Err(Error::LoopShutDown))));
+        // ...and nothing can be posted any more.
+        assert!(matches!(post_job(&shared, || {}), Err(Error::LoopShutDown)));
     }
 }

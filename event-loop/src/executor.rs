@@ -125,10 +125,10 @@ impl Executor {
                 drop(future);
             }
             Err(_) => {
-                tracing::error!(target: "multiprocess", "a task on the event loop panicked; it was dropped");
+                report("a task on the event loop panicked; it was dropped");
                 self.tasks.borrow_mut().try_remove(id);
                 if std::panic::catch_unwind(AssertUnwindSafe(move || drop(future))).is_err() {
-                    tracing::error!(target: "multiprocess", "dropping a panicked task panicked too");
+                    report("dropping a panicked task panicked too");
                 }
             }
         }
@@ -150,4 +150,13 @@ impl Executor {
             drop(drained);
         }
     }
+}
+
+/// Logs an error after a caught panic. The panic may have come from the
+/// logging itself (a subscriber whose output is gone may panic on every
+/// event), so a panic here is swallowed: it must not take the loop down.
+pub(crate) fn report(message: &str) {
+    let _ = std::panic::catch_unwind(|| {
+        tracing::error!(target: "multiprocess", "{message}");
+    });
 }

@@ -126,6 +126,16 @@ impl<W: Wake> Mailbox<W> {
         true
     }
 
+    /// Closes the mailbox and hands back the jobs still queued, for a loop
+    /// thread that is dying (a panic escaped it) and will never run them:
+    /// dropping them fails the callers waiting for them.
+    pub fn abandon(&self) -> VecDeque<Job> {
+        let mut state = self.state.lock();
+        state.closed = true;
+        state.ready.clear();
+        std::mem::take(&mut state.jobs)
+    }
+
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         self.state.lock().closed

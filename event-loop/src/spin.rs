@@ -61,6 +61,7 @@ pub fn max_spinners() -> usize {
     })
 }
 
+/// Under loom nothing spins.
 #[cfg(loom)]
 pub fn max_spinners() -> usize {
     0

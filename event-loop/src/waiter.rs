@@ -72,7 +72,7 @@ pub struct Slot<T> {
 }
 
 impl<T> Slot<T> {
-    fn take(&self) -> Option<T> {
+    pub(crate) fn take(&self) -> Option<T> {
         self.value.lock().take()
     }
 }

@@ -2,37 +2,50 @@
 //! running everything else.
 
 use std::sync::mpsc;
+use std::thread;
 use std::time::Duration;
 
-use multiprocess_event_loop::{EventLoop, LoopContext};
+use multiprocess_event_loop::{EventLoop, LoopContext, dump_waiters};
 
 #[test]
 fn a_panicking_closure_or_task_does_not_stop_the_loop() {
-    let event_loop = EventLoop::start("panics-loop").expect("loop");
-    event_loop
-        .post(|| panic!("deliberate panic in a posted closure"))
-        .expect("post");
-    event_loop
-        .post(|| {
-            LoopContext::with(|cx| cx.spawn(async { panic!("deliberate panic in a task") }));
-        })
-        .expect("post");
-    let (sender, received) = mpsc::channel();
-    event_loop
-        .spawn(move || async move {
-            let _ = sender.send(7);
-        })
-        .expect("spawn");
-    assert_eq!(
-        received
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the loop still runs tasks"),
-        7
-    );
-    assert_eq!(
+    let (done, finished) = mpsc::channel();
+    let body = thread::spawn(move || {
+        let event_loop = EventLoop::start("panics-loop").expect("loop");
         event_loop
-            .sync(|| 42)
-            .expect("the loop still runs closures"),
-        42
-    );
+            .post(|| panic!("deliberate panic in a posted closure"))
+            .expect("post");
+        event_loop
+            .post(|| {
+                LoopContext::with(|cx| cx.spawn(async { panic!("deliberate panic in a task") }));
+            })
+            .expect("post");
+        let (sender, received) = mpsc::channel();
+        event_loop
+            .spawn(move || async move {
+                let _ = sender.send(7);
+            })
+            .expect("spawn");
+        assert_eq!(
+            received
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the loop still runs tasks"),
+            7
+        );
+        assert_eq!(
+            event_loop
+                .sync(|| 42)
+                .expect("the loop still runs closures"),
+            42
+        );
+        let _ = done.send(());
+    });
+    // The watchdog: a hung loop fails the test with what every thread waits for.
+    if finished.recv_timeout(Duration::from_secs(30)).is_err() {
+        panic!(
+            "not finished after 30 s (or failed); waiting threads:\n{}",
+            dump_waiters()
+        );
+    }
+    body.join().expect("test body");
 }

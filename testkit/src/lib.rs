@@ -21,11 +21,14 @@ pub mod watchdog;
 
 /// Installs a tracing subscriber driven by `RUST_LOG` (e.g.
 /// `RUST_LOG=multiprocess=debug` shows every IPC request and response).
+/// A failed write (stderr closed, say `| head`) is dropped silently: by
+/// default the subscriber would report it with `eprintln!`, which panics.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_thread_names(true)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
 

@@ -1,0 +1,74 @@
+//! A tracing subscriber that panics on the loop thread (as one whose output
+//! is gone may: `eprintln!` panics on a closed stderr) cannot take the loop
+//! down: the panic is caught with the closure or task that logged, and the
+//! loop's own report of it swallows the second panic. Before, that second
+//! panic killed the loop thread, and every later `sync` waited forever.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use multiprocess_event_loop::{EventLoop, LoopContext, dump_waiters};
+use tracing::span;
+use tracing::{Event, Metadata, Subscriber};
+
+const LOOP: &str = "panicky-loop";
+
+/// Panics on every event logged on the loop thread.
+struct PanicOnLoop;
+
+impl Subscriber for PanicOnLoop {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+    fn event(&self, _: &Event<'_>) {
+        if thread::current().name() == Some(LOOP) {
+            panic!("deliberate: the subscriber's output is gone");
+        }
+    }
+    fn enter(&self, _: &span::Id) {}
+    fn exit(&self, _: &span::Id) {}
+}
+
+#[test]
+fn a_subscriber_that_panics_on_the_loop_thread_does_not_kill_the_loop() {
+    tracing::subscriber::set_global_default(PanicOnLoop).expect("the only subscriber");
+    let (done, finished) = mpsc::channel();
+    let body = thread::spawn(move || {
+        let event_loop = EventLoop::start(LOOP).expect("loop");
+        let poster = event_loop.poster();
+        event_loop
+            .post(|| tracing::info!("an event from a closure"))
+            .expect("post");
+        assert_eq!(
+            event_loop.sync(|| 1).expect("the loop still runs closures"),
+            1
+        );
+        event_loop
+            .post(|| {
+                LoopContext::with(|cx| cx.spawn(async { tracing::info!("an event from a task") }));
+            })
+            .expect("post");
+        assert_eq!(
+            event_loop.sync(|| 2).expect("the loop still runs closures"),
+            2
+        );
+        // The loop logs as it exits, and that panic escapes it: the last
+        // handle's drop must still return, and posts must then fail.
+        drop(event_loop);
+        assert!(poster.sync(|| 3).is_err());
+        let _ = done.send(());
+    });
+    if finished.recv_timeout(Duration::from_secs(30)).is_err() {
+        panic!(
+            "not finished after 30 s (or failed); waiting threads:\n{}",
+            dump_waiters()
+        );
+    }
+    body.join().expect("test body");
+}
