@@ -41,7 +41,7 @@ pub use multiprocess_thread_map::{
     Adopter, CallContext, Connection, DEFAULT_MAX_WORKERS_PER_CONNECTION, DestroyFn, DestroyOnDrop,
     Error, ObjectSlot, OffLoop, RemoteObject, Result, ServeContext, drop_off_loop,
     max_workers_per_connection, names, proxy_capnp, set_max_workers_per_connection,
-    set_worker_stack_size, spawn_process, take_ipc_fd,
+    set_worker_stack_size, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
 };
 #[cfg(not(loom))]
 pub use multiprocess_thread_map::{live_workers, wait_for_workers};

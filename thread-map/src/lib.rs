@@ -11,7 +11,8 @@
 //!   runs on the peer's worker thread dedicated to that application thread;
 //! - [`ServeContext::run`]: the server side, which runs a request on the
 //!   worker named by its `Context.thread`;
-//! - [`spawn_process`] / [`take_ipc_fd`]: a child process on a socketpair.
+//! - [`spawn_process`] / [`take_ipc_fd`]: a child process on a socketpair
+//!   ([`spawn_process_with`] / [`take_fd`] when the fd is passed another way).
 //!
 //! See `docs/design.md` in the repository for the threading model.
 //!
@@ -103,7 +104,9 @@ pub use call::{Adopter, CallContext};
 pub use cleanup::{ObjectSlot, OffLoop, drop_off_loop};
 pub use connection::{Connection, DestroyFn, DestroyOnDrop, RemoteObject, ServeContext};
 pub use multiprocess_event_loop::{Error, EventLoop, LoopHandle, Result};
-pub use process::{IPC_FD_ARG, parse_ipc_fd, spawn_process, take_ipc_fd};
+pub use process::{
+    IPC_FD_ARG, parse_ipc_fd, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
+};
 pub use worker::{
     DEFAULT_MAX_WORKERS_PER_CONNECTION, max_workers_per_connection, set_max_workers_per_connection,
     set_worker_stack_size,

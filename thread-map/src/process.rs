@@ -18,9 +18,28 @@ pub const IPC_FD_ARG: &str = "-ipcfd";
 ///
 /// The child takes its end with [`take_ipc_fd`].
 pub fn spawn_process(command: &mut Command) -> io::Result<(Child, UnixStream)> {
+    spawn_process_with(command, |fd| format!("{IPC_FD_ARG}={fd}"))
+}
+
+/// Like [`spawn_process`], for a child that expects the fd number in another
+/// form: `fd_arg` makes the argument appended to `command`. libmultiprocess's
+/// example programs (`mpprinter N`), for instance, take the bare number:
+///
+/// ```no_run
+/// # use std::process::Command;
+/// let (child, stream) = multiprocess_thread_map::spawn_process_with(
+///     &mut Command::new("mpprinter"),
+///     |fd| fd.to_string(),
+/// )?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn spawn_process_with(
+    command: &mut Command,
+    fd_arg: impl FnOnce(RawFd) -> String,
+) -> io::Result<(Child, UnixStream)> {
     let (ours, theirs) = UnixStream::pair()?;
     let fd = theirs.as_raw_fd();
-    command.arg(format!("{IPC_FD_ARG}={fd}"));
+    command.arg(fd_arg(fd));
     // SAFETY: the hook runs in the forked child before exec and only calls
     // fcntl, which is async-signal-safe, on an fd the parent keeps open until
     // spawn returns.
@@ -60,12 +79,18 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// named by `-ipcfd=N` on the command line. Returns `None` if there is no such
 /// argument; fails if the fd is not an open socket or was already taken.
 pub fn take_ipc_fd() -> io::Result<Option<UnixStream>> {
-    let Some(fd) = parse_ipc_fd(std::env::args()) else {
-        return Ok(None);
-    };
-    if TAKEN.swap(true, Ordering::SeqCst) {
-        return Err(io::Error::other("the -ipcfd socket was already taken"));
+    match parse_ipc_fd(std::env::args()) {
+        Some(fd) => take_fd(fd).map(Some),
+        None => Ok(None),
     }
+}
+
+/// In a child: takes ownership of the socket `fd` its parent passed (for a
+/// child started by [`spawn_process_with`], which says where the number is).
+/// Fails if `fd` is not an open socket, or if a socket was already taken in
+/// this process. The fd is marked close-on-exec, so that processes this one
+/// starts do not inherit the connection.
+pub fn take_fd(fd: RawFd) -> io::Result<UnixStream> {
     // SAFETY: fstat only writes into the zeroed struct we pass.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fd is a plain integer; fstat fails cleanly on a closed fd.
@@ -73,11 +98,20 @@ pub fn take_ipc_fd() -> io::Result<Option<UnixStream>> {
         return Err(io::Error::last_os_error());
     }
     if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(io::Error::other(format!(
-            "fd {fd} from {IPC_FD_ARG} is not a socket"
-        )));
+        return Err(io::Error::other(format!("fd {fd} is not a socket")));
+    }
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(io::Error::other("the IPC socket was already taken"));
     }
     // SAFETY: the parent passed this fd to us for this purpose alone, it is
     // an open socket (checked above), and TAKEN makes this the only owner.
-    Ok(Some(unsafe { UnixStream::from_raw_fd(fd) }))
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // SAFETY: fcntl on an fd this function now owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(stream)
 }

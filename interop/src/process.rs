@@ -1,0 +1,102 @@
+//! Processes the way libmultiprocess's example starts them: the parent
+//! makes a socketpair and passes its child end's fd number as the child's
+//! only argument (`mpprinter 5`); the child serves `InitInterface` on it and
+//! exits when the parent hangs up.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, ExitCode};
+use std::time::Duration;
+
+use multiprocess_thread_map::{Connection, EventLoop, Result};
+
+use crate::init::{InitServer, Role};
+use crate::printer::PrintLog;
+
+/// Spawns `command` with one end of a new socketpair, whose fd number is
+/// appended to its arguments (as `mp::SpawnProcess` does in C++). Returns
+/// the child and this process's end.
+pub fn spawn_with_fd(command: &mut Command) -> io::Result<(Child, UnixStream)> {
+    multiprocess_thread_map::spawn_process_with(command, |fd| fd.to_string())
+}
+
+/// Parses the fd a child was given: `N` (libmultiprocess's convention) or
+/// `-ipcfd=N` (this workspace's).
+pub fn parse_fd_arg(arg: &str) -> Option<RawFd> {
+    let number = arg.strip_prefix("-ipcfd=").unwrap_or(arg);
+    number.parse().ok().filter(|fd: &RawFd| *fd >= 0)
+}
+
+/// In a child: takes ownership of the socket whose fd number is `arg`.
+/// Fails if `arg` is not an fd number, the fd is not an open socket, or a
+/// socket was already taken.
+pub fn take_fd_arg(arg: &str) -> io::Result<UnixStream> {
+    let fd = parse_fd_arg(arg).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{arg}` is not a file descriptor number"),
+        )
+    })?;
+    multiprocess_thread_map::take_fd(fd)
+}
+
+/// Serves `InitInterface` in `role` on `stream` until the peer hangs up.
+pub fn serve(role: Role, stream: UnixStream) -> Result<()> {
+    let event_loop = EventLoop::start(role.program())?;
+    let connection = Connection::serve(
+        &event_loop,
+        stream,
+        InitServer::bootstrap(role, PrintLog::new()),
+    )?;
+    while connection
+        .wait_disconnected(Duration::from_secs(3600))
+        .is_none()
+    {}
+    tracing::debug!(target: "multiprocess", "{}: the peer hung up", role.program());
+    Ok(())
+}
+
+/// The whole of `mp-interop-printer` / `mp-interop-calculator`: takes the fd
+/// named by the only argument and serves `role` on it; exit status 0 once
+/// the peer hangs up, 1 on bad usage or failure.
+pub fn child_main(role: Role) -> ExitCode {
+    crate::init_tracing();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [arg] = args.as_slice() else {
+        crate::say_err(&format!("Usage: {} <fd>", role.program()));
+        return ExitCode::FAILURE;
+    };
+    let result = take_fd_arg(arg)
+        .map_err(multiprocess_thread_map::Error::from)
+        .and_then(|stream| serve(role, stream));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            crate::say_err(&format!("{}: {e}", role.program()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_arguments() {
+        assert_eq!(parse_fd_arg("5"), Some(5));
+        assert_eq!(parse_fd_arg("-ipcfd=7"), Some(7));
+        assert_eq!(parse_fd_arg("-1"), None);
+        assert_eq!(parse_fd_arg("five"), None);
+        assert_eq!(parse_fd_arg(""), None);
+    }
+
+    #[test]
+    fn a_non_socket_is_refused() {
+        // fd 0 is never a socket under cargo test... unless it is; a closed
+        // fd number is certainly not one.
+        let error = take_fd_arg("987654").expect_err("not an open fd");
+        assert_eq!(error.raw_os_error(), Some(libc::EBADF));
+    }
+}
