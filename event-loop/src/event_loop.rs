@@ -68,6 +68,19 @@ struct Shared {
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
+impl Shared {
+    /// A new loop's shared state, with one reference (its first handle).
+    fn new(name: &str, waker: mio::Waker) -> Arc<Self> {
+        Arc::new(Self {
+            id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
+            name: name.to_string(),
+            mailbox: StdArc::new(Mailbox::new(MioWake(waker))),
+            refs: AtomicUsize::new(1),
+            thread: Mutex::new(None),
+        })
+    }
+}
+
 thread_local! {
     static LOOP_ID: Cell<u64> = const { Cell::new(0) };
     static CONTEXT: RefCell<Option<Rc<LoopContext>>> = const { RefCell::new(None) };
@@ -91,13 +104,7 @@ impl EventLoop {
     pub fn start(name: &str) -> io::Result<LoopHandle> {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)?;
-        let shared = Arc::new(Shared {
-            id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
-            name: name.to_string(),
-            mailbox: StdArc::new(Mailbox::new(MioWake(waker))),
-            refs: AtomicUsize::new(1),
-            thread: Mutex::new(None),
-        });
+        let shared = Shared::new(name, waker);
         let thread_shared = shared.clone();
         let (started_tx, started_rx) = crate::sync::channel::unbounded::<io::Result<()>>();
         let join = thread::Builder::new()
@@ -128,6 +135,16 @@ impl EventLoop {
         *shared.thread.lock() = Some(join);
         tracing::debug!(target: "multiprocess", loop_name = name, "event loop started");
         Ok(LoopHandle { shared })
+    }
+}
+
+/// Runs [`LoopContext::exit`] when the loop's `run` ends, by return or by
+/// unwinding.
+struct ExitOnDrop(Rc<LoopContext>);
+
+impl Drop for ExitOnDrop {
+    fn drop(&mut self) {
+        self.0.exit();
     }
 }
 
@@ -236,6 +253,7 @@ impl LoopContext {
     }
 
     fn run(self: Rc<Self>) {
+        let _exit = ExitOnDrop(self.clone());
         let mut jobs = std::collections::VecDeque::new();
         let mut ready = Vec::new();
         // The loop spins (polls its sockets without blocking and yields)
@@ -282,14 +300,36 @@ impl LoopContext {
                 Next::Exit => break,
             }
         }
-        tracing::debug!(target: "multiprocess", loop_name = %self.shared.name, "event loop exiting");
-        let at_exit = std::mem::take(&mut *self.at_exit.borrow_mut());
+    }
+
+    /// What the loop does last, whether it returns or a panic unwinds out of
+    /// it: runs the `at_exit` hooks and drops every task while the context
+    /// is still installed (task destructors may use it), then uninstalls it.
+    /// Each step is guarded, so a panic in one (a subscriber that panics
+    /// on every event, say) neither skips the others nor, raised while
+    /// unwinding, aborts the process.
+    fn exit(&self) {
+        let name = &self.shared.name;
+        let _ = std::panic::catch_unwind(|| {
+            tracing::debug!(target: "multiprocess", loop_name = %name, "event loop exiting");
+        });
+        let at_exit = match self.at_exit.try_borrow_mut() {
+            Ok(mut hooks) => std::mem::take(&mut *hooks),
+            Err(_) => Vec::new(),
+        };
         for f in at_exit.into_iter().rev() {
-            f();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+                crate::executor::report("an exit hook of the event loop panicked");
+            }
         }
-        self.executor.drop_all();
-        CONTEXT.with(|c| c.borrow_mut().take());
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.executor.drop_all()))
+            .is_err()
+        {
+            crate::executor::report("dropping the event loop's tasks panicked");
+        }
+        let context = CONTEXT.with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take()));
         LOOP_ID.with(|id| id.set(0));
+        drop(context);
     }
 
     /// Polls the sockets (without blocking, or with `None` until an event or
@@ -499,13 +539,7 @@ mod tests {
     fn a_loop_thread_killed_by_a_panic_fails_queued_and_later_posts() {
         let poll = mio::Poll::new().expect("poll");
         let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN).expect("waker");
-        let shared = Arc::new(Shared {
-            id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
-            name: "dying-loop".to_string(),
-            mailbox: StdArc::new(Mailbox::new(MioWake(waker))),
-            refs: AtomicUsize::new(1),
-            thread: Mutex::new(None),
-        });
+        let shared = Shared::new("dying-loop", waker);
         // A `sync` queued before the loop thread dies.
         let waiter = Waiter::current();
         let (slot, reply) = waiter.reply_slot::<i32>(Error::LoopShutDown);

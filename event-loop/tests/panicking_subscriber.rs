@@ -35,6 +35,19 @@ impl Subscriber for PanicOnLoop {
     fn exit(&self, _: &span::Id) {}
 }
 
+/// Reports, when dropped, whether the loop context was still there.
+struct DropProbe(mpsc::Sender<&'static str>);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let report = match LoopContext::with(|_| ()) {
+            Some(()) => "task dropped with the loop context",
+            None => "task dropped without the loop context",
+        };
+        let _ = self.0.send(report);
+    }
+}
+
 #[test]
 fn a_subscriber_that_panics_on_the_loop_thread_does_not_kill_the_loop() {
     tracing::subscriber::set_global_default(PanicOnLoop).expect("the only subscriber");
@@ -58,9 +71,43 @@ fn a_subscriber_that_panics_on_the_loop_thread_does_not_kill_the_loop() {
             event_loop.sync(|| 2).expect("the loop still runs closures"),
             2
         );
-        // The loop logs as it exits, and that panic escapes it: the last
-        // handle's drop must still return, and posts must then fail.
+        // An exit hook, and a task still alive when the loop exits, whose
+        // destructor uses the loop context (as `drop_off_loop` does).
+        let (exited, exit_seen) = mpsc::channel();
+        event_loop
+            .post(move || {
+                LoopContext::with(|cx| {
+                    let hook = exited.clone();
+                    cx.at_exit(move || {
+                        let _ = hook.send("exit hook ran");
+                    });
+                    let probe = DropProbe(exited);
+                    cx.spawn(async move {
+                        let _probe = probe;
+                        std::future::pending::<()>().await;
+                    });
+                });
+            })
+            .expect("post");
+        // The loop logs as it exits, and that panic escapes it: the exit
+        // hook must still run, the task must still be dropped on the loop
+        // thread with its context in place (not by a thread-local destructor,
+        // which would abort the process), the last handle's drop must
+        // return, and posts must then fail.
         drop(event_loop);
+        let mut seen = vec![
+            exit_seen
+                .recv_timeout(Duration::from_secs(10))
+                .expect("first exit report"),
+            exit_seen
+                .recv_timeout(Duration::from_secs(10))
+                .expect("second exit report"),
+        ];
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            ["exit hook ran", "task dropped with the loop context"]
+        );
         assert!(poster.sync(|| 3).is_err());
         let _ = done.send(());
     });

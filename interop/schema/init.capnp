@@ -2,9 +2,10 @@
 # mpcalculator, mpprinter), declared again for the Rust interop checks.
 #
 # Wire identity is what matters here: the file id below and the interface
-# and method names decide the type ids, and the ordinals and parameter
-# types decide the message layout, so none of them may differ from the C++
-# example's schema. Comments and layout are our own.
+# names decide the type ids (a method's parameter and result structs take
+# theirs from the interface and the method's ordinal), and the ordinals and
+# parameter types decide the message layout, so none of them may differ
+# from the C++ example's schema. Comments and layout are our own.
 
 @0xba5a7448664901b1;
 

@@ -11,11 +11,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use multiprocess_thread_map::{CallContext, ObjectSlot, RemoteObject, Result, ServeContext};
+use multiprocess_thread_map::{
+    CallContext, DestroyOnDrop, ObjectSlot, RemoteObject, Result, ServeContext,
+};
 
 use crate::calculator_capnp::calculator_interface;
 use crate::equation;
-use crate::owned::Owned;
 use crate::printer::PrinterClient;
 
 /// What a served calculator holds: the printer it reports to. Dropping it
@@ -96,12 +97,12 @@ fn destroy_calculator(
 /// A calculator of a peer, callable from any thread. Dropping it destroys
 /// the peer's calculator.
 #[derive(Debug)]
-pub struct CalculatorClient(Owned<calculator_interface::Client>);
+pub struct CalculatorClient(DestroyOnDrop<calculator_interface::Client>);
 
 impl CalculatorClient {
     /// Takes ownership of a peer's calculator.
     pub fn new(object: RemoteObject<calculator_interface::Client>) -> Self {
-        Self(Owned::new(
+        Self(DestroyOnDrop::new(
             object,
             "CalculatorInterface.destroy",
             destroy_calculator,
@@ -113,7 +114,6 @@ impl CalculatorClient {
     pub fn solve_equation(&self, eqn: &str) -> Result<()> {
         let eqn = eqn.to_string();
         self.0
-            .object()?
             .call("CalculatorInterface.solveEquation", move |client, cx| {
                 let mut request = client.solve_equation_request();
                 {

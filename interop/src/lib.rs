@@ -63,7 +63,6 @@ pub mod calculator;
 pub mod equation;
 pub mod example;
 pub mod init;
-pub mod owned;
 pub mod printer;
 pub mod process;
 pub mod watchdog;

@@ -11,9 +11,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use multiprocess_thread_map::{CallContext, ObjectSlot, RemoteObject, Result, ServeContext};
+use multiprocess_thread_map::{
+    CallContext, DestroyOnDrop, ObjectSlot, RemoteObject, Result, ServeContext,
+};
 
-use crate::owned::Owned;
 use crate::printer_capnp::printer_interface;
 
 /// Something that prints lines; served to peers by [`PrinterServer`].
@@ -171,12 +172,12 @@ fn destroy_printer(
 /// A printer of a peer, callable from any thread: `print` blocks until the
 /// peer has printed. Dropping it destroys the peer's printer.
 #[derive(Debug)]
-pub struct PrinterClient(Owned<printer_interface::Client>);
+pub struct PrinterClient(DestroyOnDrop<printer_interface::Client>);
 
 impl PrinterClient {
     /// Takes ownership of a peer's printer.
     pub fn new(object: RemoteObject<printer_interface::Client>) -> Self {
-        Self(Owned::new(
+        Self(DestroyOnDrop::new(
             object,
             "PrinterInterface.destroy",
             destroy_printer,
@@ -186,21 +187,19 @@ impl PrinterClient {
     /// Has the peer print `text`.
     pub fn print(&self, text: &str) -> Result<()> {
         let text = text.to_string();
-        self.0
-            .object()?
-            .call("PrinterInterface.print", move |client, cx| {
-                let mut request = client.print_request();
-                {
-                    let mut params = request.get();
-                    cx.set_context(params.reborrow().init_context());
-                    params.set_text(text.as_str());
-                }
-                let response = request.send().promise;
-                async move {
-                    response.await?;
-                    Ok(())
-                }
-            })
+        self.0.call("PrinterInterface.print", move |client, cx| {
+            let mut request = client.print_request();
+            {
+                let mut params = request.get();
+                cx.set_context(params.reborrow().init_context());
+                params.set_text(text.as_str());
+            }
+            let response = request.send().promise;
+            async move {
+                response.await?;
+                Ok(())
+            }
+        })
     }
 
     /// Destroys the peer's printer now, reporting failure.

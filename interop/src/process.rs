@@ -24,21 +24,28 @@ pub fn spawn_with_fd(command: &mut Command) -> io::Result<(Child, UnixStream)> {
 /// Parses the fd a child was given: `N` (libmultiprocess's convention) or
 /// `-ipcfd=N` (this workspace's).
 pub fn parse_fd_arg(arg: &str) -> Option<RawFd> {
-    let number = arg.strip_prefix("-ipcfd=").unwrap_or(arg);
+    let number = arg
+        .strip_prefix(multiprocess_thread_map::IPC_FD_ARG)
+        .and_then(|rest| rest.strip_prefix('='))
+        .unwrap_or(arg);
     number.parse().ok().filter(|fd: &RawFd| *fd >= 0)
 }
 
-/// In a child: takes ownership of the socket whose fd number is `arg`.
+/// In a child: takes ownership of the socket whose fd number is `arg`, the
+/// argument the parent gave this process (only [`child_main`] calls it).
 /// Fails if `arg` is not an fd number, the fd is not an open socket, or a
 /// socket was already taken.
-pub fn take_fd_arg(arg: &str) -> io::Result<UnixStream> {
+fn take_fd_arg(arg: &str) -> io::Result<UnixStream> {
     let fd = parse_fd_arg(arg).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("`{arg}` is not a file descriptor number"),
         )
     })?;
-    multiprocess_thread_map::take_fd(fd)
+    // SAFETY: the fd named on our command line is, by the contract with the
+    // parent that started us (libmultiprocess's SpawnProcess, or ours), ours
+    // alone to take.
+    unsafe { multiprocess_thread_map::take_fd(fd) }
 }
 
 /// Serves `InitInterface` in `role` on `stream` until the peer hangs up.

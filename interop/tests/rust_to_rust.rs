@@ -165,11 +165,13 @@ fn the_client_binary_fails_clearly() {
 #[test]
 fn the_client_watchdog_ends_a_hung_run() {
     guard("client watchdog", LIMIT, || {
-        // A "calculator" that never answers the handshake.
+        // A "calculator" that never answers the handshake; it reads its
+        // socket (fd number in $1) until the client hangs up, then exits.
         let dir = std::env::temp_dir().join(format!("mp-interop-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let hang = dir.join("hang.sh");
-        std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").expect("write the script");
+        std::fs::write(&hang, "#!/bin/sh\nexec cat <&\"$1\" >/dev/null\n")
+            .expect("write the script");
         std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("make it executable");
         let output = Command::new(CLIENT)

@@ -690,6 +690,9 @@ pub type DestroyFn<C> =
 /// :Proxy.Context)`: dropping it calls `destroy` (a blocking call, so the
 /// object's destructor runs on the peer's worker mapped to the dropping
 /// thread, as libmultiprocess does) before releasing the capability.
+/// [`DestroyOnDrop::destroy`] does the same and reports failure. Dropped on
+/// the loop thread (which cannot wait for a reply) or by a thread unwinding
+/// from a panic (which should not block on the peer), it is only released.
 pub struct DestroyOnDrop<C: Clone + 'static> {
     object: Option<RemoteObject<C>>,
     destroy: DestroyFn<C>,
@@ -705,6 +708,24 @@ impl<C: Clone + 'static> DestroyOnDrop<C> {
             destroy,
             method,
         }
+    }
+
+    /// Destroys the peer's object now (a blocking call, like any other),
+    /// then releases it: unlike dropping, this says whether `destroy` failed.
+    pub fn destroy(mut self) -> Result<()> {
+        match self.object.take() {
+            Some(object) => object.call(self.method, self.destroy),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<C: Clone + 'static> std::fmt::Debug for DestroyOnDrop<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestroyOnDrop")
+            .field("object", &self.object)
+            .field("destroy", &self.method)
+            .finish()
     }
 }
 
@@ -724,8 +745,9 @@ impl<C: Clone + 'static> Drop for DestroyOnDrop<C> {
         let Some(object) = self.object.take() else {
             return;
         };
-        // The loop thread cannot wait for a reply: it only releases.
-        if object.conn.handle.is_loop_thread() {
+        // The loop thread cannot wait for a reply, and a thread unwinding
+        // from a panic should not block on the peer: both only release.
+        if object.conn.handle.is_loop_thread() || std::thread::panicking() {
             return;
         }
         let destroy = self.destroy;

@@ -80,7 +80,9 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// argument; fails if the fd is not an open socket or was already taken.
 pub fn take_ipc_fd() -> io::Result<Option<UnixStream>> {
     match parse_ipc_fd(std::env::args()) {
-        Some(fd) => take_fd(fd).map(Some),
+        // SAFETY: an fd named by -ipcfd on our command line is, by the
+        // contract with the parent that started us, ours alone to take.
+        Some(fd) => unsafe { take_fd(fd) }.map(Some),
         None => Ok(None),
     }
 }
@@ -90,7 +92,12 @@ pub fn take_ipc_fd() -> io::Result<Option<UnixStream>> {
 /// Fails if `fd` is not an open socket, or if a socket was already taken in
 /// this process. The fd is marked close-on-exec, so that processes this one
 /// starts do not inherit the connection.
-pub fn take_fd(fd: RawFd) -> io::Result<UnixStream> {
+///
+/// # Safety
+///
+/// `fd` must be the descriptor the parent passed, and nothing else in this
+/// process may own or use it: the returned stream closes it when dropped.
+pub unsafe fn take_fd(fd: RawFd) -> io::Result<UnixStream> {
     // SAFETY: fstat only writes into the zeroed struct we pass.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fd is a plain integer; fstat fails cleanly on a closed fd.
@@ -103,8 +110,8 @@ pub fn take_fd(fd: RawFd) -> io::Result<UnixStream> {
     if TAKEN.swap(true, Ordering::SeqCst) {
         return Err(io::Error::other("the IPC socket was already taken"));
     }
-    // SAFETY: the parent passed this fd to us for this purpose alone, it is
-    // an open socket (checked above), and TAKEN makes this the only owner.
+    // SAFETY: by this function's contract nothing else owns `fd`; it is an
+    // open socket (checked above), and TAKEN keeps it from being taken twice.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
     // SAFETY: fcntl on an fd this function now owns.
     unsafe {

@@ -1,15 +1,16 @@
 //! `raw-1cpu`: [`raw`](super::raw)'s 8-byte ping-pong with both ends pinned to one CPU, so
 //! each message is a hand-off between two threads that share that CPU: the sender blocks in
-//! `read`, the kernel switches to the receiver. The price of one same-CPU hand-off each way, in
-//! the same run as the scenarios it explains.
+//! `read`, the kernel switches to the receiver. Two same-CPU switches and one socket round trip
+//! per call, in the same run as the scenarios it explains.
 //!
-//! # Why it is a floor
+//! # What it explains
 //!
 //! A [`call`](super::call) goes through four threads (application thread, parent loop, child
 //! loop, worker). On a machine with fewer CPUs than that, the application thread and the worker
 //! share CPUs with the loops, and each of the four hand-offs between a thread and its loop is a
-//! switch on one CPU: `call` costs about `capnp` plus two `raw-1cpu` round trips, whatever the
-//! runtime does. With a CPU per thread, the hand-offs are cheap cross-CPU handovers instead.
+//! switch on one CPU: `call` costs about `capnp` plus four same-CPU switches plus the runtime's
+//! own work, whatever the runtime does. With a CPU per thread, the hand-offs are cheap cross-CPU
+//! handovers instead.
 //!
 //! The parent pins the application thread for the length of a batch and restores its CPU set
 //! after it, so interleaved scenarios are not affected; the child (its own process) pins its
@@ -126,7 +127,7 @@ mod tests {
         {
             let _pinned = Pinned::to_lowest_cpu().expect("pin");
             let now = current_cpu_set().expect("cpu set");
-            // SAFETY: both sets are initialised.
+            // SAFETY: the set is initialised.
             assert_eq!(unsafe { libc::CPU_COUNT(&now) }, 1);
         }
         let after = current_cpu_set().expect("cpu set");
