@@ -1,6 +1,8 @@
 //! Thread names in libmultiprocess's style, so that logs from a Rust process
-//! and a C++ process read alike: a client thread is `exe-pid/name`, a server
-//! worker is `exe-pid/worker-N (from <client thread name>)`.
+//! and a C++ process read alike: a client thread is `exe-pid/name-tid` (or
+//! `exe-pid/tid` if it has no name), as libmultiprocess's `ThreadName`
+//! writes it, and a server worker is `exe-pid/worker-N (from <client thread
+//! name>)`.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -25,17 +27,18 @@ pub fn exe_name() -> &'static str {
 }
 
 /// The calling thread's descriptive name: the one a worker was given, or
-/// `exe-pid/<thread name or tid>` for any other thread.
+/// `exe-pid/name-tid` (`exe-pid/tid` for a thread without a name) for any
+/// other thread; the tid is the one `gettid`, `top` and gdb show.
 pub fn current_thread_name() -> String {
     if let Some(name) = DESCRIPTIVE.with(|d| d.borrow().clone()) {
         return name;
     }
-    let current = std::thread::current();
-    let base = match current.name() {
-        Some(name) => name.to_string(),
-        None => multiprocess_event_loop::os_thread_id().to_string(),
-    };
-    format!("{}-{}/{}", exe_name(), std::process::id(), base)
+    let tid = multiprocess_event_loop::os_thread_id();
+    let (exe, pid) = (exe_name(), std::process::id());
+    match std::thread::current().name() {
+        Some(name) => format!("{exe}-{pid}/{name}-{tid}"),
+        None => format!("{exe}-{pid}/{tid}"),
+    }
 }
 
 /// Sets the calling thread's descriptive name (worker threads).
@@ -54,4 +57,26 @@ pub(crate) fn worker_name(client: &str) -> (String, String) {
     // The OS keeps 15 bytes of a thread name: keep the part that tells workers apart.
     let os_name = format!("mp-worker-{n}");
     (descriptive, os_name)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_thread_is_named_as_libmultiprocess_names_it() {
+        let (name, tid) = std::thread::Builder::new()
+            .name("namer".to_string())
+            .spawn(|| {
+                (
+                    current_thread_name(),
+                    multiprocess_event_loop::os_thread_id(),
+                )
+            })
+            .expect("spawn")
+            .join()
+            .expect("join");
+        let prefix = format!("{}-{}/", exe_name(), std::process::id());
+        assert_eq!(name, format!("{prefix}namer-{tid}"));
+    }
 }
