@@ -36,15 +36,28 @@ pub struct PrintedLine {
 
 /// The lines a [`LinePrinter`] printed, shared with whoever wants to check
 /// them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PrintLog {
     lines: Mutex<Vec<PrintedLine>>,
+    /// Whether lines are kept (a long-running child keeps none).
+    keep: bool,
 }
 
 impl PrintLog {
     /// A new, empty log.
     pub fn new() -> Arc<Self> {
-        Arc::default()
+        Arc::new(Self {
+            lines: Mutex::default(),
+            keep: true,
+        })
+    }
+
+    /// A log that keeps nothing: for a process that only prints.
+    pub fn discarding() -> Arc<Self> {
+        Arc::new(Self {
+            lines: Mutex::default(),
+            keep: false,
+        })
     }
 
     /// Every line so far.
@@ -53,6 +66,9 @@ impl PrintLog {
     }
 
     fn push(&self, line: PrintedLine) {
+        if !self.keep {
+            return;
+        }
         self.lines
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -54,7 +54,7 @@ pub fn serve(role: Role, stream: UnixStream) -> Result<()> {
     let connection = Connection::serve(
         &event_loop,
         stream,
-        InitServer::bootstrap(role, PrintLog::new()),
+        InitServer::bootstrap(role, PrintLog::discarding()),
     )?;
     while connection
         .wait_disconnected(Duration::from_secs(3600))
