@@ -9,6 +9,10 @@
 //! `capnp` on `PATH`); the crate's tests fail when a schema changed since its
 //! code was generated, or when the committed Rust no longer matches what
 //! capnpc makes of the committed request.
+//!
+//! The generated code is capnpc's with one change: capnpc leaves
+//! `init_pointer` of every interface client as `unimplemented!()`; here it
+//! gets a real body (see `null_capability_on_init`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -93,6 +97,42 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
+/// The signature capnpc gives `FromPointerBuilder::init_pointer` for an
+/// interface's `Client`, whose body it leaves as `unimplemented!()`.
+const CAP_INIT_POINTER: &str =
+    "fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {";
+
+/// Gives capnpc's `init_pointer` for interface clients a real body in place
+/// of its `unimplemented!()` (which would panic): a capability pointer that
+/// is initialised rather than set holds no capability, so the pointer is
+/// cleared (null, as Cap'n Proto writes a missing capability) and the client
+/// returned is broken, failing every call with an error that says why: what
+/// C++ Cap'n Proto gives for a null capability. Only code building a message
+/// through `AnyPointer::init_as` reaches it, never a peer.
+fn null_capability_on_init(generated: &str) -> String {
+    let mut out = String::with_capacity(generated.len() + 1024);
+    let mut lines = generated.lines().peekable();
+    while let Some(line) = lines.next() {
+        let is_stub = line.trim() == CAP_INIT_POINTER
+            && lines
+                .peek()
+                .is_some_and(|next| next.trim() == "unimplemented!()");
+        if !is_stub {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        lines.next();
+        let indent = &line[..line.len() - line.trim_start().len()];
+        out.push_str(&format!(
+            "{indent}fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {{\n\
+             {indent}    builder.clear();\n\
+             {indent}    ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed(\"null capability: the pointer was initialised, not set to a capability\".to_string())).hook)\n"
+        ));
+    }
+    out
+}
+
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -172,7 +212,7 @@ impl Target {
         let generated = scratch.join(format!("{}_capnp.rs", self.stem()));
         let text = fs::read_to_string(&generated);
         let _ = fs::remove_dir_all(&scratch);
-        text
+        Ok(null_capability_on_init(&text?))
     }
 
     /// Regenerates the request, the Rust code and the stamp (needs `capnp`).
@@ -198,4 +238,28 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_init_pointer_stub_gets_a_body_and_nothing_else_changes() {
+        let generated = "    impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {\n        \
+            fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {\n            \
+            unimplemented!()\n        }\n    }\n    fn other() { unimplemented!() }\n";
+        let fixed = null_capability_on_init(generated);
+        assert!(!fixed.contains("fn init_pointer(_builder"));
+        assert!(fixed.contains(
+            "        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {\n            builder.clear();\n"
+        ));
+        assert!(fixed.contains("::capnp_rpc::new_broken_cap("));
+        // Only that stub: the rest is untouched, line for line.
+        assert!(fixed.starts_with(
+            "    impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {\n"
+        ));
+        assert!(fixed.ends_with("        }\n    }\n    fn other() { unimplemented!() }\n"));
+        assert_eq!(fixed.matches("unimplemented!()").count(), 1);
+    }
 }

@@ -40,8 +40,9 @@ pub mod init {
         }
     }
     impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {
-        fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
-            unimplemented!()
+        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.clear();
+            ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed("null capability: the pointer was initialised, not set to a capability".to_string())).hook)
         }
         fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
             ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(builder.get_capability()?))
@@ -1624,8 +1625,9 @@ pub mod probe {
         }
     }
     impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {
-        fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
-            unimplemented!()
+        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.clear();
+            ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed("null capability: the pointer was initialised, not set to a capability".to_string())).hook)
         }
         fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
             ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(builder.get_capability()?))
@@ -9655,8 +9657,9 @@ pub mod counter {
         }
     }
     impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {
-        fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
-            unimplemented!()
+        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.clear();
+            ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed("null capability: the pointer was initialised, not set to a capability".to_string())).hook)
         }
         fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
             ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(builder.get_capability()?))
@@ -10542,8 +10545,9 @@ pub mod int_fn {
         }
     }
     impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {
-        fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
-            unimplemented!()
+        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.clear();
+            ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed("null capability: the pointer was initialised, not set to a capability".to_string())).hook)
         }
         fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
             ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(builder.get_capability()?))
@@ -11074,8 +11078,9 @@ pub mod bench {
         }
     }
     impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {
-        fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
-            unimplemented!()
+        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.clear();
+            ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed("null capability: the pointer was initialised, not set to a capability".to_string())).hook)
         }
         fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
             ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(builder.get_capability()?))

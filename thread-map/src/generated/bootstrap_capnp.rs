@@ -36,8 +36,9 @@ pub mod bootstrap {
         }
     }
     impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {
-        fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
-            unimplemented!()
+        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.clear();
+            ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed("null capability: the pointer was initialised, not set to a capability".to_string())).hook)
         }
         fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
             ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(builder.get_capability()?))

@@ -66,8 +66,9 @@ pub mod thread_map {
         }
     }
     impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {
-        fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
-            unimplemented!()
+        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.clear();
+            ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed("null capability: the pointer was initialised, not set to a capability".to_string())).hook)
         }
         fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
             ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(builder.get_capability()?))
@@ -947,8 +948,9 @@ pub mod thread {
         }
     }
     impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {
-        fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
-            unimplemented!()
+        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {
+            builder.clear();
+            ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed("null capability: the pointer was initialised, not set to a capability".to_string())).hook)
         }
         fn get_from_pointer(builder: ::capnp::private::layout::PointerBuilder<'a>, _default: ::core::option::Option<&'a [::capnp::Word]>) -> ::capnp::Result<Self> {
             ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(builder.get_capability()?))
