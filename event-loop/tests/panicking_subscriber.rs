@@ -4,11 +4,13 @@
 //! loop's own report of it swallows the second panic. Before, that second
 //! panic killed the loop thread, and every later `sync` waited forever.
 
+mod common;
+
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use multiprocess_event_loop::{EventLoop, LoopContext, dump_waiters};
+use multiprocess_event_loop::{EventLoop, LoopContext};
 use tracing::span;
 use tracing::{Event, Metadata, Subscriber};
 
@@ -51,8 +53,7 @@ impl Drop for DropProbe {
 #[test]
 fn a_subscriber_that_panics_on_the_loop_thread_does_not_kill_the_loop() {
     tracing::subscriber::set_global_default(PanicOnLoop).expect("the only subscriber");
-    let (done, finished) = mpsc::channel();
-    let body = thread::spawn(move || {
+    common::within(Duration::from_secs(30), || {
         let event_loop = EventLoop::start(LOOP).expect("loop");
         let poster = event_loop.poster();
         event_loop
@@ -109,13 +110,5 @@ fn a_subscriber_that_panics_on_the_loop_thread_does_not_kill_the_loop() {
             ["exit hook ran", "task dropped with the loop context"]
         );
         assert!(poster.sync(|| 3).is_err());
-        let _ = done.send(());
     });
-    if finished.recv_timeout(Duration::from_secs(30)).is_err() {
-        panic!(
-            "not finished after 30 s (or failed); waiting threads:\n{}",
-            dump_waiters()
-        );
-    }
-    body.join().expect("test body");
 }

@@ -16,24 +16,34 @@ pub struct Watchdog {
 impl Watchdog {
     /// Starts watching: `label` names what is guarded.
     pub fn start(label: &str, timeout: Duration) -> Self {
-        let (done, fired) = mpsc::channel::<()>();
         let label = label.to_string();
+        Self::start_with(timeout, move |threads| {
+            eprintln!("WATCHDOG: `{label}` did not finish within {timeout:?}; threads:\n{threads}");
+            std::process::abort();
+        })
+        .expect("spawn the watchdog thread")
+    }
+
+    /// Starts watching, with what to do if the time runs out: `on_fire` gets
+    /// the dump of every thread ([`dump_threads`]) and must not return
+    /// normally (it exits or aborts the process).
+    pub fn start_with(
+        timeout: Duration,
+        on_fire: impl FnOnce(String) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (done, fired) = mpsc::channel::<()>();
         let thread = thread::Builder::new()
             .name("watchdog".into())
             .spawn(move || {
                 if let Err(mpsc::RecvTimeoutError::Timeout) = fired.recv_timeout(timeout) {
-                    eprintln!(
-                        "WATCHDOG: `{label}` did not finish within {timeout:?}; threads:\n{}",
-                        dump_threads()
-                    );
+                    on_fire(dump_threads());
                     std::process::abort();
                 }
-            })
-            .expect("spawn the watchdog thread");
-        Self {
+            })?;
+        Ok(Self {
             done: Some(done),
             thread: Some(thread),
-        }
+        })
     }
 
     /// Stops watching.
