@@ -180,6 +180,7 @@ pub struct LoopContext {
     executor: Executor,
     reactor: Rc<Reactor>,
     at_exit: RefCell<Vec<Box<dyn FnOnce()>>>,
+    after_tasks: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
 
 impl fmt::Debug for LoopContext {
@@ -197,6 +198,7 @@ impl LoopContext {
             executor: Executor::new(scheduler),
             reactor: Rc::new(reactor),
             at_exit: RefCell::new(Vec::new()),
+            after_tasks: RefCell::new(Vec::new()),
             shared,
         });
         LOOP_ID.with(|id| id.set(context.shared.id));
@@ -225,6 +227,12 @@ impl LoopContext {
     /// tasks are dropped (to drop loop-thread tables of capnp objects).
     pub fn at_exit(&self, f: impl FnOnce() + 'static) {
         self.at_exit.borrow_mut().push(Box::new(f));
+    }
+
+    /// Registers `f` to run on the loop thread when the loop exits, after
+    /// its tasks are dropped (to drop tables that dropping tasks still use).
+    pub fn after_tasks(&self, f: impl FnOnce() + 'static) {
+        self.after_tasks.borrow_mut().push(Box::new(f));
     }
 
     /// A handle to this loop (counts as a reference).
@@ -313,20 +321,13 @@ impl LoopContext {
         let _ = std::panic::catch_unwind(|| {
             tracing::debug!(target: "multiprocess", loop_name = %name, "event loop exiting");
         });
-        let at_exit = match self.at_exit.try_borrow_mut() {
-            Ok(mut hooks) => std::mem::take(&mut *hooks),
-            Err(_) => Vec::new(),
-        };
-        for f in at_exit.into_iter().rev() {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-                crate::executor::report("an exit hook of the event loop panicked");
-            }
-        }
+        run_hooks(&self.at_exit);
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.executor.drop_all()))
             .is_err()
         {
             crate::executor::report("dropping the event loop's tasks panicked");
         }
+        run_hooks(&self.after_tasks);
         let context = CONTEXT.with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take()));
         LOOP_ID.with(|id| id.set(0));
         drop(context);
@@ -352,6 +353,19 @@ impl LoopContext {
                 self.shared.mailbox.close();
                 false
             }
+        }
+    }
+}
+
+/// Runs exit hooks, last registered first, each under `catch_unwind`.
+fn run_hooks(hooks: &RefCell<Vec<Box<dyn FnOnce()>>>) {
+    let hooks = match hooks.try_borrow_mut() {
+        Ok(mut hooks) => std::mem::take(&mut *hooks),
+        Err(_) => Vec::new(),
+    };
+    for f in hooks.into_iter().rev() {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+            crate::executor::report("an exit hook of the event loop panicked");
         }
     }
 }

@@ -251,27 +251,33 @@ impl ServeContext {
                 e.to_capnp()
             })?;
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, connection = %conn.name, "IPC server recv");
-            let callback_key = match callback {
+            let held = match callback {
                 Some(Ok(thread)) => {
                     server.keep_callback_thread(&thread);
-                    Some(conn.hold_callback_thread(thread))
+                    Some(HeldCallbackThread::hold(&conn, thread))
                 }
                 _ => None,
             };
+            let callback_key = held.as_ref().map(|held| held.key);
+            let job_hold = held.clone();
             let (sender, receiver) = futures::channel::oneshot::channel();
             let run = move || {
                 let outcome = serving(conn_id, callback_key, || {
                     std::panic::catch_unwind(AssertUnwindSafe(job))
                 });
+                // Let go before answering: then, unless the request was
+                // cancelled meanwhile, the loop lets go last and releases
+                // the callback thread itself, with no extra hand-off.
+                drop(job_hold);
                 let _ = sender.send(outcome);
             };
             server.post(Box::new(run)).map_err(|e| e.to_capnp())?;
-            server.depth.set(server.depth.get() + 1);
+            // The future may be dropped at the await (the peer cancelled the
+            // call): the guards still undo the count and, once the job has
+            // finished too, release the callback thread.
+            let _busy = Busy::enter(&server);
             let outcome = receiver.await;
-            server.depth.set(server.depth.get().saturating_sub(1));
-            if let Some(key) = callback_key {
-                conn.release_callback_thread(key);
-            }
+            drop(held);
             let result = match outcome {
                 Ok(Ok(Ok(value))) => Ok(value),
                 Ok(Ok(Err(error))) => Err(error.to_capnp()),
@@ -294,6 +300,72 @@ impl ServeContext {
             }
             result
         }
+    }
+}
+
+/// A served request's `Context.callbackThread`, held in the connection
+/// under `key` while either side of the request (the loop's future, the
+/// job on the worker, which makes nested calls on it) still needs it:
+/// released when the last clone goes, on the loop thread.
+#[derive(Clone)]
+struct HeldCallbackThread(std::sync::Arc<CallbackKey>);
+
+struct CallbackKey {
+    conn_id: u64,
+    key: usize,
+    /// `None` only off a loop thread, where `hold` is never called.
+    poster: Option<multiprocess_event_loop::LoopPoster>,
+}
+
+impl HeldCallbackThread {
+    /// Loop thread only.
+    fn hold(conn: &Rc<ConnState>, thread: crate::proxy_capnp::thread::Client) -> Self {
+        let poster = LoopContext::with(|cx| cx.poster());
+        Self(std::sync::Arc::new(CallbackKey {
+            conn_id: conn.id,
+            key: conn.hold_callback_thread(thread),
+            poster,
+        }))
+    }
+}
+
+impl std::ops::Deref for HeldCallbackThread {
+    type Target = CallbackKey;
+
+    fn deref(&self) -> &CallbackKey {
+        &self.0
+    }
+}
+
+impl Drop for CallbackKey {
+    fn drop(&mut self) {
+        let (conn_id, key) = (self.conn_id, self.key);
+        // Runs at once on the loop thread; from a worker, it is posted (only
+        // when the request was cancelled before its job finished). If the
+        // loop is gone, so is the connection and what it held.
+        if let Some(poster) = &self.poster {
+            let _ = poster.post(move || {
+                if let Some(conn) = loop_state::with(|state| state.conn(conn_id)) {
+                    conn.release_callback_thread(key);
+                }
+            });
+        }
+    }
+}
+
+/// Counts a request in its thread's `depth` while the loop waits for it.
+struct Busy<'a>(&'a ThreadServer);
+
+impl<'a> Busy<'a> {
+    fn enter(server: &'a ThreadServer) -> Self {
+        server.depth.set(server.depth.get() + 1);
+        Self(server)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.depth.set(self.0.depth.get().saturating_sub(1));
     }
 }
 

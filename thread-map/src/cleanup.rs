@@ -51,9 +51,10 @@ impl<T: Send + 'static> Drop for OffLoop<T> {
 /// `destroy` method [`take`](Self::take)s it on the worker thread mapped to
 /// the caller, and if the object is released without `destroy` (the
 /// connection died, or the interface has none) it is dropped off the loop
-/// thread.
+/// thread: the slot holds it in an [`OffLoop`], dropped once, by whichever
+/// clone of the slot goes last.
 pub struct ObjectSlot<T: Send + Sync + 'static>(
-    crate::sync::Arc<crate::sync::Mutex<Option<crate::sync::Arc<T>>>>,
+    crate::sync::Arc<crate::sync::Mutex<OffLoop<crate::sync::Arc<T>>>>,
 );
 
 impl<T: Send + Sync + 'static> Clone for ObjectSlot<T> {
@@ -65,31 +66,22 @@ impl<T: Send + Sync + 'static> Clone for ObjectSlot<T> {
 impl<T: Send + Sync + 'static> ObjectSlot<T> {
     /// Holds `value`.
     pub fn new(value: T) -> Self {
-        Self(crate::sync::Arc::new(crate::sync::Mutex::new(Some(
-            crate::sync::Arc::new(value),
-        ))))
+        Self(crate::sync::Arc::new(crate::sync::Mutex::new(
+            OffLoop::new(crate::sync::Arc::new(value)),
+        )))
     }
 
     /// The implementation, unless it was destroyed.
     pub fn get(&self) -> crate::Result<crate::sync::Arc<T>> {
         self.0
             .lock()
-            .clone()
+            .get()
+            .cloned()
             .ok_or_else(|| crate::Error::Remote("the object was destroyed".to_string()))
     }
 
     /// Takes the implementation out (to destroy it on the calling thread).
     pub fn take(&self) -> Option<crate::sync::Arc<T>> {
         self.0.lock().take()
-    }
-}
-
-impl<T: Send + Sync + 'static> Drop for ObjectSlot<T> {
-    fn drop(&mut self) {
-        if crate::sync::Arc::strong_count(&self.0) == 1
-            && let Some(value) = self.take()
-        {
-            drop_off_loop(value);
-        }
     }
 }

@@ -42,7 +42,10 @@ pub(crate) fn with<R>(f: impl FnOnce(&LoopState) -> R) -> R {
                     added_since_gc: std::cell::Cell::new(0),
                     cleanup: RefCell::new(None),
                 });
-                let registered = LoopContext::with(|cx| cx.at_exit(shutdown));
+                let registered = LoopContext::with(|cx| {
+                    cx.at_exit(close_connections);
+                    cx.after_tasks(drop_state);
+                });
                 assert!(
                     registered.is_some(),
                     "multiprocess loop state used off the loop thread"
@@ -54,11 +57,9 @@ pub(crate) fn with<R>(f: impl FnOnce(&LoopState) -> R) -> R {
     f(&state)
 }
 
-/// At loop exit: close every connection and drop every table, on the loop
-/// thread, before the loop's tasks are dropped.
-fn shutdown() {
-    // Close the connections while the state is still installed: what they
-    // drop may queue destructors for the cleanup thread.
+/// At loop exit, before the loop's tasks are dropped: close every
+/// connection (failing the calls in flight).
+fn close_connections() {
     let state = STATE.with(|s| s.borrow().clone());
     if let Some(state) = state {
         let conns: Vec<Rc<ConnState>> = state.conns.borrow_mut().drain().map(|(_, c)| c).collect();
@@ -66,6 +67,13 @@ fn shutdown() {
             conn.closed(multiprocess_event_loop::Error::LoopShutDown);
         }
     }
+}
+
+/// At loop exit, after the loop's tasks are dropped: drop every table. Kept
+/// until then because dropping tasks drops servers whose destructors use
+/// it (`drop_off_loop` sends values to its cleanup thread); dropped before,
+/// they would make a second state, with a cleanup thread nobody joins.
+fn drop_state() {
     let state = STATE.with(|s| s.borrow_mut().take());
     drop(state);
 }

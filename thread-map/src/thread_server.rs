@@ -63,7 +63,12 @@ impl ThreadServer {
             Target::Worker(worker) => worker.post(job),
             Target::Caller(waiter) => waiter.post(job),
         };
-        posted.map_err(|_| Error::InvalidThread(format!("thread {} has exited", self.name)))
+        posted.map_err(|job| {
+            // Refused: what the job captured (the caller's closure and
+            // values) must not be dropped on the loop thread either.
+            crate::cleanup::drop_off_loop(job);
+            Error::InvalidThread(format!("thread {} has exited", self.name))
+        })
     }
 
     /// Ends the worker behind this thread, if it owns one (the connection

@@ -199,101 +199,126 @@ mod tests {
 
     #[test]
     fn shares_add_up_and_every_member_calls() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let per_member: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| 0.into()).collect());
-        let (calls2, per_member2) = (calls.clone(), per_member.clone());
-        let mut team = Team::spawn("team-test", 3, move |index| {
-            let (calls, per_member) = (calls2.clone(), per_member2.clone());
-            Ok(Box::new(move || {
-                calls.fetch_add(1, Ordering::Relaxed);
-                per_member[index].fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }) as Call)
-        })
-        .expect("team");
-        assert_eq!(team.size(), 3);
-        let mut samples = Vec::new();
-        team.run(10, &mut samples).expect("round");
-        team.run(2, &mut samples)
-            .expect("round smaller than the team");
-        assert_eq!(samples.len(), 12);
-        assert_eq!(calls.load(Ordering::Relaxed), 12);
-        let shares: Vec<usize> = per_member
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .collect();
-        assert_eq!(shares.iter().sum::<usize>(), 12);
-        assert!(shares.iter().all(|&n| (3..=5).contains(&n)), "{shares:?}");
+        mp_testkit::watchdog::guard(
+            "team::shares_add_up_and_every_member_calls",
+            std::time::Duration::from_secs(60),
+            || {
+                let calls = Arc::new(AtomicUsize::new(0));
+                let per_member: Arc<Vec<AtomicUsize>> =
+                    Arc::new((0..3).map(|_| 0.into()).collect());
+                let (calls2, per_member2) = (calls.clone(), per_member.clone());
+                let mut team = Team::spawn("team-test", 3, move |index| {
+                    let (calls, per_member) = (calls2.clone(), per_member2.clone());
+                    Ok(Box::new(move || {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        per_member[index].fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }) as Call)
+                })
+                .expect("team");
+                assert_eq!(team.size(), 3);
+                let mut samples = Vec::new();
+                team.run(10, &mut samples).expect("round");
+                team.run(2, &mut samples)
+                    .expect("round smaller than the team");
+                assert_eq!(samples.len(), 12);
+                assert_eq!(calls.load(Ordering::Relaxed), 12);
+                let shares: Vec<usize> = per_member
+                    .iter()
+                    .map(|n| n.load(Ordering::Relaxed))
+                    .collect();
+                assert_eq!(shares.iter().sum::<usize>(), 12);
+                assert!(shares.iter().all(|&n| (3..=5).contains(&n)), "{shares:?}");
+            },
+        );
     }
 
     #[test]
     fn a_failing_set_up_is_reported() {
-        let result = Team::spawn("team-test", 4, |index| {
-            if index == 2 {
-                Err(io::Error::other("no call for you"))
-            } else {
-                Ok(Box::new(|| Ok(())) as Call)
-            }
-        });
-        let e = result.err().expect("set-up fails");
-        assert_eq!(e.to_string(), "no call for you");
+        mp_testkit::watchdog::guard(
+            "team::a_failing_set_up_is_reported",
+            std::time::Duration::from_secs(60),
+            || {
+                let result = Team::spawn("team-test", 4, |index| {
+                    if index == 2 {
+                        Err(io::Error::other("no call for you"))
+                    } else {
+                        Ok(Box::new(|| Ok(())) as Call)
+                    }
+                });
+                let e = result.err().expect("set-up fails");
+                assert_eq!(e.to_string(), "no call for you");
+            },
+        );
     }
 
     #[test]
     fn a_failing_call_is_reported_after_every_member_answers() {
-        let mut team = Team::spawn("team-test", 2, |index| {
-            Ok(Box::new(move || {
-                if index == 0 {
-                    Err(io::Error::other("call failed"))
-                } else {
-                    Ok(())
-                }
-            }) as Call)
-        })
-        .expect("team");
-        let e = team.run(4, &mut Vec::new()).expect_err("member 0 fails");
-        assert_eq!(e.to_string(), "call failed");
-        // The team is still usable, and drops cleanly.
-        assert!(team.run(0, &mut Vec::new()).is_ok());
+        mp_testkit::watchdog::guard(
+            "team::a_failing_call_is_reported_after_every_member_answers",
+            std::time::Duration::from_secs(60),
+            || {
+                let mut team = Team::spawn("team-test", 2, |index| {
+                    Ok(Box::new(move || {
+                        if index == 0 {
+                            Err(io::Error::other("call failed"))
+                        } else {
+                            Ok(())
+                        }
+                    }) as Call)
+                })
+                .expect("team");
+                let e = team.run(4, &mut Vec::new()).expect_err("member 0 fails");
+                assert_eq!(e.to_string(), "call failed");
+                // The team is still usable, and drops cleanly.
+                assert!(team.run(0, &mut Vec::new()).is_ok());
+            },
+        );
     }
 
     #[test]
     fn kept_values_drop_after_the_members() {
-        struct Flag(Arc<AtomicUsize>);
-        impl Drop for Flag {
-            fn drop(&mut self) {
-                self.0.store(1, Ordering::SeqCst);
-            }
-        }
-        let kept = Arc::new(AtomicUsize::new(0));
-        let seen_by_members = Arc::new(AtomicUsize::new(0));
-        let (k, s) = (kept.clone(), seen_by_members.clone());
-        let team = Team::spawn("team-test", 2, move |_| {
-            let (k, s) = (k.clone(), s.clone());
-            // Runs when the member drops its call, on its way out.
-            let guard = Guard(Box::new(move || {
-                s.fetch_add(k.load(Ordering::SeqCst), Ordering::SeqCst);
-            }));
-            Ok(Box::new(move || {
-                let _ = &guard;
-                Ok(())
-            }) as Call)
-        })
-        .expect("team")
-        .keeping(Flag(kept.clone()));
-        drop(team);
-        assert_eq!(kept.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            seen_by_members.load(Ordering::SeqCst),
-            0,
-            "members saw the kept value dropped"
-        );
+        mp_testkit::watchdog::guard(
+            "team::kept_values_drop_after_the_members",
+            std::time::Duration::from_secs(60),
+            || {
+                struct Flag(Arc<AtomicUsize>);
+                impl Drop for Flag {
+                    fn drop(&mut self) {
+                        self.0.store(1, Ordering::SeqCst);
+                    }
+                }
+                let kept = Arc::new(AtomicUsize::new(0));
+                let seen_by_members = Arc::new(AtomicUsize::new(0));
+                let (k, s) = (kept.clone(), seen_by_members.clone());
+                let team = Team::spawn("team-test", 2, move |_| {
+                    let (k, s) = (k.clone(), s.clone());
+                    // Runs when the member drops its call, on its way out.
+                    let guard = Guard(Box::new(move || {
+                        s.fetch_add(k.load(Ordering::SeqCst), Ordering::SeqCst);
+                    }));
+                    Ok(Box::new(move || {
+                        let _ = &guard;
+                        Ok(())
+                    }) as Call)
+                })
+                .expect("team")
+                .keeping(Flag(kept.clone()));
+                drop(team);
+                assert_eq!(kept.load(Ordering::SeqCst), 1);
+                assert_eq!(
+                    seen_by_members.load(Ordering::SeqCst),
+                    0,
+                    "members saw the kept value dropped"
+                );
 
-        struct Guard(Box<dyn Fn() + Send>);
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                (self.0)();
-            }
-        }
+                struct Guard(Box<dyn Fn() + Send>);
+                impl Drop for Guard {
+                    fn drop(&mut self) {
+                        (self.0)();
+                    }
+                }
+            },
+        );
     }
 }
