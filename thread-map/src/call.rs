@@ -129,12 +129,7 @@ impl Adopter {
     /// Keeps `client` on the loop thread and returns a handle to it. Fails
     /// if the connection is closing (its last handle is gone).
     pub fn adopt<C: Clone + 'static>(&self, client: C) -> capnp::Result<RemoteObject<C>> {
-        let shared = self
-            .conn
-            .shared()
-            .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
-        let key = self.conn.adopt(Box::new(client));
-        Ok(RemoteObject::new(shared, key))
+        self.conn.remote_object(client).map_err(|e| e.to_capnp())
     }
 }
 

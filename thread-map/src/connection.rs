@@ -258,6 +258,17 @@ impl ConnState {
         drop(removed);
     }
 
+    /// Keeps `client` on the loop thread and returns a handle to it that
+    /// any thread may hold. Fails if the connection is closing (its last
+    /// handle is gone).
+    pub(crate) fn remote_object<C: Clone + 'static>(&self, client: C) -> Result<RemoteObject<C>> {
+        let shared = self
+            .shared()
+            .ok_or_else(|| Error::Disconnected("connection closing".to_string()))?;
+        let key = self.adopt(Box::new(client));
+        Ok(RemoteObject::new(shared, key))
+    }
+
     /// How many workers made for the peer are alive.
     pub(crate) fn live_worker_count(&self) -> usize {
         let mut workers = self.workers.borrow_mut();
@@ -460,13 +471,9 @@ impl ServeContext {
     /// Makes a capability a request carried (a closure, an object) usable by
     /// any thread of this process. Loop thread only.
     pub fn adopt<C: Clone + 'static>(&self, client: C) -> Result<RemoteObject<C>> {
-        let conn = loop_state::with(|state| state.conn(self.conn_id))
-            .ok_or_else(|| Error::Disconnected("connection closed".to_string()))?;
-        let shared = conn
-            .shared()
-            .ok_or_else(|| Error::Disconnected("connection closing".to_string()))?;
-        let key = conn.adopt(Box::new(client));
-        Ok(RemoteObject::new(shared, key))
+        loop_state::with(|state| state.conn(self.conn_id))
+            .ok_or_else(|| Error::Disconnected("connection closed".to_string()))?
+            .remote_object(client)
     }
 
     /// Blocks until the connection served has closed, or `timeout` passes;
@@ -477,12 +484,7 @@ impl ServeContext {
 
     /// Closes the connection served, from this side (any thread).
     pub fn disconnect(&self) {
-        let id = self.conn_id;
-        let _ = self.poster.post(move || {
-            if let Some(conn) = loop_state::with(|state| state.conn(id)) {
-                conn.close();
-            }
-        });
+        let _ = self.poster.post(close_on_loop(self.conn_id));
     }
 
     /// The id of the connection served.
@@ -625,12 +627,7 @@ impl Connection {
 
     /// Closes the connection from this side.
     pub fn disconnect(&self) {
-        let id = self.shared.id;
-        let _ = self.shared.handle.post(move || {
-            if let Some(conn) = loop_state::with(|state| state.conn(id)) {
-                conn.close();
-            }
-        });
+        let _ = self.shared.handle.post(close_on_loop(self.shared.id));
     }
 
     /// The loop the connection lives on.
@@ -765,5 +762,14 @@ impl<C> Drop for RemoteObject<C> {
                 conn.drop_object(key);
             }
         });
+    }
+}
+
+/// What closes connection `id` from this side, to post to its loop.
+fn close_on_loop(id: u64) -> impl FnOnce() + Send + 'static {
+    move || {
+        if let Some(conn) = loop_state::with(|state| state.conn(id)) {
+            conn.close();
+        }
     }
 }

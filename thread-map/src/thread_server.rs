@@ -148,20 +148,17 @@ impl thread_map::Server for ThreadMapServer {
             .get_name()?
             .to_string()
             .unwrap_or_else(|_| "<non-UTF-8 name>".to_string());
-        let conn = loop_state::with(|state| state.conn(self.conn_id));
+        let conn = loop_state::with(|state| state.conn(self.conn_id))
+            .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
         let limit = crate::worker::max_workers_per_connection();
-        if let Some(conn) = &conn {
-            let live = conn.live_worker_count();
-            if live >= limit {
-                return Err(capnp::Error::overloaded(format!(
-                    "makeThread({name}) refused: this connection already has {live} worker threads (at most {limit})"
-                )));
-            }
+        let live = conn.live_worker_count();
+        if live >= limit {
+            return Err(capnp::Error::overloaded(format!(
+                "makeThread({name}) refused: this connection already has {live} worker threads (at most {limit})"
+            )));
         }
         let server = self.start_worker(&name)?;
-        if let Some(conn) = conn {
-            conn.track_worker(&server);
-        }
+        conn.track_worker(&server);
         let client = loop_state::with(|state| state.add_thread(server));
         results.get().set_result(client);
         Ok(())
