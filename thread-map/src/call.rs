@@ -303,7 +303,7 @@ impl ServeContext {
 /// job on the worker, which makes nested calls on it) still needs it:
 /// released when the last clone goes, on the loop thread.
 #[derive(Clone)]
-struct HeldCallbackThread(std::sync::Arc<CallbackKey>);
+struct HeldCallbackThread(crate::sync::Arc<CallbackKey>);
 
 struct CallbackKey {
     conn_id: u64,
@@ -316,7 +316,7 @@ impl HeldCallbackThread {
     /// Loop thread only.
     fn hold(conn: &Rc<ConnState>, thread: crate::proxy_capnp::thread::Client) -> Self {
         let poster = LoopContext::with(|cx| cx.poster());
-        Self(std::sync::Arc::new(CallbackKey {
+        Self(crate::sync::Arc::new(CallbackKey {
             conn_id: conn.id,
             key: conn.hold_callback_thread(thread),
             poster,
