@@ -107,9 +107,11 @@ impl EventLoop {
         let shared = Shared::new(name, waker);
         let thread_shared = shared.clone();
         let (started_tx, started_rx) = crate::sync::channel::unbounded::<io::Result<()>>();
+        let creator_cpu = crate::placement::current_cpu();
         let join = thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
+                crate::placement::start_near(creator_cpu);
                 let context = match Reactor::new(poll) {
                     Ok(reactor) => {
                         let _ = started_tx.send(Ok(()));
@@ -373,6 +375,11 @@ fn run_hooks(hooks: &RefCell<Vec<Box<dyn FnOnce()>>>) {
 /// How many batches of posted work the loop runs between two looks at its
 /// sockets while work keeps coming.
 const IO_EVERY_BATCHES: u32 = 32;
+
+/// Whether the calling thread runs an event loop (any loop).
+pub(crate) fn on_a_loop_thread() -> bool {
+    LOOP_ID.with(|id| id.get()) != 0
+}
 
 fn on_loop_thread(shared: &Shared) -> bool {
     LOOP_ID.with(|id| id.get()) == shared.id

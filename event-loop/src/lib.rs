@@ -24,6 +24,8 @@
 //! - `event_loop`: the thread, its handles and its reference count;
 //! - `waiter`: how a thread blocks for a reply and runs posted work meanwhile;
 //! - `spin`: how long a thread with nothing to do yields before it sleeps;
+//! - `placement`: where a new thread starts, and handing the CPU to a
+//!   thread that spins on it;
 //! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
 
 pub mod error;
@@ -31,6 +33,7 @@ mod event_loop;
 mod executor;
 mod io;
 pub mod mailbox;
+pub mod placement;
 pub mod spin;
 pub mod sync;
 pub mod waiter;

@@ -27,6 +27,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::mailbox::Job;
+use crate::placement::CpuHint;
 use crate::spin::{Spin, yield_now};
 #[cfg(not(loom))]
 use crate::sync::Weak;
@@ -56,6 +57,8 @@ pub struct Waiter {
     state: Mutex<State>,
     cv: Condvar,
     name: String,
+    /// The CPU this thread spins on while it waits (see `placement`).
+    spinning_on: CpuHint,
 }
 
 impl fmt::Debug for Waiter {
@@ -162,6 +165,7 @@ impl Waiter {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
             name: name.into(),
+            spinning_on: CpuHint::new(),
         });
         register(&waiter);
         waiter
@@ -226,6 +230,7 @@ impl Waiter {
         state.jobs.push_back(job);
         drop(state);
         self.cv.notify_one();
+        self.hand_over();
         Ok(())
     }
 
@@ -234,6 +239,17 @@ impl Waiter {
         state.notified = true;
         drop(state);
         self.cv.notify_one();
+        self.hand_over();
+    }
+
+    /// Called by a thread that just gave this one work: if that is a loop
+    /// thread and this thread spins on the same CPU, the loop yields now, so
+    /// the work starts at once rather than after the loop has finished its
+    /// batch and looked at its sockets (see `placement`).
+    fn hand_over(&self) {
+        if self.spinning_on.spins_here() && crate::event_loop::on_a_loop_thread() {
+            yield_now();
+        }
     }
 
     /// Blocks until `slot` is filled, running posted jobs meanwhile. `what`
@@ -267,10 +283,12 @@ impl Waiter {
                     }
                     if spin.again() {
                         drop(state);
+                        self.spinning_on.spinning();
                         yield_now();
                         state = self.state.lock();
                         continue;
                     }
+                    self.spinning_on.stopped();
                     // Described (for `dump_waiters`) only once it is about
                     // to sleep: a reply caught while spinning costs no
                     // formatting.
@@ -288,6 +306,7 @@ impl Waiter {
                     state = self.cv.wait(state);
                 }
             };
+            self.spinning_on.stopped();
             if let Some(job) = job {
                 // The job may run long: give back the spinning place first.
                 spin.reset();
@@ -330,13 +349,16 @@ impl Waiter {
                     }
                     if spin.again() {
                         drop(state);
+                        self.spinning_on.spinning();
                         yield_now();
                         state = self.state.lock();
                         continue;
                     }
+                    self.spinning_on.stopped();
                     state = self.cv.wait(state);
                 }
             };
+            self.spinning_on.stopped();
             // The job may run long: give back the spinning place first.
             drop(spin);
             job();

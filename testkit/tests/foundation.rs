@@ -349,3 +349,84 @@ fn busy_worker_queues_fifo_in_process() {
         busy_worker_queues_fifo(in_process())
     });
 }
+
+/// The CPUs each thread of process `pid` may run on, by thread (name and
+/// tid), from `/proc/PID/task/*/status`. A thread that exits meanwhile is
+/// left out.
+fn allowed_cpus_by_thread(pid: u32) -> Vec<(String, String)> {
+    let mut threads = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("read the task list");
+    for task in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .map(|value| value.trim().to_string())
+        };
+        if let (Some(name), Some(cpus)) = (field("Name:"), field("Cpus_allowed_list:")) {
+            threads.push((format!("{name} ({:?})", task.file_name()), cpus));
+        }
+    }
+    threads
+}
+
+/// Where threads start is a hint (`placement::start_near`), never a pin:
+/// with workers and loops started in both processes, every thread of the
+/// server may still run on every CPU its process may.
+fn no_thread_is_pinned(peer: Peer) {
+    let server_pid = match &peer.server {
+        Server::Child(child) => child.id(),
+        Server::InProcess { .. } => std::process::id(),
+    };
+    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let gate = "placement";
+    // Two workers alive at once: this thread's, and a blocked thread's.
+    probe.add(1, 1).expect("add");
+    let blocked = {
+        let probe = probe.clone();
+        std::thread::spawn(move || probe.block(gate).expect("block returns once opened"))
+    };
+    probe.wait_blocked(gate, 1).expect("the call is blocked");
+    let process_cpus = std::fs::read_to_string(format!("/proc/{server_pid}/status"))
+        .expect("read the server's status")
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .map(|value| value.trim().to_string())
+        .expect("Cpus_allowed_list");
+    let threads = allowed_cpus_by_thread(server_pid);
+    probe.open(gate).expect("open");
+    blocked.join().expect("blocked thread");
+    assert!(
+        threads
+            .iter()
+            .filter(|(name, _)| name.contains("worker"))
+            .count()
+            >= 2,
+        "the two workers were looked at: {threads:?}"
+    );
+    let pinned: Vec<_> = threads
+        .iter()
+        .filter(|(_, cpus)| *cpus != process_cpus)
+        .collect();
+    assert!(
+        pinned.is_empty(),
+        "threads narrower than their process ({process_cpus}): {pinned:?}"
+    );
+}
+
+#[test]
+fn no_thread_is_pinned_child() {
+    guard("no_thread_is_pinned_child", LIMIT, || {
+        no_thread_is_pinned(child())
+    });
+}
+
+#[test]
+fn no_thread_is_pinned_in_process() {
+    guard("no_thread_is_pinned_in_process", LIMIT, || {
+        no_thread_is_pinned(in_process())
+    });
+}

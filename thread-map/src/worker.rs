@@ -146,7 +146,10 @@ impl Worker {
             builder = builder.stack_size(stack);
         }
         add_live(counted);
+        // Started on the loop's CPU: the loop hands it every request.
+        let creator_cpu = multiprocess_event_loop::placement::current_cpu();
         let spawned = builder.spawn(move || {
+            multiprocess_event_loop::placement::start_near(creator_cpu);
             crate::names::set_current_thread_name(name);
             Waiter::set_current(thread_waiter.clone());
             thread_waiter.serve();
