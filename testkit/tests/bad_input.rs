@@ -229,6 +229,49 @@ fn resolve_to_error(promise_id: u32, reason: &str) -> Builder<HeapAllocator> {
     message
 }
 
+/// A `Probe` call with no `Context.thread` (so a pool worker runs it) and
+/// our export `callback` as `Context.callbackThread`: `whoami` (method 1),
+/// or `block(gate)` (method 2) if a gate is given.
+fn pool_call(
+    question: u32,
+    probe: u32,
+    callback: u32,
+    gate: Option<&str>,
+) -> Builder<HeapAllocator> {
+    let method = if gate.is_some() { 2 } else { 1 };
+    call(
+        question,
+        Target::Import(probe),
+        PROBE,
+        method,
+        &[Cap::SenderHosted(callback)],
+        |content| match gate {
+            Some(gate) => {
+                let mut params = content.init_as::<probe::block_params::Builder<'_>>();
+                params
+                    .reborrow()
+                    .init_context()
+                    .set_callback_thread(placeholder_thread());
+                params.set_gate(gate);
+            }
+            None => content
+                .init_as::<probe::whoami_params::Builder<'_>>()
+                .init_context()
+                .set_callback_thread(placeholder_thread()),
+        },
+    )
+}
+
+/// `Finish` of `question`: before its `Return`, the peer cancels the call.
+fn finish(question: u32) -> Builder<HeapAllocator> {
+    let mut message = Builder::new_default();
+    message
+        .init_root::<message::Builder<'_>>()
+        .init_finish()
+        .set_question_id(question);
+    message
+}
+
 // ---------------------------------------------------------------------------
 // A raw socket speaking to a server.
 // ---------------------------------------------------------------------------
@@ -255,6 +298,9 @@ struct Raw {
     stream: UnixStream,
     /// Bytes read but not yet parsed into messages.
     pending: Vec<u8>,
+    /// The ids of our exports the server released, in order (as seen while
+    /// waiting for answers).
+    released: Vec<u32>,
 }
 
 impl Raw {
@@ -268,6 +314,7 @@ impl Raw {
         Self {
             stream,
             pending: Vec::new(),
+            released: Vec::new(),
         }
     }
 
@@ -330,6 +377,20 @@ impl Raw {
     /// Reads until the server answers `question`; fails if it closes the
     /// connection instead.
     fn answer(&mut self, question: u32) -> Answer {
+        match self.returned(question, |_| ()) {
+            Ok((caps, ())) => Answer::Results(caps),
+            Err(reason) => Answer::Exception(reason),
+        }
+    }
+
+    /// Reads until the server answers `question`: its results' capability
+    /// ids and what `read` makes of their content, or the exception's
+    /// reason. Notes every `Release` passed on the way.
+    fn returned<T>(
+        &mut self,
+        question: u32,
+        read: impl FnOnce(capnp::any_pointer::Reader<'_>) -> T,
+    ) -> Result<(Vec<u32>, T), String> {
         loop {
             let Some(message) = self.next_message() else {
                 panic!("the server closed the connection instead of answering question {question}");
@@ -356,15 +417,14 @@ impl Raw {
                                     _ => panic!("unexpected capability descriptor"),
                                 })
                                 .collect();
-                            Answer::Results(caps)
+                            Ok((caps, read(payload.get_content())))
                         }
-                        return_::Exception(e) => Answer::Exception(
-                            e.expect("exception")
-                                .get_reason()
-                                .expect("reason")
-                                .to_string()
-                                .expect("UTF-8 reason"),
-                        ),
+                        return_::Exception(e) => Err(e
+                            .expect("exception")
+                            .get_reason()
+                            .expect("reason")
+                            .to_string()
+                            .expect("UTF-8 reason")),
                         _ => panic!("unexpected return type for question {question}"),
                     };
                 }
@@ -372,7 +432,8 @@ impl Raw {
                     "the server aborted the connection instead of answering question {question}: {:?}",
                     abort.and_then(|a| a.get_reason()).map(|r| r.to_string())
                 ),
-                // Releases, resolves, ...: not what we wait for.
+                message::Release(Ok(release)) => self.released.push(release.get_id()),
+                // Resolves, ...: not what we wait for.
                 _ => {}
             }
         }
@@ -813,6 +874,84 @@ fn huge_pools_are_refused() {
         hang_up(raw, &served);
         server.assert_alive();
     });
+}
+
+/// A peer that cancels a call (`Finish` before the `Return`) while its job
+/// still runs on a pool worker: the request keeps counting in that worker's
+/// load until the job has run, so pool dispatch sends new calls elsewhere
+/// meanwhile and back to it afterwards; and the request's
+/// `Context.callbackThread` is released once the job is done.
+#[test]
+fn a_cancelled_call_is_accounted_until_its_job_ends() {
+    guard(
+        "a_cancelled_call_is_accounted_until_its_job_ends",
+        LIMIT,
+        || {
+            let server = Server::start();
+            let (mut raw, served) = server.raw();
+            let (init, map) = raw.handshake();
+            raw.send(&make_pool(2, map, 2));
+            raw.results(2);
+            raw.send(&make_probe(3, init, None));
+            let probe_id = raw.results(3)[0];
+            let mut question = 4;
+            let mut whoami = |raw: &mut Raw, callback: u32| {
+                raw.send(&pool_call(question, probe_id, callback, None));
+                let tid = raw
+                    .returned(question, |content| {
+                        content
+                            .get_as::<probe::whoami_results::Reader<'_>>()
+                            .and_then(|results| results.get_result())
+                            .map(|info| info.get_tid())
+                            .expect("whoami's results")
+                    })
+                    .expect("whoami succeeds");
+                question += 1;
+                tid.1
+            };
+            // Both pool workers idle: dispatch picks the first, every time.
+            let first = whoami(&mut raw, 100);
+            assert_eq!(whoami(&mut raw, 100), first);
+
+            // Block it (with callback thread 50), then cancel the call.
+            let gate = format!("cancelled-{}", std::process::id());
+            raw.send(&pool_call(1000, probe_id, 50, Some(&gate)));
+            server
+                .probe
+                .wait_blocked(&gate, 1)
+                .expect("the call blocks");
+            raw.send(&finish(1000));
+            // The job still runs on `first`: new calls go to the other worker,
+            // and are answered at once rather than queued behind the job.
+            let second = whoami(&mut raw, 100);
+            assert_ne!(second, first, "a call was queued behind the cancelled job");
+            assert_eq!(whoami(&mut raw, 100), second);
+
+            mp_testkit::probe::open_gate(&gate);
+            // Once the job has run, `first` is idle again and gets the calls. A
+            // request whose count was never undone would keep it away forever.
+            let deadline = std::time::Instant::now() + IO_TIMEOUT;
+            while whoami(&mut raw, 101) != first {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cancelled request still counts in its worker's load"
+                );
+            }
+            // Callback thread 50 is released: the request let go of it, and the
+            // worker, which keeps the last callback thread it saw, has seen 101
+            // since.
+            while !raw.released.contains(&50) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "callback thread 50 was never released (released: {:?})",
+                    raw.released
+                );
+                whoami(&mut raw, 101);
+            }
+            hang_up(raw, &served);
+            server.assert_alive();
+        },
+    );
 }
 
 /// A bad connection closed while good clients' calls are in flight on

@@ -27,6 +27,7 @@ use crate::client_thread;
 use crate::connection::{ClientThreadEntry, ConnState, RemoteObject, ServeContext};
 use crate::loop_state;
 use crate::proxy_capnp::context;
+use crate::sync::global::{AtomicUsize, Ordering};
 use crate::thread_server::ThreadServer;
 
 /// What the code that builds a request gets on the loop thread: the
@@ -246,15 +247,9 @@ impl ServeContext {
                 e.to_capnp()
             })?;
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, connection = %conn.name, "IPC server recv");
-            let held = match callback {
-                Some(Ok(thread)) => {
-                    server.keep_callback_thread(&thread);
-                    Some(HeldCallbackThread::hold(&conn, thread))
-                }
-                _ => None,
-            };
-            let callback_key = held.as_ref().map(|held| held.key);
-            let job_hold = held.clone();
+            let in_flight = InFlight::start(&conn, &server, callback);
+            let callback_key = in_flight.callback_key();
+            let job_hold = in_flight.clone();
             let (sender, receiver) = futures::channel::oneshot::channel();
             let run = move || {
                 let outcome = serving(conn_id, callback_key, || {
@@ -268,11 +263,10 @@ impl ServeContext {
             };
             server.post(Box::new(run)).map_err(|e| e.to_capnp())?;
             // The future may be dropped at the await (the peer cancelled the
-            // call): the guards still undo the count and, once the job has
-            // finished too, release the callback thread.
-            let _busy = Busy::enter(&server);
+            // call): the job still holds the request, which keeps counting
+            // in the worker's load until the job has run.
             let outcome = receiver.await;
-            drop(held);
+            drop(in_flight);
             let result = match outcome {
                 Ok(Ok(Ok(value))) => Ok(value),
                 Ok(Ok(Err(error))) => Err(error.to_capnp()),
@@ -298,37 +292,67 @@ impl ServeContext {
     }
 }
 
-/// A served request's `Context.callbackThread`, held in the connection
-/// under `key` while either side of the request (the loop's future, the
-/// job on the worker, which makes nested calls on it) still needs it:
-/// released when the last clone goes, on the loop thread.
+/// A request being served, held by both sides that still need it: the
+/// loop's future (until the answer is sent, or the peer cancels the call)
+/// and the job on the worker (until it has run; it makes nested calls on
+/// the request's callback thread). While either holds it, the request
+/// counts in its thread's load (for pool dispatch) and its
+/// `Context.callbackThread` stays held in the connection; the last one to
+/// let go undoes both.
 #[derive(Clone)]
-struct HeldCallbackThread(crate::sync::Arc<CallbackKey>);
+struct InFlight(crate::sync::Arc<InFlightState>);
 
+struct InFlightState {
+    /// The serving thread's count of requests in flight.
+    depth: crate::sync::Arc<AtomicUsize>,
+    /// The request's `Context.callbackThread`, if it had one.
+    callback: Option<CallbackKey>,
+}
+
+/// A `Context.callbackThread` held in the connection under `key`.
 struct CallbackKey {
     conn_id: u64,
     key: usize,
-    /// `None` only off a loop thread, where `hold` is never called.
+    /// `None` only off a loop thread, where `InFlight::start` is never
+    /// called.
     poster: Option<multiprocess_event_loop::LoopPoster>,
 }
 
-impl HeldCallbackThread {
-    /// Loop thread only.
-    fn hold(conn: &Rc<ConnState>, thread: crate::proxy_capnp::thread::Client) -> Self {
-        let poster = LoopContext::with(|cx| cx.poster());
-        Self(crate::sync::Arc::new(CallbackKey {
-            conn_id: conn.id,
-            key: conn.hold_callback_thread(thread),
-            poster,
+impl InFlight {
+    /// Loop thread only: counts the request in `server`'s load and holds
+    /// its callback thread, if it named one.
+    fn start(
+        conn: &Rc<ConnState>,
+        server: &ThreadServer,
+        callback: Option<capnp::Result<crate::proxy_capnp::thread::Client>>,
+    ) -> Self {
+        server.depth.fetch_add(1, Ordering::Relaxed);
+        let callback = match callback {
+            Some(Ok(thread)) => {
+                server.keep_callback_thread(&thread);
+                Some(CallbackKey {
+                    conn_id: conn.id,
+                    key: conn.hold_callback_thread(thread),
+                    poster: LoopContext::with(|cx| cx.poster()),
+                })
+            }
+            _ => None,
+        };
+        Self(crate::sync::Arc::new(InFlightState {
+            depth: server.depth.clone(),
+            callback,
         }))
+    }
+
+    /// The connection's key for the request's callback thread.
+    fn callback_key(&self) -> Option<usize> {
+        self.0.callback.as_ref().map(|callback| callback.key)
     }
 }
 
-impl std::ops::Deref for HeldCallbackThread {
-    type Target = CallbackKey;
-
-    fn deref(&self) -> &CallbackKey {
-        &self.0
+impl Drop for InFlightState {
+    fn drop(&mut self) {
+        self.depth.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -345,22 +369,6 @@ impl Drop for CallbackKey {
                 }
             });
         }
-    }
-}
-
-/// Counts a request in its thread's `depth` while the loop waits for it.
-struct Busy<'a>(&'a ThreadServer);
-
-impl<'a> Busy<'a> {
-    fn enter(server: &'a ThreadServer) -> Self {
-        server.depth.set(server.depth.get() + 1);
-        Self(server)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.depth.set(self.0.depth.get().saturating_sub(1));
     }
 }
 

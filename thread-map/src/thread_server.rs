@@ -6,7 +6,6 @@
 //! - a **caller**: an application thread of this process, sent to the peer
 //!   as `Context.callbackThread`, whose requests run while it waits in a call.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use multiprocess_event_loop::mailbox::Job;
@@ -14,6 +13,7 @@ use multiprocess_event_loop::{Error, LoopPoster, Waiter};
 
 use crate::proxy_capnp::{thread, thread_map};
 use crate::sync::Arc;
+use crate::sync::global::{AtomicUsize, Ordering};
 use crate::worker::Worker;
 use crate::{loop_state, names};
 
@@ -27,8 +27,10 @@ pub(crate) struct ThreadServer {
     pub(crate) name: String,
     pub(crate) conn_id: u64,
     target: Target,
-    /// Requests posted and not yet answered (to pick a pool worker).
-    pub(crate) depth: Cell<usize>,
+    /// Requests in flight on this thread, from their arrival until both
+    /// the answer is sent (or the call cancelled) and the job has run: what
+    /// pool dispatch compares. Shared with the requests that count in it.
+    pub(crate) depth: Arc<AtomicUsize>,
     /// The last `Context.callbackThread` a request for this worker carried.
     /// A worker serves one client thread, so this is that thread's handle;
     /// keeping it saves a `Release` message (and the peer's re-export) after
@@ -42,7 +44,7 @@ impl ThreadServer {
             name,
             conn_id,
             target: Target::Worker(worker),
-            depth: Cell::new(0),
+            depth: Default::default(),
             callback_thread: Default::default(),
         }
     }
@@ -52,7 +54,7 @@ impl ThreadServer {
             name,
             conn_id,
             target: Target::Caller(waiter),
-            depth: Cell::new(0),
+            depth: Default::default(),
             callback_thread: Default::default(),
         }
     }
@@ -100,7 +102,7 @@ impl ThreadServer {
             Target::Worker(worker) => worker.queued(),
             Target::Caller(waiter) => waiter.queued(),
         };
-        queued + self.depth.get()
+        queued + self.depth.load(Ordering::Relaxed)
     }
 }
 
