@@ -16,7 +16,7 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -191,7 +191,9 @@ fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
 ///
 /// # Errors
 ///
-/// `InvalidInput` if `fd` is a standard stream or not a socket; the OS error if it is not open.
+/// `InvalidInput` if `fd` is a standard stream; otherwise [`multiprocess_thread_map::take_fd`]'s
+/// error: the OS error if it is not open, or an error saying it is not a socket, or that the
+/// socket was already taken in this process.
 ///
 /// # Safety
 ///
@@ -205,20 +207,8 @@ pub unsafe fn adopt_inherited_fd(fd: RawFd) -> io::Result<UnixStream> {
             format!("fd {fd} is a standard stream, not the inherited socket"),
         ));
     }
-    set_cloexec(fd, true)?;
-    // SAFETY: all-zero bytes are a valid `libc::stat` (plain integers).
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable `stat` for the duration of the call.
-    if unsafe { libc::fstat(fd, &mut st) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd {fd} is not a socket"),
-        ));
-    }
-    // SAFETY: `fd` is open (fcntl/fstat succeeded) and, by this function's contract, owned by
-    // nobody else in this process, so the stream may take ownership and close it on drop.
-    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+    // SAFETY: this function's contract is `take_fd`'s: `fd` is the parent's descriptor and
+    // nobody else in this process owns it. `take_fd` checks it is an open socket and marks it
+    // close-on-exec.
+    unsafe { multiprocess_thread_map::take_fd(fd) }
 }
