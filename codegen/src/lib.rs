@@ -10,9 +10,11 @@
 //! code was generated, or when the committed Rust no longer matches what
 //! capnpc makes of the committed request.
 //!
-//! The generated code is capnpc's with one change: capnpc leaves
-//! `init_pointer` of every interface client as `unimplemented!()`; here it
-//! gets a real body (see `null_capability_on_init`).
+//! The generated code is capnpc's with one change: capnpc leaves the body of
+//! `init_pointer` for every interface client as a placeholder that panics
+//! ([`CAPNPC_PLACEHOLDER`]); here it gets a real body (see
+//! `null_capability_on_init`), so no committed file contains the
+//! placeholder (`tests/fresh.rs` checks).
 
 use std::collections::HashMap;
 use std::fs;
@@ -97,13 +99,17 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
+/// The placeholder body capnpc writes where it has no implementation (it
+/// panics when reached).
+pub const CAPNPC_PLACEHOLDER: &str = "unimplemented!()";
+
 /// The signature capnpc gives `FromPointerBuilder::init_pointer` for an
-/// interface's `Client`, whose body it leaves as `unimplemented!()`.
+/// interface's `Client`, whose body it leaves as [`CAPNPC_PLACEHOLDER`].
 const CAP_INIT_POINTER: &str =
     "fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {";
 
 /// Gives capnpc's `init_pointer` for interface clients a real body in place
-/// of its `unimplemented!()` (which would panic): a capability pointer that
+/// of its [`CAPNPC_PLACEHOLDER`]: a capability pointer that
 /// is initialised rather than set holds no capability, so the pointer is
 /// cleared (null, as Cap'n Proto writes a missing capability) and the client
 /// returned is broken, failing every call with an error that says why: what
@@ -116,7 +122,7 @@ fn null_capability_on_init(generated: &str) -> String {
         let is_stub = line.trim() == CAP_INIT_POINTER
             && lines
                 .peek()
-                .is_some_and(|next| next.trim() == "unimplemented!()");
+                .is_some_and(|next| next.trim() == CAPNPC_PLACEHOLDER);
         if !is_stub {
             out.push_str(line);
             out.push('\n');
@@ -246,10 +252,12 @@ mod tests {
 
     #[test]
     fn the_init_pointer_stub_gets_a_body_and_nothing_else_changes() {
-        let generated = "    impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {\n        \
-            fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {\n            \
-            unimplemented!()\n        }\n    }\n    fn other() { unimplemented!() }\n";
-        let fixed = null_capability_on_init(generated);
+        let generated = format!(
+            "    impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {{\n        \
+             fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {{\n            \
+             {CAPNPC_PLACEHOLDER}\n        }}\n    }}\n    fn other() {{ {CAPNPC_PLACEHOLDER} }}\n"
+        );
+        let fixed = null_capability_on_init(&generated);
         assert!(!fixed.contains("fn init_pointer(_builder"));
         assert!(fixed.contains(
             "        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {\n            builder.clear();\n"
@@ -259,7 +267,9 @@ mod tests {
         assert!(fixed.starts_with(
             "    impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {\n"
         ));
-        assert!(fixed.ends_with("        }\n    }\n    fn other() { unimplemented!() }\n"));
-        assert_eq!(fixed.matches("unimplemented!()").count(), 1);
+        assert!(fixed.ends_with(&format!(
+            "        }}\n    }}\n    fn other() {{ {CAPNPC_PLACEHOLDER} }}\n"
+        )));
+        assert_eq!(fixed.matches(CAPNPC_PLACEHOLDER).count(), 1);
     }
 }

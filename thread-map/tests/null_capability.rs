@@ -1,7 +1,7 @@
 //! A capability pointer initialised through `AnyPointer::init_as` (rather
 //! than set to a capability) is null on the wire, and the client it gives is
 //! broken: a call on it fails with an error saying why. capnpc leaves this
-//! `unimplemented!()` (a panic); the committed generated code gives it this
+//! a placeholder that panics; the committed generated code gives it this
 //! body (see `mp-codegen`).
 
 use capnp::any_pointer;
