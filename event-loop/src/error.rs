@@ -23,6 +23,10 @@ pub enum Error {
     LoopShutDown,
     /// The peer broke the protocol (malformed message, unexpected type).
     Protocol(String),
+    /// A blocking call was made on an event-loop thread. A loop thread must
+    /// never wait for a reply: it is what delivers replies, so it would
+    /// wait forever (its own loop) or stall every connection on it.
+    WrongThread(String),
     /// An operating-system I/O error (spawning a process, a socket).
     Io {
         /// The kind of the underlying `std::io::Error`.
@@ -49,13 +53,20 @@ impl Error {
         };
         match error.kind {
             capnp::ErrorKind::Disconnected => Error::Disconnected(extra),
-            _ => {
+            // The four kinds an exception from the peer arrives as: its
+            // method (or its runtime, for an invalid thread) failed.
+            capnp::ErrorKind::Failed
+            | capnp::ErrorKind::Overloaded
+            | capnp::ErrorKind::Unimplemented => {
                 if let Some(pos) = extra.find(INVALID_THREAD_PREFIX) {
                     let detail = &extra[pos + INVALID_THREAD_PREFIX.len()..];
                     return Error::InvalidThread(detail.to_string());
                 }
                 Error::Remote(extra)
             }
+            // Everything else is what decoding found wrong in what the peer
+            // sent.
+            _ => Error::Protocol(extra),
         }
     }
 
@@ -82,6 +93,7 @@ impl fmt::Display for Error {
             Error::InvalidThread(m) => write!(f, "invalid thread: {m}"),
             Error::LoopShutDown => f.write_str("the event loop has shut down"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
+            Error::WrongThread(m) => write!(f, "not on an event-loop thread: {m}"),
             Error::Io { message, .. } => write!(f, "I/O error: {message}"),
         }
     }

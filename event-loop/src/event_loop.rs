@@ -351,7 +351,7 @@ impl LoopContext {
                 any
             }
             Err(e) => {
-                tracing::error!(target: "multiprocess", "event loop poll failed: {e}");
+                crate::executor::report(&format!("event loop poll failed: {e}"));
                 self.shared.mailbox.close();
                 false
             }
@@ -404,14 +404,22 @@ fn sync_job<R: Send + 'static>(
         return Ok(f());
     }
     let waiter = Waiter::current();
-    let (slot, reply) = waiter.reply_slot::<R>(Error::LoopShutDown);
+    let (slot, reply) = waiter.reply_slot::<std::thread::Result<R>>(Error::LoopShutDown);
+    // A panic in `f` is the caller's, as it would be if `f` ran inline: it
+    // goes back to the caller (the loop, which is fine, carries on) rather
+    // than dropping the reply, which would say the loop had shut down.
     shared
         .mailbox
-        .post(Box::new(move || reply.send(Ok(f()))))
+        .post(Box::new(move || {
+            reply.send(Ok(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                f,
+            ))))
+        }))
         .map_err(|_| Error::LoopShutDown)?;
-    waiter.wait(&slot, || {
+    let outcome = waiter.wait(&slot, || {
         format!("event loop {} to run a closure", shared.name)
-    })
+    })?;
+    outcome.map_err(|panic| std::panic::resume_unwind(panic))
 }
 
 /// A handle to an event loop that keeps it alive. `Send + Sync + Clone`.
@@ -474,7 +482,9 @@ impl LoopHandle {
     }
 
     /// Runs `f` on the loop thread and returns its value. While waiting, the
-    /// calling thread runs callbacks posted to it (see [`Waiter`]).
+    /// calling thread runs callbacks posted to it (see [`Waiter`]). If `f`
+    /// panics, the panic resumes in the caller, as if `f` had run there; the
+    /// loop carries on.
     ///
     /// ```
     /// # let handle = multiprocess_event_loop::EventLoop::start("doc-sync").unwrap();

@@ -83,12 +83,18 @@ pub fn start_near(cpu: Option<usize>) {
     let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `cpu` is below CPU_SETSIZE.
     unsafe { libc::CPU_SET(cpu, &mut only) };
-    // SAFETY: both sets are valid cpu_set_t values of `size` bytes. The first
-    // call migrates the thread onto `cpu` before it returns; the second
-    // gives back the inherited mask whatever the first did.
-    unsafe {
-        libc::sched_setaffinity(0, size, &only);
-        libc::sched_setaffinity(0, size, &inherited);
+    // SAFETY: `only` is a valid cpu_set_t of `size` bytes. The call migrates
+    // the thread onto `cpu` before it returns.
+    if unsafe { libc::sched_setaffinity(0, size, &only) } != 0 {
+        return;
+    }
+    // SAFETY: as above, for the mask the thread started with.
+    if unsafe { libc::sched_setaffinity(0, size, &inherited) } != 0 {
+        tracing::warn!(
+            target: "multiprocess",
+            "could not restore a new thread's CPU mask, it stays on CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -159,8 +159,9 @@ pub(crate) fn yield_now() {
 mod tests {
     use super::*;
 
-    /// The only test in this binary, so no other thread takes places
-    /// meanwhile.
+    /// It counts the process-wide places exactly, so no other test of this
+    /// crate's unit tests may spin: none starts a loop or waits in a
+    /// Waiter (keep it so; spinning tests belong in `tests/`).
     #[test]
     fn waiters_share_the_places_the_loop_always_spins_and_reset_gives_back() {
         if budget().is_zero() {

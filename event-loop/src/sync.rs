@@ -10,7 +10,7 @@
 
 #[cfg(not(loom))]
 mod imp {
-    pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     pub use std::sync::{Arc, OnceLock, Weak};
     pub use std::thread;
 
@@ -80,9 +80,6 @@ mod imp {
 mod imp {
     pub use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     pub use loom::thread;
-    // loom's atomics have no `const fn new`, and `event_loop.rs` keeps the
-    // loop-id counter in a `static`; no model exercises an `AtomicU64`.
-    pub use std::sync::atomic::AtomicU64;
     // std's `Arc` even under loom: loom's cannot be a method receiver
     // (`self: &Arc<Self>` in `waiter.rs`) on stable Rust and has no `Weak`.
     // Reference counts are not what the models check; the locks, condition
@@ -171,9 +168,11 @@ mod imp {
 
 pub use imp::*;
 
-/// Atomics for process-wide statics (ids, counters, configuration) that take
-/// part in no hand-off a model checks: always std's, because loom's atomics
-/// cannot initialise a `static`.
+/// Atomics that take part in no hand-off a model checks, always std's:
+/// process-wide statics (ids, counters, configuration: loom's atomics cannot
+/// initialise a `static`), and per-object hints that no correctness argument
+/// rests on (the CPU a thread spins on, a worker's load for pool dispatch:
+/// a stale value costs speed, never a lost wake-up or a wrong answer).
 pub mod global {
     pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 }

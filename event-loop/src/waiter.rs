@@ -242,6 +242,14 @@ impl Waiter {
         self.hand_over();
     }
 
+    /// Yields the CPU once while spinning, telling the threads that hand
+    /// this one work which CPU it is waiting on meanwhile.
+    fn yield_spinning(&self) {
+        self.spinning_on.spinning();
+        yield_now();
+        self.spinning_on.stopped();
+    }
+
     /// Called by a thread that just gave this one work: if that is a loop
     /// thread and this thread spins on the same CPU, the loop yields now, so
     /// the work starts at once rather than after the loop has finished its
@@ -283,12 +291,10 @@ impl Waiter {
                     }
                     if spin.again() {
                         drop(state);
-                        self.spinning_on.spinning();
-                        yield_now();
+                        self.yield_spinning();
                         state = self.state.lock();
                         continue;
                     }
-                    self.spinning_on.stopped();
                     // Described (for `dump_waiters`) only once it is about
                     // to sleep: a reply caught while spinning costs no
                     // formatting.
@@ -306,7 +312,6 @@ impl Waiter {
                     state = self.cv.wait(state);
                 }
             };
-            self.spinning_on.stopped();
             if let Some(job) = job {
                 // The job may run long: give back the spinning place first.
                 spin.reset();
@@ -349,16 +354,13 @@ impl Waiter {
                     }
                     if spin.again() {
                         drop(state);
-                        self.spinning_on.spinning();
-                        yield_now();
+                        self.yield_spinning();
                         state = self.state.lock();
                         continue;
                     }
-                    self.spinning_on.stopped();
                     state = self.cv.wait(state);
                 }
             };
-            self.spinning_on.stopped();
             // The job may run long: give back the spinning place first.
             drop(spin);
             job();

@@ -90,11 +90,14 @@ fn a_subscriber_that_panics_on_the_loop_thread_does_not_kill_the_loop() {
                 });
             })
             .expect("post");
-        // The loop logs as it exits, and that panic escapes it: the exit
-        // hook must still run, the task must still be dropped on the loop
-        // thread with its context in place (not by a thread-local destructor,
-        // which would abort the process), the last handle's drop must
-        // return, and posts must then fail.
+        // The loop logs as it exits, and that log panics (the loop guards
+        // it, and each exit step, with catch_unwind): the exit hook must
+        // still run, the task must still be dropped on the loop thread with
+        // its context in place (not by a thread-local destructor, which
+        // would abort the process), the last handle's drop must return, and
+        // posts must then fail. (A panic escaping the loop altogether, which
+        // these guards leave no way to cause, is `AbandonOnPanic`'s case: a
+        // unit test in event_loop.rs.)
         drop(event_loop);
         let mut seen = vec![
             exit_seen

@@ -40,3 +40,24 @@ fn a_panicking_closure_or_task_does_not_stop_the_loop() {
         );
     });
 }
+
+#[test]
+fn a_panicking_sync_closure_panics_its_caller_and_the_loop_carries_on() {
+    common::within(Duration::from_secs(30), || {
+        let event_loop = EventLoop::start("sync-panic-loop").expect("loop");
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            event_loop.sync(|| -> i32 { panic!("deliberate panic in a sync closure") })
+        }));
+        let panic = caught.expect_err("the caller sees the panic, not an error");
+        assert_eq!(
+            panic.downcast_ref::<&str>().copied(),
+            Some("deliberate panic in a sync closure")
+        );
+        assert_eq!(
+            event_loop
+                .sync(|| 42)
+                .expect("the loop still runs closures"),
+            42
+        );
+    });
+}

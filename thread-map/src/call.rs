@@ -149,6 +149,14 @@ impl<C: Clone + 'static> RemoteObject<C> {
         F: FnOnce(&C, &CallContext<'_>) -> Fut + Send + 'static,
         Fut: Future<Output = capnp::Result<T>> + 'static,
     {
+        // On a loop thread the wait below would never end (on this
+        // connection's loop, which has to deliver the reply) or would stall
+        // every connection of another loop for a round trip.
+        if LoopContext::with(|_| ()).is_some() {
+            return Err(Error::WrongThread(format!(
+                "{method} is a blocking call; make it from an application or worker thread"
+            )));
+        }
         let (thread_id, waiter, thread_name) = client_thread::with_current(|thread| {
             thread.remember(&self.conn);
             (thread.id, thread.waiter.clone(), thread.name.clone())
@@ -231,6 +239,7 @@ impl ServeContext {
         J: FnOnce() -> Result<T> + Send + 'static,
     {
         let conn_id = self.conn_id;
+        let poster = self.poster.clone();
         let (thread, callback) = match context {
             Ok(c) => (
                 Ok(c.has_thread().then(|| c.get_thread())),
@@ -247,7 +256,7 @@ impl ServeContext {
                 e.to_capnp()
             })?;
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, connection = %conn.name, "IPC server recv");
-            let in_flight = InFlight::start(&conn, &server, callback);
+            let in_flight = InFlight::start(&conn, &server, callback, poster);
             let callback_key = in_flight.callback_key();
             let job_hold = in_flight.clone();
             let (sender, receiver) = futures::channel::oneshot::channel();
@@ -313,9 +322,8 @@ struct InFlightState {
 struct CallbackKey {
     conn_id: u64,
     key: usize,
-    /// `None` only off a loop thread, where `InFlight::start` is never
-    /// called.
-    poster: Option<multiprocess_event_loop::LoopPoster>,
+    /// The connection's loop, where the key is released.
+    poster: multiprocess_event_loop::LoopPoster,
 }
 
 impl InFlight {
@@ -325,6 +333,7 @@ impl InFlight {
         conn: &Rc<ConnState>,
         server: &ThreadServer,
         callback: Option<capnp::Result<crate::proxy_capnp::thread::Client>>,
+        poster: multiprocess_event_loop::LoopPoster,
     ) -> Self {
         server.depth.fetch_add(1, Ordering::Relaxed);
         let callback = match callback {
@@ -333,7 +342,7 @@ impl InFlight {
                 Some(CallbackKey {
                     conn_id: conn.id,
                     key: conn.hold_callback_thread(thread),
-                    poster: LoopContext::with(|cx| cx.poster()),
+                    poster,
                 })
             }
             _ => None,
@@ -362,13 +371,11 @@ impl Drop for CallbackKey {
         // Runs at once on the loop thread; from a worker, it is posted (only
         // when the request was cancelled before its job finished). If the
         // loop is gone, so is the connection and what it held.
-        if let Some(poster) = &self.poster {
-            let _ = poster.post(move || {
-                if let Some(conn) = loop_state::with(|state| state.conn(conn_id)) {
-                    conn.release_callback_thread(key);
-                }
-            });
-        }
+        let _ = self.poster.post(move || {
+            if let Some(conn) = loop_state::with(|state| state.conn(conn_id)) {
+                conn.release_callback_thread(key);
+            }
+        });
     }
 }
 

@@ -35,7 +35,7 @@ use slab::Slab;
 use crate::bootstrap_capnp::bootstrap;
 use crate::loop_state;
 use crate::proxy_capnp::{thread, thread_map};
-use crate::sync::global::{AtomicU64, Ordering};
+use crate::sync::global::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Condvar, Mutex, Weak};
 use crate::thread_server::{ThreadMapServer, ThreadServer};
 
@@ -73,6 +73,11 @@ impl ConnStatus {
     }
 
     fn wait(&self, timeout: Duration) -> Option<Error> {
+        let timeout = if LoopContext::with(|_| ()).is_some() {
+            Duration::ZERO
+        } else {
+            timeout
+        };
         let deadline = Instant::now().checked_add(timeout);
         let mut closed = self.closed.lock();
         while closed.is_none() {
@@ -168,6 +173,9 @@ pub(crate) struct ConnState {
     objects: RefCell<Slab<Box<dyn Any>>>,
     pub(crate) pool: RefCell<Vec<Rc<ThreadServer>>>,
     workers: RefCell<Vec<std::rc::Weak<ThreadServer>>>,
+    /// The worker threads made for the peer that have not exited yet
+    /// (whether or not the peer still holds their `Thread`).
+    pub(crate) worker_threads: Arc<AtomicUsize>,
     /// The `Context.callbackThread` of each request being served, by key:
     /// the thread serving it calls back on that thread.
     callback_threads: RefCell<Slab<thread::Client>>,
@@ -269,11 +277,17 @@ impl ConnState {
         Ok(RemoteObject::new(shared, key))
     }
 
-    /// How many workers made for the peer are alive.
-    pub(crate) fn live_worker_count(&self) -> usize {
-        let mut workers = self.workers.borrow_mut();
-        workers.retain(|w| w.strong_count() > 0);
-        workers.len()
+    /// Fails, for `what`, if starting `more` worker threads for the peer
+    /// would take it past [`crate::max_workers_per_connection`].
+    pub(crate) fn check_worker_room(&self, what: &str, more: usize) -> capnp::Result<()> {
+        let limit = crate::worker::max_workers_per_connection();
+        let live = self.worker_threads.load(Ordering::Relaxed);
+        if live.saturating_add(more) > limit {
+            return Err(capnp::Error::overloaded(format!(
+                "{what} refused: this connection already has {live} worker threads (at most {limit})"
+            )));
+        }
+        Ok(())
     }
 
     /// Remembers a worker made for the peer, to end it when the connection
@@ -357,12 +371,7 @@ pub(crate) struct ConnShared {
 
 impl Drop for ConnShared {
     fn drop(&mut self) {
-        let id = self.id;
-        let _ = self.handle.post(move || {
-            if let Some(conn) = loop_state::with(|state| state.conn(id)) {
-                conn.close();
-            }
-        });
+        let _ = self.handle.post(close_on_loop(self.id));
     }
 }
 
@@ -411,6 +420,7 @@ fn start_conn(
             objects: RefCell::new(Slab::new()),
             pool: RefCell::new(Vec::new()),
             workers: RefCell::new(Vec::new()),
+            worker_threads: Arc::default(),
             callback_threads: RefCell::new(Slab::new()),
             disconnector: RefCell::new(Some(Box::pin(disconnector))),
             next_request: Cell::new(0),
@@ -477,7 +487,8 @@ impl ServeContext {
     }
 
     /// Blocks until the connection served has closed, or `timeout` passes;
-    /// returns why it closed (any thread but the loop's).
+    /// returns why it closed. On a loop thread it does not wait (see
+    /// [`Connection::wait_disconnected`]).
     pub fn wait_disconnected(&self, timeout: Duration) -> Option<Error> {
         self.status.wait(timeout)
     }
@@ -620,7 +631,9 @@ impl Connection {
     }
 
     /// Blocks until the connection closes or `timeout` passes; returns why it
-    /// closed, or `None` on timeout.
+    /// closed, or `None` on timeout. On a loop thread, which is what closes
+    /// connections and so must never wait for one, it only looks: `None`
+    /// if the connection is still open.
     pub fn wait_disconnected(&self, timeout: Duration) -> Option<Error> {
         self.shared.status.wait(timeout)
     }
@@ -688,8 +701,9 @@ pub type DestroyFn<C> =
 /// object's destructor runs on the peer's worker mapped to the dropping
 /// thread, as libmultiprocess does) before releasing the capability.
 /// [`DestroyOnDrop::destroy`] does the same and reports failure. Dropped on
-/// the loop thread (which cannot wait for a reply) or by a thread unwinding
-/// from a panic (which should not block on the peer), it is only released.
+/// a loop thread (where blocking calls fail with [`Error::WrongThread`]) or
+/// by a thread unwinding from a panic (which should not block on the peer),
+/// it is only released.
 pub struct DestroyOnDrop<C: Clone + 'static> {
     object: Option<RemoteObject<C>>,
     destroy: DestroyFn<C>,
@@ -732,7 +746,7 @@ impl<C: Clone + 'static> std::ops::Deref for DestroyOnDrop<C> {
     fn deref(&self) -> &RemoteObject<C> {
         match &self.object {
             Some(object) => object,
-            None => unreachable!("the object is only taken in drop"),
+            None => unreachable!("the object is only taken by drop and destroy, which consume it"),
         }
     }
 }
@@ -742,13 +756,12 @@ impl<C: Clone + 'static> Drop for DestroyOnDrop<C> {
         let Some(object) = self.object.take() else {
             return;
         };
-        // The loop thread cannot wait for a reply, and a thread unwinding
-        // from a panic should not block on the peer: both only release.
-        if object.conn.handle.is_loop_thread() || std::thread::panicking() {
+        // A thread unwinding from a panic should not block on the peer: it
+        // only releases. So does a loop thread, which `call` refuses.
+        if std::thread::panicking() {
             return;
         }
-        let destroy = self.destroy;
-        if let Err(e) = object.call(self.method, destroy) {
+        if let Err(e) = object.call(self.method, self.destroy) {
             tracing::debug!(target: "multiprocess", method = self.method, "destroy failed, releasing: {e}");
         }
     }

@@ -127,10 +127,7 @@ impl StandInLoop {
     /// the refusal once the loop has shut down.
     fn reaper(self: &Arc<Self>) -> Reaper {
         let event_loop = self.clone();
-        Box::new(move |job| {
-            event_loop.post(Kind::Reap, job);
-            Ok(())
-        })
+        Box::new(move |job| event_loop.post(Kind::Reap, job))
     }
 
     /// Runs what is posted, in order, until it has run a worker's reap job.
@@ -174,6 +171,7 @@ fn spawn_worker(event_loop: &Arc<StandInLoop>) -> Worker {
         "worker-1 (from model)".to_string(),
         "mp-worker-1".to_string(),
         event_loop.reaper(),
+        None,
     )
     .expect("spawning a loom thread cannot fail")
 }

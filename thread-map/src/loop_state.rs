@@ -87,11 +87,7 @@ impl LoopState {
                 drop(cleanup);
                 return job();
             };
-            let reaper: crate::worker::Reaper = Box::new(move |job| {
-                poster
-                    .post(job)
-                    .map_err(|_| Box::new(|| {}) as multiprocess_event_loop::mailbox::Job)
-            });
+            let reaper = crate::worker::loop_reaper(poster);
             let name = format!(
                 "{}-{}/cleanup",
                 crate::names::exe_name(),

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use multiprocess_event_loop::mailbox::Job;
 use multiprocess_event_loop::{Error, LoopPoster, Waiter};
 
+use crate::connection::ConnState;
 use crate::proxy_capnp::{thread, thread_map};
 use crate::sync::Arc;
 use crate::sync::global::{AtomicUsize, Ordering};
@@ -96,13 +97,10 @@ impl ThreadServer {
         }
     }
 
-    /// How busy the thread is, for pool dispatch.
+    /// How busy the thread is, for pool dispatch: its requests in flight
+    /// (queued ones included, as they count from their arrival).
     pub(crate) fn load(&self) -> usize {
-        let queued = match &self.target {
-            Target::Worker(worker) => worker.queued(),
-            Target::Caller(waiter) => waiter.queued(),
-        };
-        queued + self.depth.load(Ordering::Relaxed)
+        self.depth.load(Ordering::Relaxed)
     }
 }
 
@@ -127,12 +125,15 @@ pub(crate) struct ThreadMapServer {
 }
 
 impl ThreadMapServer {
-    fn start_worker(&self, client_name: &str) -> Result<Rc<ThreadServer>, capnp::Error> {
+    fn start_worker(
+        &self,
+        conn: &ConnState,
+        client_name: &str,
+    ) -> Result<Rc<ThreadServer>, capnp::Error> {
         let (name, os_name) = names::worker_name(client_name);
-        let poster = self.poster.clone();
-        let reaper: crate::worker::Reaper =
-            Box::new(move |job| poster.post(job).map_err(|_| Box::new(|| {}) as Job));
-        let worker = Worker::spawn(name.clone(), os_name, reaper)
+        let reaper = crate::worker::loop_reaper(self.poster.clone());
+        let threads = Some(conn.worker_threads.clone());
+        let worker = Worker::spawn(name.clone(), os_name, reaper, threads)
             .map_err(|e| capnp::Error::failed(format!("cannot start a worker thread: {e}")))?;
         tracing::debug!(target: "multiprocess", worker = %name, "worker thread started");
         Ok(Rc::new(ThreadServer::worker(name, self.conn_id, worker)))
@@ -152,14 +153,8 @@ impl thread_map::Server for ThreadMapServer {
             .unwrap_or_else(|_| "<non-UTF-8 name>".to_string());
         let conn = loop_state::with(|state| state.conn(self.conn_id))
             .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
-        let limit = crate::worker::max_workers_per_connection();
-        let live = conn.live_worker_count();
-        if live >= limit {
-            return Err(capnp::Error::overloaded(format!(
-                "makeThread({name}) refused: this connection already has {live} worker threads (at most {limit})"
-            )));
-        }
-        let server = self.start_worker(&name)?;
+        conn.check_worker_room(&format!("makeThread({name})"), 1)?;
+        let server = self.start_worker(&conn, &name)?;
         conn.track_worker(&server);
         let client = loop_state::with(|state| state.add_thread(server));
         results.get().set_result(client);
@@ -189,8 +184,9 @@ impl thread_map::Server for ThreadMapServer {
                 "makePool called on a connection that already has a pool".to_string(),
             ));
         }
+        conn.check_worker_room(&format!("makePool({count})"), count as usize)?;
         for i in 0..count {
-            let server = self.start_worker(&format!("pool/{i}"))?;
+            let server = self.start_worker(&conn, &format!("pool/{i}"))?;
             conn.pool.borrow_mut().push(server);
         }
         Ok(())

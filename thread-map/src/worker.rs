@@ -33,8 +33,17 @@ use crate::sync::{Arc, Mutex, thread};
 static STACK_SIZE: AtomicUsize = AtomicUsize::new(0);
 
 /// Where a worker hands its own join when it outlives its owner: the loop's
-/// `post` in production; a stand-in loop thread in loom models.
-pub(crate) type Reaper = Box<dyn Fn(Job) -> Result<(), Job> + Send>;
+/// `post` in production ([`loop_reaper`]); a stand-in loop thread in loom
+/// models. A loop that is gone drops the join unrun: the thread is then
+/// left detached, with nothing left to join it.
+pub(crate) type Reaper = Box<dyn Fn(Job) + Send>;
+
+/// The reaper that posts a worker's join to the loop behind `poster`.
+pub(crate) fn loop_reaper(poster: multiprocess_event_loop::LoopPoster) -> Reaper {
+    Box::new(move |job| {
+        let _ = poster.post(job);
+    })
+}
 
 /// Count of live workers, with a condition variable to wait for it to drop.
 #[cfg(not(loom))]
@@ -101,10 +110,12 @@ pub const DEFAULT_MAX_WORKERS_PER_CONNECTION: usize = 4096;
 
 static MAX_WORKERS: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_WORKERS_PER_CONNECTION);
 
-/// Sets how many workers (from `makeThread` and `makePool`) the peer of one
-/// connection may have alive at once; a `makeThread` beyond it fails with an
-/// error for the caller instead of starting a thread. A peer cannot then
-/// exhaust the process's threads by asking for them.
+/// Sets how many worker threads (from `makeThread` and `makePool`) the peer
+/// of one connection may have at once; a `makeThread` or `makePool` beyond it
+/// fails with an error for the caller instead of starting threads. A thread
+/// counts until it has exited, even after the peer released its `Thread`
+/// (while it still runs a request, say). A peer cannot then exhaust the
+/// process's threads by asking for them.
 pub fn set_max_workers_per_connection(count: usize) {
     MAX_WORKERS.store(count, Ordering::Relaxed);
 }
@@ -125,17 +136,31 @@ pub(crate) struct Worker {
 impl Worker {
     /// Starts a worker whose descriptive name is `name` (the OS name is
     /// `os_name`); it hands its own join to `reaper` if it outlives its owner.
-    pub(crate) fn spawn(name: String, os_name: String, reaper: Reaper) -> io::Result<Self> {
-        Self::start(name, os_name, reaper, 1)
+    /// `peer_threads`, if given, counts the thread from now until it exits
+    /// (the worker threads one connection's peer has: see
+    /// [`set_max_workers_per_connection`]).
+    pub(crate) fn spawn(
+        name: String,
+        os_name: String,
+        reaper: Reaper,
+        peer_threads: Option<Arc<AtomicUsize>>,
+    ) -> io::Result<Self> {
+        Self::start(name, os_name, reaper, 1, peer_threads)
     }
 
     /// Starts a loop's cleanup thread: a worker that serves no peer, so it
     /// is not counted in [`live_workers`].
     pub(crate) fn spawn_cleanup(name: String, os_name: String, reaper: Reaper) -> io::Result<Self> {
-        Self::start(name, os_name, reaper, 0)
+        Self::start(name, os_name, reaper, 0, None)
     }
 
-    fn start(name: String, os_name: String, reaper: Reaper, counted: isize) -> io::Result<Self> {
+    fn start(
+        name: String,
+        os_name: String,
+        reaper: Reaper,
+        counted: isize,
+        peer_threads: Option<Arc<AtomicUsize>>,
+    ) -> io::Result<Self> {
         let waiter = Waiter::new(name.clone());
         let join: JoinSlot = Arc::new(Mutex::new(None));
         let thread_waiter = waiter.clone();
@@ -146,6 +171,7 @@ impl Worker {
             builder = builder.stack_size(stack);
         }
         add_live(counted);
+        let peer_threads = PeerThread::enter(peer_threads);
         // Started on the loop's CPU: the loop hands it every request.
         let creator_cpu = multiprocess_event_loop::placement::current_cpu();
         let spawned = builder.spawn(move || {
@@ -153,8 +179,9 @@ impl Worker {
             crate::names::set_current_thread_name(name);
             Waiter::set_current(thread_waiter.clone());
             thread_waiter.serve();
-            let _ = reaper(Box::new(move || reap(&thread_join)));
+            reaper(Box::new(move || reap(&thread_join)));
             add_live(-counted);
+            drop(peer_threads);
         });
         match spawned {
             Ok(handle) => {
@@ -185,10 +212,26 @@ impl Worker {
     pub(crate) fn join_slot(&self) -> JoinSlot {
         self.join.clone()
     }
+}
 
-    /// Requests queued and not yet started.
-    pub(crate) fn queued(&self) -> usize {
-        self.waiter.queued()
+/// One worker thread counted in its connection's count, until dropped (when
+/// the thread exits, or at once if it could not start).
+struct PeerThread(Option<Arc<AtomicUsize>>);
+
+impl PeerThread {
+    fn enter(count: Option<Arc<AtomicUsize>>) -> Self {
+        if let Some(count) = &count {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        Self(count)
+    }
+}
+
+impl Drop for PeerThread {
+    fn drop(&mut self) {
+        if let Some(count) = &self.0 {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
