@@ -56,9 +56,12 @@ interface Probe $Proxy.wrap("mptest::Probe") {
     disconnect @15 (context :Proxy.Context, thenBlockOn :Text) -> ();
     # Closes the server's end of this connection from inside the call, then,
     # if `thenBlockOn` is not empty, blocks on that gate.
-    makeCounter @16 (context :Proxy.Context) -> (result :Counter);
-    counterDrops @17 (context :Proxy.Context) -> (tids :List(Int64));
-    # The thread ids on which this process's Counters were destroyed.
+    makeCounter @16 (context :Proxy.Context) -> (result :Counter, id :UInt64);
+    # A new Counter, and its id (unique in the serving process).
+    counterDrops @17 (context :Proxy.Context) -> (tids :List(Int64), ids :List(UInt64));
+    # The thread ids on which this process's Counters were destroyed, in
+    # order, and the ids of those Counters (`ids[i]` was destroyed on
+    # `tids[i]`).
 }
 
 interface Counter $Proxy.wrap("mptest::Counter") {

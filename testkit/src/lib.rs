@@ -37,15 +37,27 @@ pub fn init_tracing() {
 pub fn serve_child(
     stream: std::os::unix::net::UnixStream,
 ) -> Result<(), multiprocess_thread_map::Error> {
-    let event_loop = multiprocess_thread_map::EventLoop::start("child-loop")?;
-    let connection = multiprocess_thread_map::Connection::serve(
-        &event_loop,
-        stream,
-        probe::InitServer::bootstrap,
-    )?;
-    while connection
-        .wait_disconnected(std::time::Duration::from_secs(3600))
-        .is_none()
-    {}
+    serve_child_with("child-loop", stream, probe::InitServer::bootstrap)
+}
+
+/// Serves the capability `bootstrap` makes on `stream`, on a new event loop
+/// named `loop_name`, until the peer disconnects: the body of a child
+/// process serving any interface ([`serve_child`] serves the Probe's
+/// `Init`).
+///
+/// Call it from an ordinary thread (a child's main thread, say): on an
+/// event-loop thread, which must never block, it would not wait.
+pub fn serve_child_with<F>(
+    loop_name: &str,
+    stream: std::os::unix::net::UnixStream,
+    bootstrap: F,
+) -> Result<(), multiprocess_thread_map::Error>
+where
+    F: FnOnce(multiprocess_thread_map::ServeContext) -> capnp::capability::Client + Send + 'static,
+{
+    let event_loop = multiprocess_thread_map::EventLoop::start(loop_name)?;
+    let connection = multiprocess_thread_map::Connection::serve(&event_loop, stream, bootstrap)?;
+    // With no deadline, this returns only once the connection has closed.
+    connection.wait_disconnected(std::time::Duration::MAX);
     Ok(())
 }

@@ -79,46 +79,119 @@ fn destroy_counter(client: &counter::Client, cx: &CallContext<'_>) -> ResultFutu
     })
 }
 
-/// Thread ids on which `Counter` implementations were dropped, in order,
-/// with a condition variable signalled at each drop.
-fn counter_drops() -> &'static Mutex<Vec<i64>> {
-    &counter_drop_log().0
+/// One `Counter` implementation dropped in this process.
+#[derive(Debug, Clone, Copy)]
+struct CounterDrop {
+    /// The Counter's id (as `makeCounter` returned it).
+    id: u64,
+    /// The OS thread id of the thread that dropped it.
+    tid: i64,
 }
 
-fn counter_drop_log() -> &'static (Mutex<Vec<i64>>, Condvar) {
-    static DROPS: OnceLock<(Mutex<Vec<i64>>, Condvar)> = OnceLock::new();
+/// The `Counter` implementations dropped in this process, in order, with a
+/// condition variable signalled at each drop.
+#[derive(Default)]
+struct CounterDropLog {
+    drops: Mutex<Vec<CounterDrop>>,
+    cv: Condvar,
+}
+
+fn counter_drop_log() -> &'static CounterDropLog {
+    static DROPS: OnceLock<CounterDropLog> = OnceLock::new();
     DROPS.get_or_init(Default::default)
+}
+
+impl CounterDropLog {
+    fn record(&self, drop: CounterDrop) {
+        self.drops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(drop);
+        self.cv.notify_all();
+    }
+
+    fn snapshot(&self) -> Vec<CounterDrop> {
+        self.drops.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The drops so far, once `done` holds for them (or after `timeout`,
+    /// whatever they are).
+    fn wait_until(
+        &self,
+        done: impl Fn(&[CounterDrop]) -> bool,
+        timeout: Duration,
+    ) -> Vec<CounterDrop> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut drops = self.drops.lock().unwrap_or_else(|p| p.into_inner());
+        while !done(&drops) {
+            drops = match deadline {
+                None => self.cv.wait(drops).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    self.cv
+                        .wait_timeout(drops, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+        drops.clone()
+    }
 }
 
 /// The thread ids on which this process destroyed Counters, once there
 /// are more than `seen` (or after `timeout`, however many there are).
+///
+/// Every Counter of the process counts, including those of other tests
+/// running in parallel: to follow one Counter, use
+/// [`local_counter_drops_of`].
 pub fn local_counter_drops_after(seen: usize, timeout: Duration) -> Vec<i64> {
-    let (drops, cv) = counter_drop_log();
-    let deadline = Instant::now() + timeout;
-    let mut drops = drops.lock().unwrap_or_else(|p| p.into_inner());
-    while drops.len() <= seen {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        drops = cv
-            .wait_timeout(drops, deadline - now)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-    }
-    drops.clone()
+    counter_drop_log()
+        .wait_until(|drops| drops.len() > seen, timeout)
+        .iter()
+        .map(|drop| drop.tid)
+        .collect()
+}
+
+/// The thread ids on which this process destroyed the Counter `id` (see
+/// [`ProbeClient::make_counter_with_id`]), once it has been destroyed (or
+/// after `timeout`: then empty). A Counter is destroyed once, so more than
+/// one entry is a bug.
+pub fn local_counter_drops_of(id: u64, timeout: Duration) -> Vec<i64> {
+    counter_drop_log()
+        .wait_until(|drops| drops.iter().any(|drop| drop.id == id), timeout)
+        .iter()
+        .filter(|drop| drop.id == id)
+        .map(|drop| drop.tid)
+        .collect()
 }
 
 /// The implementation behind a served `Counter`.
 struct CounterImpl {
+    /// Unique in this process: names the Counter in the drop log.
+    id: u64,
     value: std::sync::atomic::AtomicI32,
+}
+
+impl CounterImpl {
+    fn new() -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            value: Default::default(),
+        }
+    }
 }
 
 impl Drop for CounterImpl {
     fn drop(&mut self) {
-        let (drops, cv) = counter_drop_log();
-        drops.lock().unwrap_or_else(|p| p.into_inner()).push(tid());
-        cv.notify_all();
+        counter_drop_log().record(CounterDrop {
+            id: self.id,
+            tid: tid(),
+        });
     }
 }
 
@@ -155,11 +228,13 @@ impl counter::Server for CounterServer {
                 params.get()?.get_context(),
                 "Counter.increment",
                 move || {
+                    // The peer decides how often to call: wrap, as
+                    // `fetch_add` does, rather than overflow.
                     Ok(object
                         .get()?
                         .value
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                        + 1)
+                        .wrapping_add(1))
                 },
             )
             .await?;
@@ -229,6 +304,24 @@ macro_rules! context_call {
                 Ok($read)
             }
         })
+    };
+}
+
+/// The body of `call_fn` and `recurse`, whose requests differ only in their
+/// method and the name of the closure's argument: passes the closure
+/// `$f` and `$arg`, and reads back `(result, tid)`.
+macro_rules! closure_call {
+    ($self:ident, $name:literal, $request:ident, $set_arg:ident, $f:ident, $arg:ident) => {
+        context_call!(
+            $self,
+            $name,
+            $request,
+            |cx, p| {
+                p.set_fn(multiprocess_callbacks::export::<IntFn>(cx, $f));
+                p.$set_arg($arg);
+            },
+            |r| (r.get_result(), r.get_tid())
+        )
     };
 }
 
@@ -327,32 +420,14 @@ impl ProbeClient {
     /// Passes `f` to the peer, which calls `f(arg)` from its worker; returns
     /// the result and the worker's thread id.
     pub fn call_fn(&self, f: Closure<i32, i32>, arg: i32) -> Result<(i32, i64)> {
-        context_call!(
-            self,
-            "Probe.callFn",
-            call_fn_request,
-            |cx, p| {
-                p.set_fn(multiprocess_callbacks::export::<IntFn>(cx, f));
-                p.set_arg(arg);
-            },
-            |r| (r.get_result(), r.get_tid())
-        )
+        closure_call!(self, "Probe.callFn", call_fn_request, set_arg, f, arg)
     }
 
     /// Passes `f` to the peer, which calls `f(depth)` from its worker (and
     /// `f` may call `recurse` again); returns the result and the worker's
     /// thread id.
     pub fn recurse(&self, f: Closure<i32, i32>, depth: i32) -> Result<(i32, i64)> {
-        context_call!(
-            self,
-            "Probe.recurse",
-            recurse_request,
-            |cx, p| {
-                p.set_fn(multiprocess_callbacks::export::<IntFn>(cx, f));
-                p.set_depth(depth);
-            },
-            |r| (r.get_result(), r.get_tid())
-        )
+        closure_call!(self, "Probe.recurse", recurse_request, set_depth, f, depth)
     }
 
     /// Has the peer keep `f` (or drop the one it keeps, with `None`).
@@ -425,24 +500,38 @@ impl ProbeClient {
 
     /// A new `Counter` of the peer.
     pub fn make_counter(&self) -> Result<CounterClient> {
+        self.make_counter_with_id().map(|(counter, _)| counter)
+    }
+
+    /// A new `Counter` of the peer, and its id, which names it in
+    /// [`counter_drops_of`](Self::counter_drops_of) (and, for a peer in this
+    /// process, in [`local_counter_drops_of`]).
+    pub fn make_counter_with_id(&self) -> Result<(CounterClient, u64)> {
         self.0
             .call("Probe.makeCounter", |client, cx| {
                 let mut request = client.make_counter_request();
                 cx.set_context(request.get().init_context());
                 let response = request.send().promise;
                 let adopter = cx.adopter();
-                async move { adopter.adopt(response.await?.get()?.get_result()?) }
+                async move {
+                    let response = response.await?;
+                    let results = response.get()?;
+                    Ok((adopter.adopt(results.get_result()?)?, results.get_id()))
+                }
             })
-            .map(|object| {
-                CounterClient(multiprocess_thread_map::DestroyOnDrop::new(
+            .map(|(object, id)| {
+                let counter = CounterClient(multiprocess_thread_map::DestroyOnDrop::new(
                     object,
                     "Counter.destroy",
                     destroy_counter,
-                ))
+                ));
+                (counter, id)
             })
     }
 
-    /// The thread ids on which the peer destroyed Counters.
+    /// The thread ids on which the peer destroyed Counters (any Counter of
+    /// its process: to follow one, use
+    /// [`counter_drops_of`](Self::counter_drops_of)).
     pub fn counter_drops(&self) -> Result<Vec<i64>> {
         context_call!(
             self,
@@ -450,6 +539,33 @@ impl ProbeClient {
             counter_drops_request,
             |cx, p| {},
             |r| r.get_tids()?.iter().collect()
+        )
+    }
+
+    /// The thread ids on which the peer destroyed the Counter `id` (see
+    /// [`make_counter_with_id`](Self::make_counter_with_id)): empty while it
+    /// lives, one entry once destroyed (more would be a bug).
+    pub fn counter_drops_of(&self, id: u64) -> Result<Vec<i64>> {
+        context_call!(
+            self,
+            "Probe.counterDrops",
+            counter_drops_request,
+            |cx, p| {},
+            |r| {
+                let (tids, ids) = (r.get_tids()?, r.get_ids()?);
+                if tids.len() != ids.len() {
+                    return Err(capnp::Error::failed(format!(
+                        "counterDrops: {} tids but {} ids",
+                        tids.len(),
+                        ids.len()
+                    )));
+                }
+                ids.iter()
+                    .zip(tids.iter())
+                    .filter(|&(dropped, _)| dropped == id)
+                    .map(|(_, tid)| tid)
+                    .collect()
+            }
         )
     }
 
@@ -672,6 +788,23 @@ impl ProbeServer {
             notifier: multiprocess_thread_map::OffLoop::new(Default::default()),
         }
     }
+
+    /// The body of `callFn` and `recurse`, which differ only in their
+    /// method and the name of the argument: calls the peer's closure
+    /// `f(arg)` from the worker serving `context`; returns its result and
+    /// that worker's thread id.
+    async fn call_closure(
+        &self,
+        method: &'static str,
+        context: capnp::Result<multiprocess_thread_map::proxy_capnp::context::Reader<'_>>,
+        f: capnp::Result<int_fn::Client>,
+        arg: i32,
+    ) -> capnp::Result<(i32, i64)> {
+        let callback = Callback::<IntFn>::adopt(f?, &self.ctx).map_err(|e| e.to_capnp())?;
+        self.ctx
+            .run(context, method, move || Ok((callback.call(arg)?, tid())))
+            .await
+    }
 }
 
 fn saved_callback(saved: &Mutex<Option<Callback<IntFn>>>) -> Result<Callback<IntFn>> {
@@ -739,15 +872,15 @@ impl probe::Server for ProbeServer {
         self.ctx
             .run(params.get()?.get_context(), "Probe.makeCounter", || Ok(()))
             .await?;
-        let object = multiprocess_thread_map::ObjectSlot::new(CounterImpl {
-            value: Default::default(),
-        });
-        results
-            .get()
-            .set_result(capnp_rpc::new_client(CounterServer {
-                ctx: self.ctx.clone(),
-                object,
-            }));
+        let counter = CounterImpl::new();
+        let id = counter.id;
+        let object = multiprocess_thread_map::ObjectSlot::new(counter);
+        let mut results = results.get();
+        results.set_result(capnp_rpc::new_client(CounterServer {
+            ctx: self.ctx.clone(),
+            object,
+        }));
+        results.set_id(id);
         Ok(())
     }
 
@@ -759,15 +892,19 @@ impl probe::Server for ProbeServer {
         let drops = self
             .ctx
             .run(params.get()?.get_context(), "Probe.counterDrops", || {
-                Ok(counter_drops()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone())
+                Ok(counter_drop_log().snapshot())
             })
             .await?;
-        let mut list = results.get().init_tids(drops.len() as u32);
-        for (i, tid) in drops.iter().enumerate() {
-            list.set(i as u32, *tid);
+        let len = u32::try_from(drops.len())
+            .map_err(|_| capnp::Error::failed("too many Counter drops to list".into()))?;
+        let mut results = results.get();
+        let mut tids = results.reborrow().init_tids(len);
+        for (i, drop) in (0..len).zip(&drops) {
+            tids.set(i, drop.tid);
+        }
+        let mut ids = results.init_ids(len);
+        for (i, drop) in (0..len).zip(&drops) {
+            ids.set(i, drop.id);
         }
         Ok(())
     }
@@ -870,14 +1007,8 @@ impl probe::Server for ProbeServer {
         mut results: probe::CallFnResults,
     ) -> capnp::Result<()> {
         let p = params.get()?;
-        let callback =
-            Callback::<IntFn>::adopt(p.get_fn()?, &self.ctx).map_err(|e| e.to_capnp())?;
-        let arg = p.get_arg();
         let (result, tid) = self
-            .ctx
-            .run(p.get_context(), "Probe.callFn", move || {
-                Ok((callback.call(arg)?, tid()))
-            })
+            .call_closure("Probe.callFn", p.get_context(), p.get_fn(), p.get_arg())
             .await?;
         let mut r = results.get();
         r.set_result(result);
@@ -891,14 +1022,8 @@ impl probe::Server for ProbeServer {
         mut results: probe::RecurseResults,
     ) -> capnp::Result<()> {
         let p = params.get()?;
-        let callback =
-            Callback::<IntFn>::adopt(p.get_fn()?, &self.ctx).map_err(|e| e.to_capnp())?;
-        let depth = p.get_depth();
         let (result, tid) = self
-            .ctx
-            .run(p.get_context(), "Probe.recurse", move || {
-                Ok((callback.call(depth)?, tid()))
-            })
+            .call_closure("Probe.recurse", p.get_context(), p.get_fn(), p.get_depth())
             .await?;
         let mut r = results.get();
         r.set_result(result);

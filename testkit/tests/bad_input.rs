@@ -30,6 +30,9 @@ use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::proxy_capnp::{thread, thread_map};
 use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
 
+mod common;
+use common::child_exe;
+
 const LIMIT: Duration = Duration::from_secs(60);
 /// The bound on every socket read and write, and on every wait for a
 /// connection to close.
@@ -38,10 +41,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const INIT: u64 = <init::Client as HasTypeId>::TYPE_ID;
 const PROBE: u64 = <probe::Client as HasTypeId>::TYPE_ID;
 const THREAD_MAP: u64 = <thread_map::Client as HasTypeId>::TYPE_ID;
-
-fn child_exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_mp-child"))
-}
 
 // ---------------------------------------------------------------------------
 // Hand-built Cap'n Proto RPC messages.

@@ -4,7 +4,6 @@
 //! blocked thread promptly. Every test runs under a watchdog.
 
 use std::cell::Cell;
-use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,15 +15,10 @@ use multiprocess_callbacks::Closure;
 use multiprocess_thread_map::Error;
 use parking_lot::ReentrantMutex;
 
+mod common;
+use common::{child, in_process};
+
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn child() -> Peer {
-    Peer::child(Path::new(env!("CARGO_BIN_EXE_mp-child"))).expect("spawn and connect to mp-child")
-}
-
-fn in_process() -> Peer {
-    Peer::in_process().expect("serve and connect in process")
-}
 
 thread_local! {
     static MARK: Cell<u32> = const { Cell::new(0) };
@@ -195,7 +189,22 @@ fn closures_are_dropped_off_the_loop(peer: Peer) {
     probe.save_fn(Some(closure)).expect("saveFn");
     assert_eq!(probe.saved_fn_count().expect("count"), 1);
     assert_eq!(probe.call_saved(41).expect("callSaved"), 42);
-    assert!(dropped.try_recv().is_err(), "dropped while still kept");
+    assert_eq!(
+        dropped.try_recv(),
+        Err(mpsc::TryRecvError::Empty),
+        "dropped while still kept"
+    );
+    // Looking at the channel only sees a drop that has already happened, so
+    // the server calls the closure once more right before releasing it: a
+    // dropped closure cannot run, and a drop cannot be undone, so the one
+    // that runs now was alive all the while it was kept.
+    assert_eq!(
+        probe
+            .call_saved(1)
+            .expect("callSaved just before the release"),
+        2,
+        "dropped while still kept"
+    );
     probe.save_fn(None).expect("saveFn(None)");
     let thread = dropped
         .recv_timeout(Duration::from_secs(10))
@@ -327,24 +336,30 @@ fn kill_any_process_of_a_nested_chain() {
 /// An interface object with `destroy @0 (context)`: it stays alive while we
 /// hold it; dropping our handle calls `destroy`, and the object's destructor
 /// runs on the worker mapped to the dropping thread.
+///
+/// Other tests in this process make and drop Counters of their own at the
+/// same time, so this one looks only at the drops of its own Counters, by id.
 fn destroy_runs_on_the_mapped_worker(peer: Peer) {
     let probe = peer.init.make_probe().expect("makeProbe");
     let worker = probe.whoami().expect("whoami").tid;
-    let counter = probe.make_counter().expect("makeCounter");
+    let (counter, id) = probe.make_counter_with_id().expect("makeCounter");
     for expected in 1..=3 {
         assert_eq!(counter.increment().expect("increment"), expected);
     }
-    let before = probe.counter_drops().expect("drops").len();
-    drop(counter);
-    let drops = probe.counter_drops().expect("drops");
     assert_eq!(
-        drops.len(),
-        before + 1,
-        "dropping the client destroyed the object"
+        probe.counter_drops_of(id).expect("drops"),
+        [],
+        "destroyed while we still hold it"
     );
-    assert_eq!(drops[before], worker, "destroyed on our mapped worker");
+    drop(counter);
+    assert_eq!(
+        probe.counter_drops_of(id).expect("drops"),
+        [worker],
+        "dropping the client destroyed the object, once, on our mapped worker"
+    );
     // A counter dropped by another thread is destroyed on that thread's worker.
-    let counter = probe.make_counter().expect("makeCounter");
+    let (counter, other_id) = probe.make_counter_with_id().expect("makeCounter");
+    assert_ne!(other_id, id, "two counters, one id");
     let other_worker = std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -355,8 +370,11 @@ fn destroy_runs_on_the_mapped_worker(peer: Peer) {
             .join()
             .expect("thread")
     });
-    let drops = probe.counter_drops().expect("drops");
-    assert_eq!(*drops.last().expect("a drop"), other_worker);
+    assert_eq!(
+        probe.counter_drops_of(other_id).expect("drops"),
+        [other_worker],
+        "dropping the client destroyed the object, once, on the dropping thread's worker"
+    );
     assert_ne!(other_worker, worker);
 }
 
@@ -386,19 +404,25 @@ fn leftover_objects_are_dropped_on_the_cleanup_thread() {
         || {
             let mut peer = in_process();
             let probe = peer.init.make_probe().expect("makeProbe");
-            let counter = probe.make_counter().expect("makeCounter");
+            let (counter, id) = probe.make_counter_with_id().expect("makeCounter");
             assert_eq!(counter.increment().expect("increment"), 1);
-            let before = probe.counter_drops().expect("drops");
+            assert_eq!(
+                probe.counter_drops_of(id).expect("drops"),
+                [],
+                "destroyed while we still hold it"
+            );
             peer.kill_server();
             drop(counter); // its destroy fails: the connection is gone
-            // The server's loop thread hands the object to its cleanup thread.
-            let drops =
-                mp_testkit::probe::local_counter_drops_after(before.len(), Duration::from_secs(10));
-            assert!(
-                drops.len() > before.len(),
-                "the leftover object was not dropped"
+            // The server's loop thread hands the object to its cleanup
+            // thread. Other tests drop Counters of their own in this process
+            // meanwhile: look at this one's drops only.
+            let drops = mp_testkit::probe::local_counter_drops_of(id, Duration::from_secs(10));
+            assert_eq!(
+                drops.len(),
+                1,
+                "the leftover object was not dropped exactly once: {drops:?}"
             );
-            let tid = *drops.last().expect("a drop");
+            let tid = drops[0];
             let name =
                 std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
             assert_eq!(

@@ -3,13 +3,14 @@
 //! `construct` exchanged: one per invoking thread, reused, freed when that
 //! thread exits. (Alone in its file: it counts this process's workers.)
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mp_testkit::peer::Peer;
 use mp_testkit::probe::tid;
 use mp_testkit::watchdog::guard;
+
+mod common;
+use common::child;
 
 #[test]
 fn stored_callback_from_a_thread_serving_no_call() {
@@ -17,7 +18,7 @@ fn stored_callback_from_a_thread_serving_no_call() {
         "stored_callback_from_a_thread_serving_no_call",
         Duration::from_secs(60),
         || {
-            let peer = Peer::child(Path::new(env!("CARGO_BIN_EXE_mp-child"))).expect("child");
+            let peer = child();
             let probe = peer.init.make_probe().expect("makeProbe");
             assert_eq!(multiprocess_thread_map::live_workers(), 0);
             let me = tid();

@@ -11,19 +11,10 @@ use mp_testkit::peer::{Peer, Server};
 use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::Error;
 
+mod common;
+use common::{child, in_process};
+
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn child_exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_mp-child"))
-}
-
-fn child() -> Peer {
-    Peer::child(child_exe()).expect("spawn and connect to mp-child")
-}
-
-fn in_process() -> Peer {
-    Peer::in_process().expect("serve and connect in process")
-}
 
 /// (a) One application thread makes 1000 calls: all run on one server worker.
 fn one_thread_one_worker(peer: Peer) {
@@ -429,4 +420,40 @@ fn no_thread_is_pinned_in_process() {
     guard("no_thread_is_pinned_in_process", LIMIT, || {
         no_thread_is_pinned(in_process())
     });
+}
+
+/// A blocking call made on an event-loop thread fails at once with
+/// `WrongThread` instead of hanging: on the connection's own loop it would
+/// wait for a reply that only that loop can deliver.
+fn blocking_call_on_a_loop_thread_fails(peer: Peer) {
+    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let on_loop = probe.clone();
+    let outcome = peer
+        .event_loop
+        .sync(move || on_loop.add(1, 2))
+        .expect("the loop runs the closure");
+    match outcome {
+        Err(Error::WrongThread(message)) => {
+            assert!(message.contains("blocking call"), "{message}")
+        }
+        other => panic!("expected WrongThread, got {other:?}"),
+    }
+    // Nothing was left stuck: calls from here still work.
+    assert_eq!(probe.add(2, 3).expect("add"), 5);
+}
+
+#[test]
+fn blocking_call_on_a_loop_thread_fails_child() {
+    guard("blocking_call_on_a_loop_thread_fails_child", LIMIT, || {
+        blocking_call_on_a_loop_thread_fails(child())
+    });
+}
+
+#[test]
+fn blocking_call_on_a_loop_thread_fails_in_process() {
+    guard(
+        "blocking_call_on_a_loop_thread_fails_in_process",
+        LIMIT,
+        || blocking_call_on_a_loop_thread_fails(in_process()),
+    );
 }

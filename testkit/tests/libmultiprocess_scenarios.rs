@@ -2,23 +2,17 @@
 //! (`test/mp/test/test.cpp`), each named after its scenario and written
 //! anew for this runtime. Each runs under a watchdog.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mp_testkit::peer::{Peer, Server};
+use mp_testkit::peer::Server;
 use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::Error;
 
+mod common;
+use common::{child, in_process};
+
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn child() -> Peer {
-    Peer::child(Path::new(env!("CARGO_BIN_EXE_mp-child"))).expect("spawn and connect to mp-child")
-}
-
-fn in_process() -> Peer {
-    Peer::in_process().expect("serve and connect in process")
-}
 
 fn disconnected<T: std::fmt::Debug>(result: multiprocess_thread_map::Result<T>) -> bool {
     matches!(result, Err(Error::Disconnected(_)))

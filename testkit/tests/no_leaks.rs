@@ -7,7 +7,6 @@
 //! both ends in one process. Then: the loop shuts down and its thread is
 //! joined once the last handle goes, and the child exits when we disconnect.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,15 +15,10 @@ use mp_testkit::probe::os_thread_count;
 use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::Error;
 
+mod common;
+use common::{child, in_process};
+
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn child() -> Peer {
-    Peer::child(Path::new(env!("CARGO_BIN_EXE_mp-child"))).expect("spawn and connect to mp-child")
-}
-
-fn in_process() -> Peer {
-    Peer::in_process().expect("serve and connect in process")
-}
 
 fn kill_mid_call(make: fn() -> Peer, gate: &'static str) {
     let threads_before = os_thread_count();
