@@ -56,7 +56,7 @@ pub type Closure<A, R> = Arc<dyn Fn(A) -> R + Send + Sync + 'static>;
 /// Ties a capnp closure interface (`call` taking a `Context`) to Rust types.
 pub trait CallbackInterface: 'static {
     /// The interface's capnp client.
-    type Client: Clone + capnp::capability::FromClientHook + 'static;
+    type Client: Clone + 'static;
     /// The closure's argument.
     type Arg: Send + 'static;
     /// The closure's result.
@@ -70,7 +70,7 @@ pub trait CallbackInterface: 'static {
     -> ResultFuture<Self::Ret>;
 
     /// On the loop thread: serves `closure` as a capability of this
-    /// interface on the connection `ctx` stands for.
+    /// interface (on the connection `closure` was made for).
     fn serve(closure: ClosureServer<Self::Arg, Self::Ret>) -> Self::Client;
 }
 
@@ -93,20 +93,20 @@ impl<A: Send + 'static, R: Send + 'static> ClosureServer<A, R> {
     }
 
     /// Runs the closure with `arg` on the thread the request's `context`
-    /// names; resolves (on the loop) to its result.
+    /// names; resolves (on the loop) to its result. `method` names the call
+    /// in traces ([`CallbackInterface::METHOD`]).
     pub fn invoke(
         &self,
         context: capnp::Result<multiprocess_thread_map::proxy_capnp::context::Reader<'_>>,
         method: &'static str,
         arg: A,
     ) -> impl Future<Output = capnp::Result<R>> + 'static {
-        let closure = self.closure.get().cloned();
-        self.ctx.run(context, method, move || match closure {
-            Some(closure) => Ok(closure(arg)),
-            None => Err(multiprocess_thread_map::Error::Remote(
-                "the closure was destroyed".to_string(),
-            )),
-        })
+        let closure = Arc::clone(
+            self.closure
+                .get()
+                .expect("only OffLoop::take empties it, and ClosureServer never calls it"),
+        );
+        self.ctx.run(context, method, move || Ok(closure(arg)))
     }
 }
 

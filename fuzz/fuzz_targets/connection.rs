@@ -8,15 +8,18 @@
 //! the loop thread, or a connection that stays open (a hang) is a finding:
 //! the target aborts with a message saying which.
 //!
-//! Panics on worker threads (`mp-worker-N`) are not findings: the runtime
-//! catches them and answers the call with an error, by design (`Probe.fail`
-//! with `panic = true` asks for one).
+//! The one panic that is not a finding is the deliberate one of `Probe.fail`
+//! with `panic = true`, on a worker thread (`mp-worker-N`): the runtime
+//! catches it and answers the call with an error, by design. Any other
+//! panic, on a worker thread or not, aborts.
 
 #![no_main]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::panic::Location;
+use std::path::Path;
 use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
@@ -33,19 +36,52 @@ fn server_loop() -> &'static LoopHandle {
     LOOP.get_or_init(|| EventLoop::start("fuzz-server").expect("start the server loop"))
 }
 
+/// The source of `Probe.fail`, whose `panic = true` panics on purpose.
+const PROBE_RS: &str = include_str!("../../testkit/src/probe.rs");
+/// The path `Location::file` ends with for a panic in [`PROBE_RS`].
+const PROBE_RS_PATH: &str = "testkit/src/probe.rs";
+/// The deliberate panic in [`PROBE_RS`] (the only one there).
+const DELIBERATE_PANIC: &str = "panic!(\"{message}\")";
+
+/// The line of [`DELIBERATE_PANIC`] in [`PROBE_RS`], read from the source
+/// the fuzzer was built with, so the filter follows edits to that file.
+/// Aborts unless that line is unique: the filter would be wrong.
+fn deliberate_panic_line() -> u32 {
+    let mut lines = PROBE_RS
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains(DELIBERATE_PANIC))
+        .map(|(index, _)| u32::try_from(index + 1));
+    match (lines.next(), lines.next()) {
+        (Some(Ok(line)), None) => line,
+        _ => {
+            eprintln!(
+                "{PROBE_RS_PATH} does not have exactly one `{DELIBERATE_PANIC}`: update the fuzz target's panic filter"
+            );
+            std::process::abort();
+        }
+    }
+}
+
 /// libfuzzer-sys aborts on every panic, even one caught later. The runtime
 /// catches panics of the methods it runs on worker threads and turns them
-/// into errors for the caller: those are not findings. Any other panic (the
-/// loop thread, this thread) still aborts.
+/// into errors for the caller, and `Probe.fail` panics on purpose when asked
+/// to: that panic, on a worker thread, is not a finding. Any other panic
+/// (elsewhere on a worker, on the loop thread, on this thread) still aborts.
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        let deliberate_line = deliberate_panic_line();
+        let is_deliberate = move |location: &Location<'_>| {
+            location.line() == deliberate_line
+                && Path::new(location.file()).ends_with(PROBE_RS_PATH)
+        };
         let fuzzer_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let on_worker = std::thread::current()
                 .name()
                 .is_some_and(|name| name.starts_with("mp-worker-"));
-            if !on_worker {
+            if !(on_worker && info.location().is_some_and(is_deliberate)) {
                 fuzzer_hook(info);
             }
         }));

@@ -7,13 +7,9 @@
 //! the request: the runtime sends it to the caller's thread blocked in
 //! `solveEquation`, which prints it, as the C++ calculator's report does.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 
-use multiprocess_thread_map::{
-    CallContext, DestroyOnDrop, ObjectSlot, RemoteObject, Result, ServeContext,
-};
+use multiprocess_thread_map::{DestroyOnDrop, ObjectSlot, RemoteObject, Result, ServeContext};
 
 use crate::calculator_capnp::calculator_interface;
 use crate::equation;
@@ -80,20 +76,6 @@ impl calculator_interface::Server for CalculatorServer {
     }
 }
 
-/// Sends `CalculatorInterface.destroy` (the [`Owned`] destroy function).
-fn destroy_calculator(
-    client: &calculator_interface::Client,
-    cx: &CallContext<'_>,
-) -> Pin<Box<dyn Future<Output = capnp::Result<()>> + 'static>> {
-    let mut request = client.destroy_request();
-    cx.set_context(request.get().init_context());
-    let response = request.send().promise;
-    Box::pin(async move {
-        response.await?;
-        Ok(())
-    })
-}
-
 /// A calculator of a peer, callable from any thread. Dropping it destroys
 /// the peer's calculator.
 #[derive(Debug)]
@@ -105,7 +87,7 @@ impl CalculatorClient {
         Self(DestroyOnDrop::new(
             object,
             "CalculatorInterface.destroy",
-            destroy_calculator,
+            crate::destroy_fn!(),
         ))
     }
 

@@ -5,13 +5,12 @@
 
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use multiprocess_thread_map::{Connection, LoopHandle, RemoteObject, Result, ServeContext};
 
 use crate::calculator::{CalculatorClient, CalculatorServer};
 use crate::init_capnp::init_interface;
-use crate::printer::{LinePrinter, PrintLog, Printer, PrinterClient, PrinterServer};
+use crate::printer::{LinePrinter, Printer, PrinterClient, PrinterServer};
 
 /// What a process of the example makes for its peers, as `mpprinter` makes
 /// only printers and `mpcalculator` only calculators.
@@ -38,19 +37,16 @@ impl Role {
 pub struct InitServer {
     ctx: ServeContext,
     role: Role,
-    log: Arc<PrintLog>,
 }
 
 impl InitServer {
     /// The bootstrap builder for [`Connection::serve`]: serves `role`; the
-    /// printers it makes print to stdout and record in `log`.
+    /// printers it makes print to stdout.
     pub fn bootstrap(
         role: Role,
-        log: Arc<PrintLog>,
     ) -> impl FnOnce(ServeContext) -> capnp::capability::Client + Send + 'static {
         move |ctx| {
-            let client: init_interface::Client =
-                capnp_rpc::new_client(InitServer { ctx, role, log });
+            let client: init_interface::Client = capnp_rpc::new_client(InitServer { ctx, role });
             client.client
         }
     }
@@ -85,7 +81,10 @@ impl init_interface::Server for InitServer {
         }
         let p = params.get()?;
         let printer = PrinterClient::new(self.ctx.adopt(p.get_print()?).map_err(|e| e.to_capnp())?);
-        // Made on the worker the Context names, as the C++ server does.
+        // Nothing to build, but served on the worker `Context.thread` names,
+        // as libmultiprocess serves every method taking a Context: an unknown
+        // thread fails the call, and it waits its turn behind that thread's
+        // other calls.
         let printer = self
             .ctx
             .run(p.get_context(), "InitInterface.makeCalculator", move || {
@@ -107,13 +106,12 @@ impl init_interface::Server for InitServer {
             return Err(self.refuse("makePrinter"));
         }
         let prefix = format!("{}: ", self.role.program());
-        let log = self.log.clone();
         let printer = self
             .ctx
             .run(
                 params.get()?.get_context(),
                 "InitInterface.makePrinter",
-                move || Ok(LinePrinter::new(prefix, log)),
+                move || Ok(LinePrinter::new(prefix)),
             )
             .await?;
         results

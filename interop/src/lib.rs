@@ -59,6 +59,27 @@ pub mod printer_capnp {
     include!("generated/printer_capnp.rs");
 }
 
+/// The [`DestroyFn`](multiprocess_thread_map::DestroyFn) of a generated
+/// client whose interface declares `destroy @0 (context :Proxy.Context)`,
+/// for [`DestroyOnDrop::new`](multiprocess_thread_map::DestroyOnDrop::new):
+/// sends `destroy` with the calling thread's `Context` and resolves once the
+/// peer has answered. (The generated clients share no trait for
+/// `destroy_request`, hence a macro.)
+macro_rules! destroy_fn {
+    () => {
+        |client, cx| {
+            let mut request = client.destroy_request();
+            cx.set_context(request.get().init_context());
+            let response = request.send().promise;
+            Box::pin(async move {
+                response.await?;
+                Ok(())
+            })
+        }
+    };
+}
+pub(crate) use destroy_fn;
+
 pub mod calculator;
 pub mod equation;
 pub mod example;

@@ -1,19 +1,15 @@
 //! `PrinterInterface`: what a printer does ([`Printer`]), its server
 //! ([`PrinterServer`], whose methods run on the worker thread the request's
-//! `Context` names), a printer that writes lines to stdout and records them
-//! ([`LinePrinter`]), and the blocking client for a peer's printer
-//! ([`PrinterClient`], itself a [`Printer`], so a peer's printer can be
-//! handed on to another process, as `mpexample` does).
+//! `Context` names), a printer that writes lines to stdout ([`LinePrinter`]),
+//! one that records them ([`PrintLog`]), and the blocking client for a
+//! peer's printer ([`PrinterClient`], itself a [`Printer`], so a peer's
+//! printer can be handed on to another process, as `mpexample` does).
 
-use std::future::Future;
 use std::io::Write as _;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use multiprocess_thread_map::{
-    CallContext, DestroyOnDrop, ObjectSlot, RemoteObject, Result, ServeContext,
-};
+use multiprocess_thread_map::{DestroyOnDrop, ObjectSlot, RemoteObject, Result, ServeContext};
 
 use crate::printer_capnp::printer_interface;
 
@@ -23,96 +19,70 @@ pub trait Printer: Send + Sync + 'static {
     fn print(&self, text: &str) -> Result<()>;
 }
 
-/// One line a [`LinePrinter`] printed, and where.
+/// One line a [`PrintLog`] recorded, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrintedLine {
     /// The text, as received.
     pub text: String,
     /// The OS thread id of the thread that printed it.
     pub tid: i64,
-    /// That thread's descriptive name (`exe-pid/worker-N (from ...)`).
-    pub thread: String,
 }
 
-/// The lines a [`LinePrinter`] printed, shared with whoever wants to check
-/// them.
-#[derive(Debug)]
+/// A printer that only records the lines it is given, and the thread that
+/// printed each, for whoever wants to check them.
+#[derive(Debug, Default)]
 pub struct PrintLog {
     lines: Mutex<Vec<PrintedLine>>,
-    /// Whether lines are kept (a long-running child keeps none).
-    keep: bool,
 }
 
 impl PrintLog {
     /// A new, empty log.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            lines: Mutex::default(),
-            keep: true,
-        })
-    }
-
-    /// A log that keeps nothing: for a process that only prints.
-    pub fn discarding() -> Arc<Self> {
-        Arc::new(Self {
-            lines: Mutex::default(),
-            keep: false,
-        })
+        Arc::default()
     }
 
     /// Every line so far.
     pub fn lines(&self) -> Vec<PrintedLine> {
         self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
 
-    fn push(&self, line: PrintedLine) {
-        if !self.keep {
-            return;
-        }
+impl Printer for PrintLog {
+    fn print(&self, text: &str) -> Result<()> {
         self.lines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(line);
+            .push(PrintedLine {
+                text: text.to_string(),
+                tid: multiprocess_event_loop::os_thread_id(),
+            });
+        Ok(())
     }
 }
 
-/// Prints each text as a line on stdout after a prefix (as `mpprinter`
-/// does, with its own name), and records it in a [`PrintLog`].
+/// Prints each text as a line on stdout after a prefix, as `mpprinter`
+/// does, with its own name.
 #[derive(Debug)]
 pub struct LinePrinter {
-    prefix: Option<String>,
-    log: Arc<PrintLog>,
+    prefix: String,
 }
 
 impl LinePrinter {
-    /// A printer writing `prefix` + text to stdout and recording in `log`.
-    pub fn new(prefix: impl Into<String>, log: Arc<PrintLog>) -> Self {
+    /// A printer writing `prefix` + text to stdout.
+    pub fn new(prefix: impl Into<String>) -> Self {
         Self {
-            prefix: Some(prefix.into()),
-            log,
+            prefix: prefix.into(),
         }
-    }
-
-    /// A printer that only records in `log`.
-    pub fn quiet(log: Arc<PrintLog>) -> Self {
-        Self { prefix: None, log }
     }
 }
 
 impl Printer for LinePrinter {
     fn print(&self, text: &str) -> Result<()> {
-        if let Some(prefix) = &self.prefix {
-            // The C++ calculator ends its messages with a newline: one line.
-            let line = text.trim_end_matches('\n');
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{prefix}{line}")?;
-            out.flush()?;
-        }
-        self.log.push(PrintedLine {
-            text: text.to_string(),
-            tid: multiprocess_event_loop::os_thread_id(),
-            thread: multiprocess_thread_map::names::current_thread_name(),
-        });
+        // The C++ calculator ends its messages with a newline: one line.
+        let line = text.trim_end_matches('\n');
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}{line}", self.prefix)?;
+        out.flush()?;
         Ok(())
     }
 }
@@ -171,20 +141,6 @@ impl printer_interface::Server for PrinterServer {
     }
 }
 
-/// Sends `PrinterInterface.destroy` (the [`Owned`] destroy function).
-fn destroy_printer(
-    client: &printer_interface::Client,
-    cx: &CallContext<'_>,
-) -> Pin<Box<dyn Future<Output = capnp::Result<()>> + 'static>> {
-    let mut request = client.destroy_request();
-    cx.set_context(request.get().init_context());
-    let response = request.send().promise;
-    Box::pin(async move {
-        response.await?;
-        Ok(())
-    })
-}
-
 /// A printer of a peer, callable from any thread: `print` blocks until the
 /// peer has printed. Dropping it destroys the peer's printer.
 #[derive(Debug)]
@@ -196,7 +152,7 @@ impl PrinterClient {
         Self(DestroyOnDrop::new(
             object,
             "PrinterInterface.destroy",
-            destroy_printer,
+            crate::destroy_fn!(),
         ))
     }
 

@@ -7,12 +7,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, ExitCode};
-use std::time::Duration;
 
-use multiprocess_thread_map::{Connection, EventLoop, Result};
+use multiprocess_thread_map::Result;
 
 use crate::init::{InitServer, Role};
-use crate::printer::PrintLog;
 
 /// Spawns `command` with one end of a new socketpair, whose fd number is
 /// appended to its arguments (as `mp::SpawnProcess` does in C++). Returns
@@ -24,11 +22,9 @@ pub fn spawn_with_fd(command: &mut Command) -> io::Result<(Child, UnixStream)> {
 /// Parses the fd a child was given: `N` (libmultiprocess's convention) or
 /// `-ipcfd=N` (this workspace's).
 pub fn parse_fd_arg(arg: &str) -> Option<RawFd> {
-    let number = arg
-        .strip_prefix(multiprocess_thread_map::IPC_FD_ARG)
-        .and_then(|rest| rest.strip_prefix('='))
-        .unwrap_or(arg);
-    number.parse().ok().filter(|fd: &RawFd| *fd >= 0)
+    multiprocess_thread_map::parse_ipc_fd([arg.to_string()])
+        .or_else(|| arg.parse().ok())
+        .filter(|fd| *fd >= 0)
 }
 
 /// In a child: takes ownership of the socket whose fd number is `arg`, the
@@ -50,16 +46,7 @@ fn take_fd_arg(arg: &str) -> io::Result<UnixStream> {
 
 /// Serves `InitInterface` in `role` on `stream` until the peer hangs up.
 pub fn serve(role: Role, stream: UnixStream) -> Result<()> {
-    let event_loop = EventLoop::start(role.program())?;
-    let connection = Connection::serve(
-        &event_loop,
-        stream,
-        InitServer::bootstrap(role, PrintLog::discarding()),
-    )?;
-    while connection
-        .wait_disconnected(Duration::from_secs(3600))
-        .is_none()
-    {}
+    mp_testkit::serve_child_with(role.program(), stream, InitServer::bootstrap(role))?;
     tracing::debug!(target: "multiprocess", "{}: the peer hung up", role.program());
     Ok(())
 }
@@ -95,6 +82,10 @@ mod tests {
         assert_eq!(parse_fd_arg("5"), Some(5));
         assert_eq!(parse_fd_arg("-ipcfd=7"), Some(7));
         assert_eq!(parse_fd_arg("-1"), None);
+        assert_eq!(parse_fd_arg("-ipcfd=-1"), None);
+        assert_eq!(parse_fd_arg("-ipcfd"), None);
+        assert_eq!(parse_fd_arg("-ipcfd7"), None);
+        assert_eq!(parse_fd_arg("-ipcfd=five"), None);
         assert_eq!(parse_fd_arg("five"), None);
         assert_eq!(parse_fd_arg(""), None);
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mp_interop::example::{self, Config};
 use mp_interop::init::InitClient;
-use mp_interop::printer::{LinePrinter, PrintLog, Printer};
+use mp_interop::printer::{PrintLog, Printer};
 use mp_interop::process::spawn_with_fd;
 use mp_testkit::watchdog::guard;
 use multiprocess_event_loop::os_thread_id;
@@ -75,7 +75,7 @@ impl ChildPeer {
 /// A printer of this process that records where it ran and when it was
 /// dropped; it fails to print texts containing `refuse`, if set.
 struct LocalPrinter {
-    inner: LinePrinter,
+    lines: Arc<PrintLog>,
     dropped_on: Arc<Mutex<Option<i64>>>,
     refuse: Option<&'static str>,
 }
@@ -86,7 +86,7 @@ impl LocalPrinter {
         let dropped_on = Arc::new(Mutex::new(None));
         (
             Self {
-                inner: LinePrinter::quiet(lines.clone()),
+                lines: lines.clone(),
                 dropped_on: dropped_on.clone(),
                 refuse: None,
             },
@@ -103,7 +103,7 @@ impl Printer for LocalPrinter {
         {
             return Err(Error::Remote(format!("refusing to print {text:?}")));
         }
-        self.inner.print(text)
+        self.lines.print(text)
     }
 }
 
@@ -151,6 +151,7 @@ fn the_client_binary_fails_clearly() {
         // A "calculator" that exits at once: the handshake fails, promptly.
         let output = Command::new(CLIENT)
             .args(["/bin/true", PRINTER])
+            .env("MP_INTEROP_TIMEOUT_SECS", "20")
             .output()
             .expect("run with a calculator that exits");
         assert_eq!(output.status.code(), Some(1));
