@@ -2,11 +2,11 @@
 //!
 //! # Design note
 //!
-//! The parent creates a [`UnixStream::pair`]; both ends are close-on-exec (std sets
-//! `SOCK_CLOEXEC`). It re-executes a binary with `--child SCENARIO --fd N`, where `N` is the
-//! number of the child's end, and clears `FD_CLOEXEC` on that one descriptor in a `pre_exec`
-//! hook, so only the forked child keeps it across `exec`. The parent then closes its copy of
-//! the child's end at once.
+//! The parent spawns the child with [`multiprocess_thread_map::spawn_process_with`]: it creates
+//! a [`UnixStream::pair`] (both ends close-on-exec), re-executes a binary with
+//! `--child SCENARIO --fd N`, where `N` is the number of the child's end, clears `FD_CLOEXEC` on
+//! that one descriptor in the forked child only, and closes its own copy of the child's end as
+//! soon as the child is spawned.
 //!
 //! Invariant that rules out orphans: after the spawn, the parent's end is the only other
 //! reference to the connection, and it never leaves the parent (it is close-on-exec). So when
@@ -16,9 +16,8 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -64,26 +63,17 @@ impl ChildProcess {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn spawn(exe: &Path, scenario: &str) -> io::Result<ChildProcess> {
-        let (conn, child_end) = UnixStream::pair()?;
-        let child_fd = child_end.as_raw_fd();
         let mut cmd = Command::new(exe);
         cmd.arg(CHILD_FLAG)
             .arg(scenario)
             .arg(FD_FLAG)
-            .arg(child_fd.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        // SAFETY: the hook runs in the forked child between fork and exec, where only
-        // async-signal-safe work is allowed. `set_cloexec` makes two `fcntl` calls on a plain
-        // integer descriptor (valid there: fork copied the descriptor table while `child_end`
-        // was open), allocates nothing and takes no locks.
-        unsafe {
-            cmd.pre_exec(move || set_cloexec(child_fd, false));
-        }
-        let child = cmd.spawn()?;
-        // Our copy of the child's end must go now: as long as it is open here, the child
-        // would not see EOF when `conn` closes.
-        drop(child_end);
+        // Appends the number of the child's end (`--fd N`), and closes our copy of it once the
+        // child is spawned: as long as it were open here, the child would not see EOF when
+        // `conn` closes.
+        let (child, conn) =
+            multiprocess_thread_map::spawn_process_with(&mut cmd, |fd| fd.to_string())?;
         Ok(ChildProcess {
             child: Some(child),
             conn,
@@ -160,28 +150,6 @@ fn wait_bounded(mut child: Child, timeout: Duration) -> io::Result<ExitStatus> {
             ))
         }
     }
-}
-
-/// Sets or clears `FD_CLOEXEC` on `fd`.
-///
-/// Async-signal-safe: fit for a `pre_exec` hook.
-fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
-    // SAFETY: F_GETFD passes no pointer; it only reads the descriptor flags of `fd`. A closed
-    // or invalid `fd` yields -1/EBADF, which we report.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    let flags = if on {
-        flags | libc::FD_CLOEXEC
-    } else {
-        flags & !libc::FD_CLOEXEC
-    };
-    // SAFETY: as above; F_SETFD writes only the descriptor flags of `fd`.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Takes ownership of the socket the parent passed as `--fd N`.

@@ -34,6 +34,7 @@ use mp_testkit::probe::{ProbeClient, tid};
 use multiprocess_callbacks::Closure;
 use multiprocess_thread_map::Error;
 use parking_lot::ReentrantMutex;
+use stress::run::resources;
 
 /// One child, replaced when it is killed.
 struct Child {
@@ -113,8 +114,11 @@ impl Rng {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Ids (and tokens) are in `0..ID_RANGE`.
+const ID_RANGE: i32 = 1_000_000;
+
 fn unique_id() -> i32 {
-    (NEXT_ID.fetch_add(1, Ordering::Relaxed) % 1_000_000) as i32
+    (NEXT_ID.fetch_add(1, Ordering::Relaxed) % ID_RANGE as u64) as i32
 }
 
 /// Records a failed check.
@@ -172,7 +176,7 @@ fn level(
     child: Arc<Child>,
     other: Arc<Child>,
     caller: i64,
-    lock: Arc<ReentrantMutex<Cell<u32>>>,
+    lock: Arc<ReentrantMutex<()>>,
     forward_at: i32,
 ) -> Closure<i32, i32> {
     Arc::new(move |n| {
@@ -183,11 +187,11 @@ fn level(
                 tid()
             ));
         }
-        let Some(held) = lock.try_lock() else {
+        // Held (again: the caller holds it too) across the call below.
+        let Some(_held) = lock.try_lock() else {
             misrouted("the caller's reentrant lock was not ours inside the callback");
             return -1;
         };
-        held.set(held.get() + 1);
         if n == forward_at {
             let id = unique_id();
             if let Some(sum) = expect_ok(other.probe.add(id, 2), "forwarded add") {
@@ -210,7 +214,7 @@ fn level(
         match child.probe.recurse(next, n - 1) {
             Ok((result, _)) => {
                 stats().calls.fetch_add(1, Ordering::Relaxed);
-                result + 1
+                result.wrapping_add(1)
             }
             Err(Error::Disconnected(_)) => {
                 stats().disconnected.fetch_add(1, Ordering::Relaxed);
@@ -230,7 +234,7 @@ fn call_tree(children: &Children, rng: &Rng, which: usize) {
     let other = children.get(1 - which);
     let depth = 1 + rng.next(8) as i32;
     let forward_at = rng.next(depth as u64 + 1) as i32;
-    let lock = Arc::new(ReentrantMutex::new(Cell::new(0)));
+    let lock = Arc::new(ReentrantMutex::new(()));
     let held = lock.lock();
     let f = level(child.clone(), other, tid(), lock.clone(), forward_at);
     let Some((result, _)) = expect_ok(child.probe.recurse(f, depth), "recurse") else {
@@ -251,8 +255,7 @@ fn stored_callback(child: &Child, rng: &Rng) {
     let token = unique_id();
     let f: Closure<i32, i32> = Arc::new(move |x| {
         stats().callbacks.fetch_add(1, Ordering::Relaxed);
-        let _ = me;
-        x + token
+        x.wrapping_add(token)
     });
     if expect_ok(child.probe.save_fn(Some(f)), "saveFn").is_none() {
         return;
@@ -261,20 +264,33 @@ fn stored_callback(child: &Child, rng: &Rng) {
     if let Some(result) = expect_ok(child.probe.call_saved(x), "callSaved") {
         stats().calls.fetch_add(1, Ordering::Relaxed);
         // Another thread may have saved its closure in between: the answer
-        // is then someone else's token, which is not a routing error. Only
-        // the callSavedFromNotifier path below is checked for the thread.
-        let _ = result;
+        // is then someone else's token, which is not a routing error; but it
+        // must be `x` plus some token. Only the callSavedFromNotifier path
+        // below is checked for the thread.
+        check_saved_answer("callSaved", x, result);
     }
     if rng.next(4) == 0
-        && let Some((_, notifier)) = expect_ok(
+        && let Some((result, notifier)) = expect_ok(
             child.probe.call_saved_from_notifier(x),
             "callSavedFromNotifier",
         )
     {
         stats().calls.fetch_add(1, Ordering::Relaxed);
+        check_saved_answer("callSavedFromNotifier", x, result);
         if notifier == me {
             misrouted("a notifier thread of the child has our thread id");
         }
+    }
+}
+
+/// Checks that a saved closure's answer to `x` is `x` plus a token: what
+/// every closure [`stored_callback`] saves computes.
+fn check_saved_answer(what: &str, x: i32, result: i32) {
+    let token = result.wrapping_sub(x);
+    if !(0..ID_RANGE).contains(&token) {
+        misrouted(&format!(
+            "{what}({x}) answered {result}, not {x} plus a token"
+        ));
     }
 }
 
@@ -297,7 +313,7 @@ fn application_thread(children: Arc<Children>, seed: u64, ops: u64, stop: Arc<At
 }
 
 /// Kills B or C at random moments and puts a new child in its place.
-fn killer(children: Arc<Children>, stop: Arc<AtomicBool>, stopped: mpsc::Receiver<()>) {
+fn killer(children: Arc<Children>, stopped: mpsc::Receiver<()>) {
     let rng = Rng(Cell::new(0x9e37_79b9_7f4a_7c15));
     loop {
         let pause = Duration::from_millis(300 + rng.next(1200));
@@ -306,9 +322,6 @@ fn killer(children: Arc<Children>, stop: Arc<AtomicBool>, stopped: mpsc::Receive
         match stopped.recv_timeout(pause) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        if stop.load(Ordering::Relaxed) {
-            return;
         }
         let which = rng.next(2) as usize;
         let old = children.get(which);
@@ -328,8 +341,13 @@ fn killer(children: Arc<Children>, stop: Arc<AtomicBool>, stopped: mpsc::Receive
 }
 
 /// Aborts the run with a dump of every thread if the call count stops
-/// moving for `limit`.
-fn watchdog(limit: Duration, stopped: mpsc::Receiver<()>, children: Arc<Children>) {
+/// moving for `limit`; the JSON line it prints then counts from `started`.
+fn watchdog(
+    limit: Duration,
+    started: Instant,
+    stopped: mpsc::Receiver<()>,
+    children: Arc<Children>,
+) {
     let mut last = (stats().calls.load(Ordering::SeqCst), Instant::now());
     loop {
         match stopped.recv_timeout(Duration::from_secs(1)) {
@@ -363,7 +381,8 @@ fn watchdog(limit: Duration, stopped: mpsc::Receiver<()>, children: Arc<Children
                 }
             }
             eprintln!("{report}");
-            println!("{}", summary(Duration::ZERO, 1, 0, 0));
+            // The threads are still running: no leak can be counted.
+            println!("{}", summary(started.elapsed(), 1, 0, peak_rss_kib()));
             std::process::exit(2);
         }
     }
@@ -386,21 +405,14 @@ fn proc_threads(pid: u32) -> String {
     out
 }
 
-fn os_threads() -> u64 {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count() as u64)
-        .unwrap_or(0)
+/// Threads of this process; 0 if `/proc` cannot be read.
+fn os_threads() -> usize {
+    resources::threads(std::process::id()).unwrap_or(0)
 }
 
+/// Peak resident memory of this process (`VmHWM`), KiB; 0 if `/proc` cannot be read.
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    resources::memory(std::process::id()).map_or(0, |m| m.peak_kib)
 }
 
 fn summary(elapsed: Duration, hangs: u64, leaked: i64, peak: u64) -> String {
@@ -510,7 +522,7 @@ fn main() -> ExitCode {
     mp_testkit::init_tracing();
     let threads_at_start = os_threads();
     let started = Instant::now();
-    let result = run(&options);
+    let result = run(&options, started);
     let elapsed = started.elapsed();
     // Everything is dropped and joined by now: the loop threads, the workers
     // the children made here for their notifier threads, the children.
@@ -527,7 +539,8 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(options: &Options) -> Result<(), Error> {
+/// The run that began at `started`.
+fn run(options: &Options, started: Instant) -> Result<(), Error> {
     let children = Arc::new(Children::start()?);
     let stop = Arc::new(AtomicBool::new(false));
     let (stop_watchdog, watchdog_stopped) = mpsc::channel();
@@ -535,16 +548,15 @@ fn run(options: &Options) -> Result<(), Error> {
         let children = children.clone();
         thread::Builder::new()
             .name("mpstress-watchdog".into())
-            .spawn(move || watchdog(Duration::from_secs(10), watchdog_stopped, children))?
+            .spawn(move || watchdog(Duration::from_secs(10), started, watchdog_stopped, children))?
     };
     let (stop_killer, killer_stopped) = mpsc::channel();
     let killer_thread = if options.kill {
         let children = children.clone();
-        let stop = stop.clone();
         Some(
             thread::Builder::new()
                 .name("mpstress-killer".into())
-                .spawn(move || killer(children, stop, killer_stopped))?,
+                .spawn(move || killer(children, killer_stopped))?,
         )
     } else {
         None

@@ -164,13 +164,16 @@ pub(crate) struct Before {
 
 impl Before {
     /// Waits up to `limit` for the child to have no more than `baseline` threads (workers of a
-    /// warm-up may still be on their way out), then reads its threads and memory and resets its
-    /// peak (best effort).
+    /// warm-up may still be on their way out), then resets its peak (best effort) and reads its
+    /// threads and memory.
+    ///
+    /// The reset comes first, so the peak [`after`](Self::after) reads covers the moment
+    /// `rss_before_kib` was read, and is never below it.
     pub(crate) fn take(pid: u32, baseline: usize, limit: Duration) -> io::Result<Before> {
         let threads = settle(pid, baseline, limit)?;
-        let rss_kib = memory(pid)?.rss_kib;
         // Without the reset the peak is the lifetime peak: still an upper bound.
         let _ = reset_peak(pid);
+        let rss_kib = memory(pid)?.rss_kib;
         Ok(Before { threads, rss_kib })
     }
 
@@ -224,7 +227,18 @@ mod tests {
         assert!(before.threads >= 1);
         assert!(before.rss_kib > 0);
         let r = before.after(pid, Duration::ZERO).expect("read /proc");
-        assert!(r.rss_peak_kib >= r.rss_after_kib);
+        assert_eq!(
+            (r.threads_before, r.rss_before_kib),
+            (before.threads, before.rss_kib)
+        );
+        // The peak runs from the reset, before `rss_before_kib` was read, to now.
+        assert!(
+            r.rss_peak_kib >= r.rss_before_kib,
+            "peak {} KiB below the {} KiB at the start",
+            r.rss_peak_kib,
+            r.rss_before_kib
+        );
+        assert!(r.rss_after_kib > 0);
         assert!(r.threads_after >= 1);
     }
 }

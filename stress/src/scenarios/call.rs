@@ -20,7 +20,7 @@ use std::os::unix::net::UnixStream;
 use mp_testkit::probe::ProbeClient;
 
 use super::runtime::{self, Parent};
-use super::{Client, Scenario};
+use super::{Client, Scenario, check_reply};
 
 /// The `call` scenario.
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,42 +60,21 @@ impl CallClient {
         self.seq = self.seq.wrapping_add(1);
         let expected = self.seq.wrapping_add(1);
         let sum = self.probe.add(self.seq, 1).map_err(runtime::to_io)?;
-        if sum == expected {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("expected reply {expected}, got {sum}"),
-            ))
-        }
+        check_reply(expected, sum)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenarios::{ONE_PROCESS_LIMIT as LIMIT, run_in_one_process};
     use mp_testkit::watchdog;
-    use std::thread;
-    use std::time::Duration;
-
-    /// Aborts the test binary with a dump of the stuck threads instead of hanging.
-    const LIMIT: Duration = Duration::from_secs(60);
 
     #[test]
     fn client_and_server_in_one_process() {
-        watchdog::guard("call::client_and_server_in_one_process", LIMIT, || {
-            // Two event loops in one process instead of two processes: checks the calls, not the
-            // timing.
-            let (a, b) = UnixStream::pair().expect("socketpair");
-            let server = thread::spawn(move || ContextCall.serve(b));
-            let mut call = ContextCall.client(a).expect("client");
-            let mut samples = Vec::new();
-            call.run(100, &mut samples).expect("calls");
-            assert_eq!(samples.len(), 100);
-            // Dropping the client closes the connection: the server sees it and returns.
-            drop(call);
-            server.join().expect("server thread").expect("serve");
-        });
+        // Two event loops in one process instead of two processes: checks the calls, not the
+        // timing.
+        run_in_one_process(ContextCall, &[100]);
     }
 
     #[test]

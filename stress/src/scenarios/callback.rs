@@ -58,25 +58,9 @@ impl Scenario for Callback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mp_testkit::watchdog;
-    use std::thread;
-    use std::time::Duration;
 
     #[test]
     fn client_and_server_in_one_process() {
-        watchdog::guard(
-            "callback::client_and_server_in_one_process",
-            Duration::from_secs(60),
-            || {
-                let (a, b) = UnixStream::pair().expect("socketpair");
-                let server = thread::spawn(move || Callback.serve(b));
-                let mut client = Callback.client(a).expect("client");
-                let mut samples = Vec::new();
-                client.run(50, &mut samples).expect("calls");
-                assert_eq!(samples.len(), 50);
-                drop(client);
-                server.join().expect("server thread").expect("serve");
-            },
-        );
+        crate::scenarios::run_in_one_process(Callback, &[50]);
     }
 }

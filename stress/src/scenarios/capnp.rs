@@ -111,30 +111,16 @@ async fn ping_batch(bench: &bench::Client, first: u64, n: usize) -> capnp::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenarios::{ONE_PROCESS_LIMIT as LIMIT, run_in_one_process};
     use mp_testkit::watchdog;
-    use std::thread;
-    use std::time::Duration;
-
-    /// Aborts the test binary with a dump of the stuck threads instead of hanging.
-    const LIMIT: Duration = Duration::from_secs(60);
 
     #[test]
     fn client_and_server_in_one_process() {
-        watchdog::guard("capnp::client_and_server_in_one_process", LIMIT, || {
-            // Two event loops in one process instead of two processes: checks the calls, not the
-            // timing.
-            let (a, b) = UnixStream::pair().expect("socketpair");
-            let server = thread::spawn(move || Capnp.serve(b));
-            let mut batch = Capnp.client(a).expect("client");
-            let mut samples = Vec::new();
-            batch.run(60, &mut samples).expect("first batch");
-            batch.run(40, &mut samples).expect("second batch");
-            assert_eq!(samples.len(), 100);
-            assert!(samples.iter().all(|d| *d > Duration::ZERO));
-            // Dropping the client closes the connection: the server sees it and returns.
-            drop(batch);
-            server.join().expect("server thread").expect("serve");
-        });
+        // Two event loops in one process instead of two processes: checks the calls, not the
+        // timing. Two batches: the second continues the first's numbers.
+        let samples = run_in_one_process(Capnp, &[60, 40]);
+        assert_eq!(samples.len(), 100);
+        assert!(samples.iter().all(|d| *d > Duration::ZERO));
     }
 
     #[test]

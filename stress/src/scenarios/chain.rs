@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn client_and_server_in_one_process() {
-        crate::scenarios::run_in_one_process(Chain, 100);
+        crate::scenarios::run_in_one_process(Chain, &[100]);
     }
 
     #[test]

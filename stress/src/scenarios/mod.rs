@@ -56,9 +56,9 @@ pub type Call = Box<dyn FnMut() -> io::Result<()>>;
 /// `n` calls, each timed by the scenario itself: pushes one latency per call onto the vector.
 ///
 /// For calls the application thread cannot time one by one, because they are made on another
-/// thread (the `capnp` scenario's run on the event-loop thread), or whose set-up per call must
-/// stay out of the sample (`payload` copies its megabyte before the clock starts). Dropping it
-/// releases whatever the client set up, in bounded time.
+/// thread (the `capnp` scenario's run on the event-loop thread), or whose work per call besides
+/// the call must stay out of the sample (`payload` checks its megabyte after the clock stops).
+/// Dropping it releases whatever the client set up, in bounded time.
 pub type Batch = Box<dyn FnMut(usize, &mut Vec<Duration>) -> io::Result<()>>;
 
 /// What a scenario's [`client`](Scenario::client) hands the benchmark.
@@ -350,22 +350,41 @@ pub(crate) fn bounded_pair() -> (UnixStream, UnixStream) {
     (a, b)
 }
 
-/// Runs `calls` calls of `scenario` with its server on a thread of this
-/// process instead of a child (checks the protocol, not the timing), then
-/// closes the connection and checks the server returned cleanly.
+/// How long [`run_in_one_process`] may take before its watchdog aborts the test binary with a
+/// dump of the stuck threads.
 #[cfg(test)]
-pub(crate) fn run_in_one_process<S: Scenario + Clone + Send + 'static>(scenario: S, calls: usize) {
-    let (a, b) = bounded_pair();
-    let mut server_side = scenario.clone();
-    let server = std::thread::spawn(move || server_side.serve(b));
-    let mut client_side = scenario;
-    let mut client = client_side.client(a).expect("client");
-    let mut samples = Vec::new();
-    client.run(calls, &mut samples).expect("calls");
-    assert_eq!(samples.len(), calls);
-    // Dropping the client closes the socket: the server sees EOF and returns.
-    drop(client);
-    server.join().expect("server thread").expect("serve");
+pub(crate) const ONE_PROCESS_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `scenario` with its server on a thread of this process instead of a child (checks the
+/// protocol, not the timing): one [`Client::run`] per entry of `batches`, of that many calls,
+/// each of which must record that many samples; then closes the connection and checks the
+/// server returned cleanly. Returns every sample, in order.
+///
+/// The whole of it runs under [`mp_testkit::watchdog::guard`]: a hang aborts the test binary
+/// with a dump of the stuck threads after [`ONE_PROCESS_LIMIT`].
+#[cfg(test)]
+pub(crate) fn run_in_one_process<S: Scenario + Clone + Send + 'static>(
+    scenario: S,
+    batches: &[usize],
+) -> Vec<Duration> {
+    let label = format!("{}::client_and_server_in_one_process", scenario.name());
+    mp_testkit::watchdog::guard(&label, ONE_PROCESS_LIMIT, || {
+        let (a, b) = bounded_pair();
+        let mut server_side = scenario.clone();
+        let server = std::thread::spawn(move || server_side.serve(b));
+        let mut client_side = scenario;
+        let mut client = client_side.client(a).expect("client");
+        let mut samples = Vec::new();
+        for &calls in batches {
+            let before = samples.len();
+            client.run(calls, &mut samples).expect("calls");
+            assert_eq!(samples.len() - before, calls);
+        }
+        // Dropping the client closes the socket: the server sees EOF and returns.
+        drop(client);
+        server.join().expect("server thread").expect("serve");
+        samples
+    })
 }
 
 #[cfg(test)]

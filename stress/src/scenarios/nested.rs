@@ -30,7 +30,7 @@ fn level(probe: Arc<ProbeClient>) -> Closure<i32, i32> {
             return 0;
         }
         match probe.recurse(level(probe.clone()), n - 1) {
-            Ok((result, _)) => result + 1,
+            Ok((result, _)) => result.wrapping_add(1),
             Err(_) => i32::MIN,
         }
     })
@@ -47,10 +47,9 @@ impl Scenario for Nested {
         Ok(Client::Batch(Box::new(move |n, samples| {
             let _ = &parent;
             for _ in 0..n {
+                let top = level(probe.clone());
                 let start = Instant::now();
-                let (result, _) = probe
-                    .recurse(level(probe.clone()), DEPTH)
-                    .map_err(runtime::to_io)?;
+                let (result, _) = probe.recurse(top, DEPTH).map_err(runtime::to_io)?;
                 samples.push(start.elapsed() / DEPTH as u32);
                 super::check_reply(DEPTH, result)?;
             }
@@ -66,25 +65,9 @@ impl Scenario for Nested {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mp_testkit::watchdog;
-    use std::thread;
-    use std::time::Duration;
 
     #[test]
     fn client_and_server_in_one_process() {
-        watchdog::guard(
-            "nested::client_and_server_in_one_process",
-            Duration::from_secs(60),
-            || {
-                let (a, b) = UnixStream::pair().expect("socketpair");
-                let server = thread::spawn(move || Nested.serve(b));
-                let mut client = Nested.client(a).expect("client");
-                let mut samples = Vec::new();
-                client.run(20, &mut samples).expect("trees");
-                assert_eq!(samples.len(), 20);
-                drop(client);
-                server.join().expect("server thread").expect("serve");
-            },
-        );
+        crate::scenarios::run_in_one_process(Nested, &[20]);
     }
 }

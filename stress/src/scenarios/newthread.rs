@@ -85,23 +85,9 @@ fn first_call(probe: &ProbeClient, seq: i32) -> io::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mp_testkit::watchdog;
 
     #[test]
     fn client_and_server_in_one_process() {
-        watchdog::guard(
-            "newthread::client_and_server_in_one_process",
-            Duration::from_secs(60),
-            || {
-                let (a, b) = UnixStream::pair().expect("socketpair");
-                let server = thread::spawn(move || NewThread.serve(b));
-                let mut client = NewThread.client(a).expect("client");
-                let mut samples = Vec::new();
-                client.run(20, &mut samples).expect("calls");
-                assert_eq!(samples.len(), 20);
-                drop(client);
-                server.join().expect("server thread").expect("serve");
-            },
-        );
+        crate::scenarios::run_in_one_process(NewThread, &[20]);
     }
 }

@@ -42,6 +42,6 @@ mod tests {
 
     #[test]
     fn client_and_server_in_one_process() {
-        crate::scenarios::run_in_one_process(Raw, 100);
+        crate::scenarios::run_in_one_process(Raw, &[100]);
     }
 }

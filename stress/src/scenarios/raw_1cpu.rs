@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn client_and_server_in_one_process() {
-        crate::scenarios::run_in_one_process(RawOneCpu, 100);
+        crate::scenarios::run_in_one_process(RawOneCpu, &[100]);
     }
 
     #[test]

@@ -70,7 +70,7 @@ mod tests {
 
     #[test]
     fn client_and_server_in_one_process() {
-        crate::scenarios::run_in_one_process(RawMib, 5);
+        crate::scenarios::run_in_one_process(RawMib, &[5]);
     }
 
     #[test]

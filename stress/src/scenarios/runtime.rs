@@ -3,7 +3,6 @@
 
 use std::io;
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
 
 use mp_testkit::probe::{InitClient, InitServer};
 use mp_testkit::probe_capnp::init;
@@ -41,17 +40,9 @@ impl Parent {
 /// In the child: serves `Init` over `conn` on an event loop called `loop_name` until the parent
 /// closes the connection.
 pub(crate) fn serve(conn: UnixStream, loop_name: &str) -> io::Result<()> {
-    let event_loop = EventLoop::start(loop_name)?;
-    let connection = Connection::serve(&event_loop, conn, InitServer::bootstrap).map_err(to_io)?;
     // The only way a connection ends is a disconnect: the parent closed it (EOF) or died, which
     // is the end of the run for the child either way.
-    while connection
-        .wait_disconnected(Duration::from_secs(3600))
-        .is_none()
-    {}
-    drop(connection);
-    drop(event_loop);
-    Ok(())
+    mp_testkit::serve_child_with(loop_name, conn, InitServer::bootstrap).map_err(to_io)
 }
 
 /// The runtime's error as an I/O error, keeping what kind of failure it was.

@@ -160,30 +160,16 @@ fn calls_of_one_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mp_testkit::watchdog;
 
     #[test]
     fn client_and_server_in_one_process() {
-        watchdog::guard(
-            "scale::client_and_server_in_one_process",
-            Duration::from_secs(60),
-            || {
-                let (a, b) = UnixStream::pair().expect("socketpair");
-                let server = thread::spawn(move || Scale::default().serve(b));
-                let mut scale = Scale::default();
-                let plan = scale.plan(&Options {
-                    calls: Some(95),
-                    ..Options::default()
-                });
-                assert_eq!((plan.calls, plan.warmup, plan.split), (95, 95, false));
-                assert_eq!(scale.threads(), 10);
-                let mut client = scale.client(a).expect("client");
-                let mut samples = Vec::new();
-                client.run(95, &mut samples).expect("calls");
-                assert_eq!(samples.len(), 95);
-                drop(client);
-                server.join().expect("server thread").expect("serve");
-            },
-        );
+        let mut scale = Scale::default();
+        let plan = scale.plan(&Options {
+            calls: Some(95),
+            ..Options::default()
+        });
+        assert_eq!((plan.calls, plan.warmup, plan.split), (95, 95, false));
+        assert_eq!(scale.threads(), 10);
+        crate::scenarios::run_in_one_process(scale, &[95]);
     }
 }

@@ -92,28 +92,11 @@ fn member_call(probe: Arc<ProbeClient>, index: usize) -> io::Result<Call> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mp_testkit::watchdog;
-    use std::thread;
-    use std::time::Duration;
 
     #[test]
     fn client_and_server_in_one_process() {
-        watchdog::guard(
-            "threads::client_and_server_in_one_process",
-            Duration::from_secs(60),
-            || {
-                let (a, b) = UnixStream::pair().expect("socketpair");
-                let server = thread::spawn(move || Threads::new(4).serve(b));
-                let mut client = Threads::new(4).client(a).expect("client");
-                let mut samples = Vec::new();
-                client.run(30, &mut samples).expect("calls");
-                client
-                    .run(3, &mut samples)
-                    .expect("fewer calls than threads");
-                assert_eq!(samples.len(), 33);
-                drop(client);
-                server.join().expect("server thread").expect("serve");
-            },
-        );
+        // The second batch has fewer calls than there are threads.
+        let samples = crate::scenarios::run_in_one_process(Threads::new(4), &[30, 3]);
+        assert_eq!(samples.len(), 33);
     }
 }
