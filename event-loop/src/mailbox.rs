@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 
+use crate::placement::WakePlace;
 use crate::sync::Mutex;
 
 /// A unit of work posted to the loop thread.
@@ -52,6 +53,8 @@ struct State {
     sleeping: bool,
     closed: bool,
     wakeups: u64,
+    /// Where the loop wakes when a producer wakes it (`placement`).
+    place: WakePlace,
 }
 
 /// The queues between the loop thread and every other thread.
@@ -105,6 +108,7 @@ impl<W: Wake> Mailbox<W> {
         let wake = std::mem::replace(&mut state.sleeping, false);
         if wake {
             state.wakeups += 1;
+            state.place.waking();
         }
         wake
     }
@@ -133,6 +137,9 @@ impl<W: Wake> Mailbox<W> {
         let mut state = self.state.lock();
         state.closed = true;
         state.ready.clear();
+        // The loop thread is the caller: it sleeps no more, so no producer
+        // may narrow it (its thread id may soon be another thread's).
+        state.place.awake().apply();
         std::mem::take(&mut state.jobs)
     }
 
@@ -170,6 +177,7 @@ impl<W: Wake> Mailbox<W> {
                 state = self.state.lock();
             }
             state.sleeping = true;
+            state.place.going_to_sleep();
             return Next::Sleep;
         }
         state.sleeping = false;
@@ -182,12 +190,55 @@ impl<W: Wake> Mailbox<W> {
     /// a socket, or by a producer). Until it next finds no work, producers
     /// need not wake it; this also keeps tasks woken by socket readiness on
     /// the loop thread itself from writing to the loop's own waker.
+    /// If the producer that woke it narrowed its CPU mask to wake it near
+    /// itself (see `placement`), the loop gets its own mask back here.
     pub fn awake(&self) {
-        self.state.lock().sleeping = false;
+        let restore = {
+            let mut state = self.state.lock();
+            state.sleeping = false;
+            state.place.awake()
+        };
+        restore.apply();
     }
 
     /// How many times a producer had to wake the loop (a system call each).
     pub fn wakeups(&self) -> u64 {
         self.state.lock().wakeups
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::global::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct CountWakes(AtomicUsize);
+
+    impl Wake for CountWakes {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_loop_woken_by_a_producer_is_woken_once_and_keeps_its_mask() {
+        let mailbox = Mailbox::new(CountWakes::default());
+        let (mut jobs, mut ready) = (VecDeque::new(), Vec::new());
+        let mask = crate::placement::tests::affinity();
+        // The loop is awake: a post wakes nobody.
+        assert!(mailbox.post(Box::new(|| {})).is_ok());
+        assert_eq!(mailbox.take_work(&mut jobs, &mut ready, true), Next::Work);
+        assert_eq!(mailbox.wakeups(), 0);
+        // The loop goes to sleep: the next post wakes it, once.
+        assert_eq!(mailbox.take_work(&mut jobs, &mut ready, true), Next::Sleep);
+        mailbox.schedule(7);
+        mailbox.schedule(8);
+        assert_eq!(mailbox.waker.0.load(Ordering::Relaxed), 1);
+        assert_eq!(mailbox.wakeups(), 1);
+        // Here the "loop" and the producer are one thread, on one CPU: no
+        // mask is narrowed, and none is left narrowed.
+        mailbox.awake();
+        assert_eq!(crate::placement::tests::affinity(), mask);
     }
 }

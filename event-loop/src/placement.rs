@@ -10,7 +10,7 @@
 //! message between the processes waits for a switch (measured on a two-CPU
 //! machine: a call takes about 30% longer, see docs/design.md).
 //!
-//! Two rules keep threads that work together close:
+//! Three rules keep threads that work together close:
 //!
 //! - **Start near the creator.** A thread the runtime starts (an event loop,
 //!   a worker) begins on the CPU of the thread that created it:
@@ -19,19 +19,43 @@
 //!   with idle CPUs the kernel spreads the threads at once; on a busy one
 //!   they stay with their partner. `MULTIPROCESS_START_NEAR=0` turns this
 //!   off.
+//! - **Wake near the waker.** A thread that really slept (a loop blocked in
+//!   epoll, a Waiter blocked on its condition variable) and is woken by
+//!   another thread of its process handing it work wakes on the waker's
+//!   CPU: the waker narrows the sleeper's mask to its own CPU just before
+//!   waking it, and the sleeper puts its mask back as soon as it runs
+//!   ([`WakePlace`]). Spinning threads stay where they are, so
+//!   whatever arrangement the threads wake into after an idle spell holds
+//!   until the next one; left to itself, the kernel most often woke the
+//!   two loops onto one CPU (a loop woken through a socket tends to follow
+//!   the writer), the slow arrangement above. Following the waker instead
+//!   keeps each process's threads together, and the loops apart. This
+//!   packs threads, which pays only where CPUs are scarce: by default it
+//!   is on when the process may use fewer than [`WAKE_NEAR_BELOW_CPUS`]
+//!   CPUs, the four threads a call keeps busy; `MULTIPROCESS_WAKE_NEAR=1`
+//!   or `=0` turns it on or off whatever the count.
 //! - **Hand over.** When a loop thread gives work to a thread that is
 //!   spinning on the loop's own CPU, the loop yields at once, so the work
 //!   starts now instead of after the loop's next look at its sockets
 //!   (`Waiter::post` and `Reply::send` use [`CpuHint`]).
 //!
-//! Neither rule pins a thread: no thread is ever left with a narrower
-//! affinity mask than the one it was created with. Under loom there are no
-//! CPUs: [`current_cpu`] is `None` and both rules do nothing.
+//! No rule pins a thread: no thread is ever left with a narrower affinity
+//! mask than the one it had. Under loom there are no CPUs:
+//! [`current_cpu`] is `None` and every rule does nothing.
 
 use crate::sync::global::{AtomicUsize, Ordering};
 
 /// The environment variable that turns [`start_near`] off when set to `0`.
 pub const START_NEAR_ENV: &str = "MULTIPROCESS_START_NEAR";
+
+/// The environment variable that turns waking near the waker on (`1`) or off (`0`)
+/// whatever the CPU count.
+pub const WAKE_NEAR_ENV: &str = "MULTIPROCESS_WAKE_NEAR";
+
+/// Waking near the waker is on by default when the process may use fewer CPUs than
+/// this: the threads one call keeps busy (application thread and loop,
+/// loop and worker). With at least as many CPUs each can spin on its own.
+pub const WAKE_NEAR_BELOW_CPUS: usize = 4;
 
 /// The CPU the calling thread is running on, if the system says.
 #[cfg(not(loom))]
@@ -63,9 +87,173 @@ fn start_near_enabled() -> bool {
 /// when a system call fails: placement is a hint, never a requirement.
 #[cfg(not(loom))]
 pub fn start_near(cpu: Option<usize>) {
-    let Some(cpu) = cpu else { return };
-    if !start_near_enabled() || cpu >= libc::CPU_SETSIZE as usize {
-        return;
+    if start_near_enabled() {
+        move_near(cpu);
+    }
+}
+
+/// Whether a waker narrows a sleeper to its own CPU: as [`WAKE_NEAR_ENV`] says, or
+/// else when the process may use fewer than [`WAKE_NEAR_BELOW_CPUS`] CPUs.
+#[cfg(not(loom))]
+fn wake_near_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(
+        || match std::env::var(WAKE_NEAR_ENV).as_deref().map(str::trim) {
+            Ok("0") => false,
+            Ok("1") => true,
+            _ => crate::spin::max_spinners() < WAKE_NEAR_BELOW_CPUS,
+        },
+    )
+}
+
+/// Where a sleeping thread wakes: kept beside the `sleeping` flag of a loop's
+/// mailbox or a Waiter, under the same lock.
+///
+/// The sleeper records its thread id and CPU as it goes to sleep. The first
+/// thread to hand it work while it sleeps, if it runs on another CPU, narrows
+/// the sleeper's affinity mask to its own CPU before waking it, so that the
+/// kernel wakes it right there: a sleeping thread's mask changes without a
+/// migration, where moving a running thread costs a trip through the
+/// kernel's migration thread (about 24 µs on the project's VM, against 1 µs
+/// for this). Once awake, the sleeper puts back the mask the waker found.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub(crate) struct WakePlace {
+    /// While the owner sleeps: its thread id and the CPU it went to sleep on.
+    asleep: Option<(libc::pid_t, Option<usize>)>,
+    /// The owner's own mask, while a waker has narrowed it.
+    narrowed: Option<Box<libc::cpu_set_t>>,
+}
+
+/// The mask a woken thread puts back, once it has let go of the lock.
+#[cfg(not(loom))]
+#[must_use]
+pub(crate) struct Restore(Option<Box<libc::cpu_set_t>>);
+
+#[cfg(not(loom))]
+impl WakePlace {
+    /// The owning thread is about to sleep (lock held).
+    pub(crate) fn going_to_sleep(&mut self) {
+        if wake_near_enabled() {
+            self.record_sleeper();
+        }
+    }
+
+    /// Records the calling thread as the sleeper, whatever the setting.
+    fn record_sleeper(&mut self) {
+        self.asleep = Some((own_tid(), current_cpu()));
+    }
+
+    /// A thread handing the owner work (lock held): if the owner sleeps on
+    /// another CPU, narrows it to this thread's CPU, once, before the caller
+    /// wakes it. Leaves the owner alone if its mask has only one CPU (pinned
+    /// by its user) or does not allow this one.
+    pub(crate) fn waking(&mut self) {
+        let Some((tid, slept_on)) = self.asleep.take() else {
+            return;
+        };
+        let Some(here) = current_cpu() else { return };
+        if slept_on == Some(here) || here >= libc::CPU_SETSIZE as usize {
+            return;
+        }
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
+        let mut own: Box<libc::cpu_set_t> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: `own` points to a valid cpu_set_t of `size` bytes; `tid` is
+        // a thread of this process that cannot exit before it wakes (it
+        // sleeps under the lock our caller holds).
+        if unsafe { libc::sched_getaffinity(tid, size, &mut *own) } != 0 {
+            return;
+        }
+        // SAFETY: `here` is below CPU_SETSIZE (checked above).
+        if !unsafe { libc::CPU_ISSET(here, &own) } || unsafe { libc::CPU_COUNT(&own) } < 2 {
+            return;
+        }
+        // SAFETY: as above.
+        let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `here` is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(here, &mut only) };
+        // SAFETY: `only` is a valid cpu_set_t of `size` bytes. The sleeper
+        // is off every run queue, so this only changes its mask.
+        if unsafe { libc::sched_setaffinity(tid, size, &only) } == 0 {
+            self.narrowed = Some(own);
+        }
+    }
+
+    /// The owning thread woke up (lock held): what to put back once the
+    /// lock is released.
+    pub(crate) fn awake(&mut self) -> Restore {
+        self.asleep = None;
+        Restore(self.narrowed.take())
+    }
+}
+
+#[cfg(not(loom))]
+impl Restore {
+    /// Gives the woken thread back its own mask, if a waker narrowed it.
+    pub(crate) fn apply(self) {
+        let Some(own) = self.0 else { return };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: `own` is a valid cpu_set_t of `size` bytes; pid 0 is the
+        // calling thread, the one the mask was read from.
+        if unsafe { libc::sched_setaffinity(0, size, &*own) } != 0 {
+            tracing::warn!(
+                target: "multiprocess",
+                "could not restore a woken thread's CPU mask: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// The calling thread's id, asked of the kernel once per thread.
+#[cfg(not(loom))]
+fn own_tid() -> libc::pid_t {
+    thread_local! {
+        static TID: std::cell::Cell<libc::pid_t> = const { std::cell::Cell::new(0) };
+    }
+    TID.with(|tid| {
+        if tid.get() == 0 {
+            // SAFETY: gettid has no preconditions and cannot fail.
+            tid.set(unsafe { libc::gettid() });
+        }
+        tid.get()
+    })
+}
+
+/// Under loom there are no CPUs: nothing is recorded or moved.
+#[cfg(loom)]
+#[derive(Debug, Default)]
+pub(crate) struct WakePlace;
+
+/// Under loom there is no mask to restore.
+#[cfg(loom)]
+pub(crate) struct Restore;
+
+#[cfg(loom)]
+impl WakePlace {
+    pub(crate) fn going_to_sleep(&mut self) {}
+    pub(crate) fn waking(&mut self) {}
+    pub(crate) fn awake(&mut self) -> Restore {
+        Restore
+    }
+}
+
+#[cfg(loom)]
+impl Restore {
+    pub(crate) fn apply(self) {}
+}
+
+/// Moves the calling thread onto `cpu`, then restores the affinity mask it
+/// had, so the kernel may move it again. Returns whether it moved.
+///
+/// Does nothing when `cpu` is `None`, when the mask does not allow `cpu`, or
+/// when a system call fails: placement is a hint, never a requirement.
+#[cfg(not(loom))]
+fn move_near(cpu: Option<usize>) -> bool {
+    let Some(cpu) = cpu else { return false };
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
     }
     let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
@@ -73,11 +261,11 @@ pub fn start_near(cpu: Option<usize>) {
     // SAFETY: `inherited` is a valid cpu_set_t of `size` bytes; pid 0 is the
     // calling thread.
     if unsafe { libc::sched_getaffinity(0, size, &mut inherited) } != 0 {
-        return;
+        return false;
     }
     // SAFETY: `cpu` is below CPU_SETSIZE (checked above), as CPU_ISSET needs.
     if !unsafe { libc::CPU_ISSET(cpu, &inherited) } {
-        return;
+        return false;
     }
     // SAFETY: as above.
     let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -86,16 +274,17 @@ pub fn start_near(cpu: Option<usize>) {
     // SAFETY: `only` is a valid cpu_set_t of `size` bytes. The call migrates
     // the thread onto `cpu` before it returns.
     if unsafe { libc::sched_setaffinity(0, size, &only) } != 0 {
-        return;
+        return false;
     }
     // SAFETY: as above, for the mask the thread started with.
     if unsafe { libc::sched_setaffinity(0, size, &inherited) } != 0 {
         tracing::warn!(
             target: "multiprocess",
-            "could not restore a new thread's CPU mask, it stays on CPU {cpu}: {}",
+            "could not restore a thread's CPU mask, it stays on CPU {cpu}: {}",
             std::io::Error::last_os_error()
         );
     }
+    true
 }
 
 /// Under loom there are no CPUs to start on.
@@ -135,10 +324,11 @@ impl CpuHint {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn affinity() -> Vec<usize> {
+    /// The calling thread's CPU mask, as a list.
+    pub(crate) fn affinity() -> Vec<usize> {
         let size = std::mem::size_of::<libc::cpu_set_t>();
         // SAFETY: all zeroes is the empty set.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -161,6 +351,95 @@ mod tests {
         .join()
         .expect("thread");
         assert_eq!(after, inherited, "start_near must never pin a thread");
+    }
+
+    #[test]
+    fn a_thread_moved_near_a_cpu_keeps_its_mask() {
+        let inherited = affinity();
+        for &target in &inherited {
+            let after = std::thread::spawn(move || {
+                assert!(move_near(Some(target)), "CPU {target} is in the mask");
+                affinity()
+            })
+            .join()
+            .expect("thread");
+            assert_eq!(after, inherited, "move_near must never pin a thread");
+        }
+    }
+
+    /// The calling thread's CPU mask as `/proc` shows it to another thread.
+    fn mask_of(tid: libc::pid_t) -> String {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+            .expect("read the thread's status")
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .map(|cpus| cpus.trim().to_string())
+            .expect("Cpus_allowed_list")
+    }
+
+    #[test]
+    fn a_waker_on_another_cpu_narrows_the_sleeper_and_the_sleeper_gets_its_mask_back() {
+        // sync-facade: allow (a plain test of two real threads, outside any loom model)
+        use std::sync::{Arc, Mutex, mpsc};
+        let inherited = affinity();
+        let own_list = mask_of(own_tid());
+        let [first, second, ..] = inherited[..] else {
+            // One CPU: nowhere else to wake, and `waking` never narrows.
+            return;
+        };
+        let place = Arc::new(Mutex::new(WakePlace::default()));
+        let (asleep_tx, asleep_rx) = mpsc::channel();
+        let (wake_tx, wake_rx) = mpsc::channel::<()>();
+        let sleeper = {
+            let place = place.clone();
+            std::thread::spawn(move || {
+                // On `first`, with the whole mask.
+                move_near(Some(first));
+                let mut guard = place.lock().expect("lock");
+                guard.record_sleeper();
+                let slept_on = guard.asleep.and_then(|(_, cpu)| cpu);
+                drop(guard);
+                asleep_tx.send((own_tid(), slept_on)).expect("send");
+                wake_rx.recv().expect("woken");
+                place.lock().expect("lock").awake().apply();
+                affinity()
+            })
+        };
+        let (tid, slept_on) = asleep_rx.recv().expect("the sleeper is asleep");
+        // The waker runs on `second` only: a test thread of its own.
+        let narrowed_to = std::thread::spawn({
+            let place = place.clone();
+            move || {
+                let size = std::mem::size_of::<libc::cpu_set_t>();
+                // SAFETY: all zeroes is the empty set; `second` is below
+                // CPU_SETSIZE (it came from a mask).
+                let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+                unsafe { libc::CPU_SET(second, &mut only) };
+                // SAFETY: `only` is a valid cpu_set_t of `size` bytes.
+                assert_eq!(unsafe { libc::sched_setaffinity(0, size, &only) }, 0);
+                place.lock().expect("lock").waking();
+                // A second waker finds the sleeper already claimed.
+                place.lock().expect("lock").waking();
+                mask_of(tid)
+            }
+        })
+        .join()
+        .expect("waker");
+        if slept_on == Some(second) {
+            assert_eq!(
+                narrowed_to, own_list,
+                "a sleeper on the waker's CPU stays as it is"
+            );
+        } else {
+            assert_eq!(
+                narrowed_to,
+                second.to_string(),
+                "narrowed to the waker's CPU"
+            );
+        }
+        wake_tx.send(()).expect("wake");
+        let after = sleeper.join().expect("sleeper");
+        assert_eq!(after, inherited, "the woken thread gets its own mask back");
     }
 
     #[test]

@@ -27,11 +27,11 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::mailbox::Job;
-use crate::placement::CpuHint;
+use crate::placement::{CpuHint, WakePlace};
 use crate::spin::{Spin, yield_now};
 #[cfg(not(loom))]
 use crate::sync::Weak;
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 #[derive(Default)]
 struct State {
@@ -40,6 +40,8 @@ struct State {
     closed: bool,
     busy: bool,
     waiting_for: Vec<String>,
+    /// Where the owning thread wakes when work wakes it (`placement`).
+    place: WakePlace,
 }
 
 /// Blocks one thread until its reply arrives, running the jobs posted to that
@@ -228,6 +230,7 @@ impl Waiter {
             return Err(job);
         }
         state.jobs.push_back(job);
+        state.place.waking();
         drop(state);
         self.cv.notify_one();
         self.hand_over();
@@ -237,6 +240,7 @@ impl Waiter {
     fn notify(&self) {
         let mut state = self.state.lock();
         state.notified = true;
+        state.place.waking();
         drop(state);
         self.cv.notify_one();
         self.hand_over();
@@ -309,7 +313,7 @@ impl Waiter {
                         }
                         continue;
                     }
-                    state = self.cv.wait(state);
+                    state = self.sleep(state);
                 }
             };
             if let Some(job) = job {
@@ -330,6 +334,17 @@ impl Waiter {
                 }
             }
         }
+    }
+
+    /// Blocks on the condition variable (lock held on entry and return). A
+    /// thread that hands it work meanwhile may have it woken on its own CPU
+    /// (`placement::WakePlace`); it gets its own CPU mask back here (one
+    /// system call, only then).
+    fn sleep<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        state.place.going_to_sleep();
+        state = self.cv.wait(state);
+        state.place.awake().apply();
+        state
     }
 
     /// Runs posted jobs until [`close`](Self::close) is called. Jobs still
@@ -358,7 +373,7 @@ impl Waiter {
                         state = self.state.lock();
                         continue;
                     }
-                    state = self.cv.wait(state);
+                    state = self.sleep(state);
                 }
             };
             // The job may run long: give back the spinning place first.
