@@ -4,6 +4,7 @@
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::Duration;
 
 use multiprocess_thread_map::{Connection, EventLoop, LoopHandle, Result};
@@ -28,8 +29,8 @@ pub enum Server {
 pub struct Peer {
     /// The `Init` capability of the peer.
     pub init: InitClient,
-    /// Our end of the connection.
-    pub connection: Connection,
+    /// Our end of the connection (shared, so a test can hand it to a loop).
+    pub connection: Arc<Connection>,
     /// The serving end.
     pub server: Server,
     /// Our loop.
@@ -52,7 +53,7 @@ impl Peer {
         let (connection, init) = Connection::connect::<init::Client>(&event_loop, stream)?;
         Ok(Peer {
             init: InitClient(init),
-            connection,
+            connection: Arc::new(connection),
             server: Server::Child(child),
             event_loop,
         })
@@ -67,7 +68,7 @@ impl Peer {
         let (connection, init) = Connection::connect::<init::Client>(&event_loop, ours)?;
         Ok(Peer {
             init: InitClient(init),
-            connection,
+            connection: Arc::new(connection),
             server: Server::InProcess {
                 event_loop: Some(server_loop),
                 connection: Some(server_conn),

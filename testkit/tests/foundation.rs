@@ -461,6 +461,48 @@ fn no_thread_is_pinned_in_process() {
     });
 }
 
+/// Waiting for a disconnection on a loop thread, which is what closes
+/// connections, only looks: it returns at once whatever the timeout, and
+/// says the connection is open until it is not.
+fn waiting_for_a_disconnection_on_a_loop_thread_only_looks(peer: Peer) {
+    let on_loop = {
+        let connection = peer.connection.clone();
+        move || connection.wait_disconnected(Duration::MAX)
+    };
+    let looked = peer
+        .event_loop
+        .sync(on_loop.clone())
+        .expect("the loop runs the closure");
+    assert!(looked.is_none(), "still connected: {looked:?}");
+    // Close it from this side; the waits below see it closed.
+    peer.connection.disconnect();
+    let reason = peer.connection.wait_disconnected(LIMIT);
+    assert!(reason.is_some(), "closed within {LIMIT:?}");
+    let looked = peer
+        .event_loop
+        .sync(on_loop)
+        .expect("the loop runs the closure");
+    assert!(looked.is_some(), "seen closed from the loop too");
+}
+
+#[test]
+fn waiting_for_a_disconnection_on_a_loop_thread_only_looks_child() {
+    guard(
+        "waiting_for_a_disconnection_on_a_loop_thread_only_looks_child",
+        LIMIT,
+        || waiting_for_a_disconnection_on_a_loop_thread_only_looks(child()),
+    );
+}
+
+#[test]
+fn waiting_for_a_disconnection_on_a_loop_thread_only_looks_in_process() {
+    guard(
+        "waiting_for_a_disconnection_on_a_loop_thread_only_looks_in_process",
+        LIMIT,
+        || waiting_for_a_disconnection_on_a_loop_thread_only_looks(in_process()),
+    );
+}
+
 /// A blocking call made on an event-loop thread fails at once with
 /// `WrongThread` instead of hanging: on the connection's own loop it would
 /// wait for a reply that only that loop can deliver.
