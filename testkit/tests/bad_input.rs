@@ -271,6 +271,52 @@ fn finish(question: u32) -> Builder<HeapAllocator> {
     message
 }
 
+/// `Probe.block(gate)` (method 2), `open(gate)` (3) or
+/// `waitBlocked(gate, 1)` (4), run on the worker `thread`.
+fn gate_call(
+    question: u32,
+    probe: u32,
+    thread: u32,
+    method: u16,
+    gate: &str,
+) -> Builder<HeapAllocator> {
+    call(
+        question,
+        Target::Import(probe),
+        PROBE,
+        method,
+        &[Cap::ReceiverHosted(thread)],
+        |content| match method {
+            2 => {
+                let mut params = content.init_as::<probe::block_params::Builder<'_>>();
+                params
+                    .reborrow()
+                    .init_context()
+                    .set_thread(placeholder_thread());
+                params.set_gate(gate);
+            }
+            3 => {
+                let mut params = content.init_as::<probe::open_params::Builder<'_>>();
+                params
+                    .reborrow()
+                    .init_context()
+                    .set_thread(placeholder_thread());
+                params.set_gate(gate);
+            }
+            4 => {
+                let mut params = content.init_as::<probe::wait_blocked_params::Builder<'_>>();
+                params
+                    .reborrow()
+                    .init_context()
+                    .set_thread(placeholder_thread());
+                params.set_gate(gate);
+                params.set_count(1);
+            }
+            _ => panic!("not a gate method: {method}"),
+        },
+    )
+}
+
 // ---------------------------------------------------------------------------
 // A raw socket speaking to a server.
 // ---------------------------------------------------------------------------
@@ -1119,6 +1165,90 @@ fn child_rejects_foreign_context_threads() {
         assert!(output.status.success(), "{}: {stderr}", output.status);
         assert!(!stderr.contains("panicked"), "{stderr}");
     });
+}
+
+/// Releasing a worker does not free its place while its thread still runs:
+/// a peer that cancels a blocked call and drops the worker's `Thread` (so
+/// the server has no object left for it) still has that thread counted
+/// against its limit (3 in this child) until the thread ends. Otherwise a
+/// peer could pile up stuck threads without bound, three at a time.
+#[test]
+fn a_released_worker_counts_until_its_thread_ends() {
+    guard(
+        "a_released_worker_counts_until_its_thread_ends",
+        LIMIT,
+        || {
+            let mut command = Command::new(child_exe());
+            command
+                .env("MP_CHILD_MAX_WORKERS", "3")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let (child, stream) =
+                multiprocess_thread_map::spawn_process(&mut command).expect("spawn");
+            let pid = child.id();
+            let (exited_tx, exited_rx) = mpsc::channel();
+            let waiter = std::thread::spawn(move || {
+                let _ = exited_tx.send(child.wait_with_output());
+            });
+            let mut raw = Raw::new(stream);
+            let (init, map) = raw.handshake();
+            raw.send(&make_thread(2, map, "held"));
+            let held = raw.results(2)[0];
+            raw.send(&make_thread(3, map, "watcher"));
+            let watcher = raw.results(3)[0];
+            raw.send(&make_probe(4, init, Some(Cap::ReceiverHosted(watcher))));
+            let probe_id = raw.results(4)[0];
+            // Block `held`'s thread, and wait (on `watcher`) until it is blocked.
+            let gate = format!("released-worker-{}", std::process::id());
+            raw.send(&gate_call(5, probe_id, held, 2, &gate));
+            raw.send(&gate_call(6, probe_id, watcher, 4, &gate));
+            raw.results(6);
+            // Cancel the blocked call, and drop `held` (finishing the question
+            // that returned it releases its capabilities).
+            raw.send(&finish(5));
+            raw.send(&finish(2));
+            // `held`'s thread still runs: one more worker fits, a second does not.
+            raw.send(&make_thread(7, map, "third"));
+            raw.results(7);
+            raw.send(&make_thread(8, map, "fourth"));
+            let reason = raw.exception(8);
+            assert!(
+                reason.contains("refused") && reason.contains("at most 3"),
+                "{reason}"
+            );
+            // Once `held`'s thread has run out of its job and ended, its place is
+            // free again.
+            raw.send(&gate_call(9, probe_id, watcher, 3, &gate));
+            raw.results(9);
+            let deadline = std::time::Instant::now() + IO_TIMEOUT;
+            let mut question = 10;
+            loop {
+                raw.send(&make_thread(question, map, "after"));
+                match raw.answer(question) {
+                    Answer::Results(_) => break,
+                    Answer::Exception(reason) => assert!(
+                        std::time::Instant::now() < deadline,
+                        "the ended thread's place was never freed: {reason}"
+                    ),
+                }
+                question += 1;
+            }
+            raw.stream.shutdown(Shutdown::Write).expect("shutdown");
+            raw.expect_closed();
+            let output = match exited_rx.recv_timeout(IO_TIMEOUT) {
+                Ok(output) => output.expect("wait for mp-child"),
+                Err(_) => {
+                    // SAFETY: kill(2) on the pid of our own unreaped child.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    panic!("mp-child did not exit");
+                }
+            };
+            let _ = waiter.join();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{}: {stderr}", output.status);
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------
