@@ -40,6 +40,9 @@ pub enum Error {
 /// the client can tell it apart from other remote errors.
 pub const INVALID_THREAD_PREFIX: &str = "invalid thread: ";
 
+/// What capnp-rpc puts before the reason of an exception it received.
+const REMOTE_EXCEPTION_PREFIX: &str = "remote exception: ";
+
 impl Error {
     /// Maps an error from Cap'n Proto to ours.
     pub fn from_capnp(error: capnp::Error) -> Self {
@@ -58,8 +61,13 @@ impl Error {
             capnp::ErrorKind::Failed
             | capnp::ErrorKind::Overloaded
             | capnp::ErrorKind::Unimplemented => {
-                if let Some(pos) = extra.find(INVALID_THREAD_PREFIX) {
-                    let detail = &extra[pos + INVALID_THREAD_PREFIX.len()..];
+                // Only a reason that starts so (after capnp-rpc's own
+                // prefix) is the runtime's: a method's error that merely
+                // mentions an invalid thread stays a remote error.
+                let reason = extra
+                    .strip_prefix(REMOTE_EXCEPTION_PREFIX)
+                    .unwrap_or(&extra);
+                if let Some(detail) = reason.strip_prefix(INVALID_THREAD_PREFIX) {
                     return Error::InvalidThread(detail.to_string());
                 }
                 Error::Remote(extra)
@@ -93,7 +101,7 @@ impl fmt::Display for Error {
             Error::InvalidThread(m) => write!(f, "invalid thread: {m}"),
             Error::LoopShutDown => f.write_str("the event loop has shut down"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
-            Error::WrongThread(m) => write!(f, "not on an event-loop thread: {m}"),
+            Error::WrongThread(m) => write!(f, "called on the wrong thread: {m}"),
             Error::Io { message, .. } => write!(f, "I/O error: {message}"),
         }
     }
@@ -118,3 +126,31 @@ impl From<capnp::Error> for Error {
 
 /// A specialised `Result` for the runtime.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(reason: &str) -> Error {
+        // As capnp-rpc hands over an exception from the peer.
+        Error::from_capnp(capnp::Error::failed(format!(
+            "{REMOTE_EXCEPTION_PREFIX}{reason}"
+        )))
+    }
+
+    #[test]
+    fn only_a_reason_that_starts_with_the_prefix_is_an_invalid_thread() {
+        assert!(matches!(
+            received("invalid thread: not a thread this process made"),
+            Error::InvalidThread(m) if m == "not a thread this process made"
+        ));
+        assert!(matches!(
+            received("Probe.fail: invalid thread: its own"),
+            Error::Remote(m) if m.contains("its own")
+        ));
+        assert!(matches!(
+            Error::from_capnp(capnp::Error::disconnected("gone".to_string())),
+            Error::Disconnected(_)
+        ));
+    }
+}

@@ -975,7 +975,16 @@ impl probe::Server for ProbeServer {
                 if panic {
                     panic!("{message}");
                 }
-                Err(Error::Remote(message))
+                // A method may fail with any kind of error, a disconnection
+                // or an invalid thread of its own (from a call it made
+                // further on), say: the caller must still see a remote error.
+                Err(if let Some(rest) = message.strip_prefix("disconnected:") {
+                    Error::Disconnected(rest.to_string())
+                } else if let Some(rest) = message.strip_prefix("invalid-thread:") {
+                    Error::InvalidThread(rest.to_string())
+                } else {
+                    Error::Remote(message)
+                })
             })
             .await
     }

@@ -193,6 +193,28 @@ fn failing_method(peer: Peer) {
         other => panic!("expected a remote error, got {other:?}"),
     }
     assert_eq!(probe.add(2, 3).expect("add after an error"), 5);
+    // A method that fails with a disconnection or an invalid thread of its
+    // own (met on a call it made further on) is still a remote error here:
+    // this connection and this thread are fine.
+    for (asked, detail) in [
+        (
+            "disconnected:its own peer went away",
+            "its own peer went away",
+        ),
+        ("invalid-thread:its own bad thread", "its own bad thread"),
+    ] {
+        match probe.fail(asked, false) {
+            Err(Error::Remote(message)) => {
+                assert!(message.contains(detail), "{message}");
+                assert!(
+                    message.contains("Probe.fail"),
+                    "names the method: {message}"
+                );
+            }
+            other => panic!("expected a remote error for {asked:?}, got {other:?}"),
+        }
+        assert!(!peer.connection.is_disconnected(), "still connected");
+    }
     assert_eq!(probe.whoami().expect("whoami"), worker);
 }
 

@@ -278,7 +278,11 @@ impl ServeContext {
             drop(in_flight);
             let result = match outcome {
                 Ok(Ok(Ok(value))) => Ok(value),
-                Ok(Ok(Err(error))) => Err(error.to_capnp()),
+                // The method's own error, whatever its kind (a disconnection
+                // or an invalid thread it met on a call of its own): for the
+                // caller a remote error, never a sign that this connection
+                // is gone or that its thread is unknown.
+                Ok(Ok(Err(error))) => Err(capnp::Error::failed(format!("{method}: {error}"))),
                 Ok(Err(panic)) => Err(capnp::Error::failed(format!(
                     "{method} panicked: {}",
                     panic_message(&panic)
