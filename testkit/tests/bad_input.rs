@@ -1046,48 +1046,81 @@ fn closes_connection_without_checks(server: &Server, data: &[u8]) {
 // Against the child process.
 // ---------------------------------------------------------------------------
 
+/// `mp-child` spoken to over a raw socket, its exit waited for on another
+/// thread so that every wait for it is bounded.
+struct RawChild {
+    raw: Raw,
+    pid: u32,
+    exited: mpsc::Receiver<std::io::Result<std::process::Output>>,
+    waiter: std::thread::JoinHandle<()>,
+}
+
+impl RawChild {
+    /// Spawns `mp-child` (after `configure` adjusts its command), with its
+    /// stderr captured.
+    fn spawn(configure: impl FnOnce(&mut Command)) -> Self {
+        let mut command = Command::new(child_exe());
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_BACKTRACE");
+        configure(&mut command);
+        let (child, stream) = multiprocess_thread_map::spawn_process(&mut command).expect("spawn");
+        let pid = child.id();
+        let (exited_tx, exited) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = exited_tx.send(child.wait_with_output());
+        });
+        Self {
+            raw: Raw::new(stream),
+            pid,
+            exited,
+            waiter,
+        }
+    }
+
+    /// Reads until the child closes the connection, then checks that it
+    /// exits, with success and no panic, within [`IO_TIMEOUT`].
+    fn expect_clean_exit(self, what: &str) -> Closed {
+        let closed = self.raw.expect_closed();
+        let output = match self.exited.recv_timeout(IO_TIMEOUT) {
+            Ok(output) => output.expect("wait for mp-child"),
+            Err(_) => {
+                // SAFETY: kill(2) on the pid of our own child, not yet reaped
+                // (its waiter thread has not returned).
+                unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+                panic!("{what}: mp-child did not exit within {IO_TIMEOUT:?} of closing");
+            }
+        };
+        let _ = self.waiter.join();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{what}: mp-child exited with {}; stderr:\n{stderr}",
+            output.status
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "{what}: mp-child panicked:\n{stderr}"
+        );
+        closed
+    }
+}
+
 /// Spawns `mp-child`, sends `data` (then, if `eof`, shuts down our write
 /// side), and checks that the child closes the connection and exits with
 /// success and no panic.
 fn child_survives(what: &str, data: &[u8], eof: bool) {
-    let mut command = Command::new(child_exe());
-    command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env_remove("RUST_BACKTRACE");
-    let (child, stream) = multiprocess_thread_map::spawn_process(&mut command).expect("spawn");
-    let pid = child.id();
-    // Wait for the exit on another thread, so the wait is bounded.
-    let (exited_tx, exited_rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = exited_tx.send(child.wait_with_output());
-    });
-    let mut raw = Raw::new(stream);
-    raw.write(data);
+    let mut child = RawChild::spawn(|_| {});
+    child.raw.write(data);
     if eof {
-        raw.stream.shutdown(Shutdown::Write).expect("shutdown");
+        child
+            .raw
+            .stream
+            .shutdown(Shutdown::Write)
+            .expect("shutdown");
     }
-    let closed = raw.expect_closed();
-    let output = match exited_rx.recv_timeout(IO_TIMEOUT) {
-        Ok(output) => output.expect("wait for mp-child"),
-        Err(_) => {
-            // SAFETY: kill(2) on the pid of our own child, not yet reaped
-            // (its waiter thread has not returned).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("{what}: mp-child did not exit within {IO_TIMEOUT:?} of closing");
-        }
-    };
-    let _ = waiter.join();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{what}: mp-child exited with {}; stderr:\n{stderr}",
-        output.status
-    );
-    assert!(
-        !stderr.contains("panicked"),
-        "{what}: mp-child panicked:\n{stderr}"
-    );
+    let closed = child.expect_clean_exit(what);
     eprintln!(
         "{what}: child closed (abort {:?}) and exited cleanly",
         closed.abort
@@ -1122,15 +1155,8 @@ fn child_closes_bad_connections_and_exits_cleanly() {
 #[test]
 fn child_rejects_foreign_context_threads() {
     guard("child_rejects_foreign_context_threads", LIMIT, || {
-        let mut command = Command::new(child_exe());
-        command.stdout(Stdio::null()).stderr(Stdio::piped());
-        let (child, stream) = multiprocess_thread_map::spawn_process(&mut command).expect("spawn");
-        let pid = child.id();
-        let (exited_tx, exited_rx) = mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let _ = exited_tx.send(child.wait_with_output());
-        });
-        let mut raw = Raw::new(stream);
+        let mut child = RawChild::spawn(|_| {});
+        let raw = &mut child.raw;
         let (init, map) = raw.handshake();
         raw.send(&make_probe(2, init, Some(Cap::ReceiverHosted(map))));
         let reason = raw.exception(2);
@@ -1151,19 +1177,7 @@ fn child_rejects_foreign_context_threads() {
         raw.send(&add(6, probe, Cap::ReceiverHosted(thread), 4, 5));
         assert!(matches!(raw.answer(6), Answer::Results(_)));
         raw.stream.shutdown(Shutdown::Write).expect("shutdown");
-        raw.expect_closed();
-        let output = match exited_rx.recv_timeout(IO_TIMEOUT) {
-            Ok(output) => output.expect("wait for mp-child"),
-            Err(_) => {
-                // SAFETY: kill(2) on the pid of our own unreaped child.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                panic!("mp-child did not exit");
-            }
-        };
-        let _ = waiter.join();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{}: {stderr}", output.status);
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        child.expect_clean_exit("child_rejects_foreign_context_threads");
     });
 }
 
@@ -1178,19 +1192,10 @@ fn a_released_worker_counts_until_its_thread_ends() {
         "a_released_worker_counts_until_its_thread_ends",
         LIMIT,
         || {
-            let mut command = Command::new(child_exe());
-            command
-                .env("MP_CHILD_MAX_WORKERS", "3")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            let (child, stream) =
-                multiprocess_thread_map::spawn_process(&mut command).expect("spawn");
-            let pid = child.id();
-            let (exited_tx, exited_rx) = mpsc::channel();
-            let waiter = std::thread::spawn(move || {
-                let _ = exited_tx.send(child.wait_with_output());
+            let mut child = RawChild::spawn(|command| {
+                command.env("MP_CHILD_MAX_WORKERS", "3");
             });
-            let mut raw = Raw::new(stream);
+            let raw = &mut child.raw;
             let (init, map) = raw.handshake();
             raw.send(&make_thread(2, map, "held"));
             let held = raw.results(2)[0];
@@ -1234,19 +1239,7 @@ fn a_released_worker_counts_until_its_thread_ends() {
                 question += 1;
             }
             raw.stream.shutdown(Shutdown::Write).expect("shutdown");
-            raw.expect_closed();
-            let output = match exited_rx.recv_timeout(IO_TIMEOUT) {
-                Ok(output) => output.expect("wait for mp-child"),
-                Err(_) => {
-                    // SAFETY: kill(2) on the pid of our own unreaped child.
-                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                    panic!("mp-child did not exit");
-                }
-            };
-            let _ = waiter.join();
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{}: {stderr}", output.status);
-            assert!(!stderr.contains("panicked"), "{stderr}");
+            child.expect_clean_exit("a_released_worker_counts_until_its_thread_ends");
         },
     );
 }
