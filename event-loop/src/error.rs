@@ -55,7 +55,11 @@ impl Error {
             error.extra
         };
         match error.kind {
-            capnp::ErrorKind::Disconnected => Error::Disconnected(extra),
+            // A socket that ends in the middle of a message is a peer that
+            // went away mid-write (killed, say), not one that sent garbage.
+            capnp::ErrorKind::Disconnected | capnp::ErrorKind::PrematureEndOfFile => {
+                Error::Disconnected(extra)
+            }
             // The four kinds an exception from the peer arrives as: its
             // method (or its runtime, for an invalid thread) failed.
             capnp::ErrorKind::Failed
@@ -139,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_reason_that_starts_with_the_prefix_is_an_invalid_thread() {
+    fn capnp_errors_map_to_what_happened() {
         assert!(matches!(
             received("invalid thread: not a thread this process made"),
             Error::InvalidThread(m) if m == "not a thread this process made"
@@ -152,5 +156,10 @@ mod tests {
             Error::from_capnp(capnp::Error::disconnected("gone".to_string())),
             Error::Disconnected(_)
         ));
+        let cut = capnp::Error::from_kind(capnp::ErrorKind::PrematureEndOfFile);
+        assert!(
+            matches!(Error::from_capnp(cut), Error::Disconnected(_)),
+            "a message cut short by EOF is a disconnection"
+        );
     }
 }
