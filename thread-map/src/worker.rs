@@ -170,8 +170,7 @@ impl Worker {
         if stack > 0 {
             builder = builder.stack_size(stack);
         }
-        add_live(counted);
-        let peer_threads = PeerThread::enter(peer_threads);
+        let counted = Counted::enter(counted, peer_threads);
         // Started on the loop's CPU: the loop hands it every request.
         let creator_cpu = multiprocess_event_loop::placement::current_cpu();
         let spawned = builder.spawn(move || {
@@ -180,19 +179,13 @@ impl Worker {
             Waiter::set_current(thread_waiter.clone());
             thread_waiter.serve();
             reaper(Box::new(move || reap(&thread_join)));
-            add_live(-counted);
-            drop(peer_threads);
+            drop(counted);
         });
-        match spawned {
-            Ok(handle) => {
-                *join.lock() = Some(handle);
-                Ok(Self { waiter, join })
-            }
-            Err(e) => {
-                add_live(-counted);
-                Err(e)
-            }
-        }
+        // A thread that could not start dropped its closure, and its counts
+        // with it.
+        let handle = spawned?;
+        *join.lock() = Some(handle);
+        Ok(Self { waiter, join })
     }
 
     /// Queues a request on the worker. Fails if the worker was closed.
@@ -214,23 +207,30 @@ impl Worker {
     }
 }
 
-/// One worker thread counted in its connection's count, until dropped (when
-/// the thread exits, or at once if it could not start).
-struct PeerThread(Option<Arc<AtomicUsize>>);
+/// A worker thread's place in the counts it is in: the process's live
+/// workers (`live` is 0 for a thread that serves no peer) and, if given, its
+/// connection's worker threads. Taken before the thread starts; given back
+/// when the thread ends, unwinds, or could not start.
+struct Counted {
+    live: isize,
+    peer: Option<Arc<AtomicUsize>>,
+}
 
-impl PeerThread {
-    fn enter(count: Option<Arc<AtomicUsize>>) -> Self {
-        if let Some(count) = &count {
-            count.fetch_add(1, Ordering::Relaxed);
+impl Counted {
+    fn enter(live: isize, peer: Option<Arc<AtomicUsize>>) -> Self {
+        add_live(live);
+        if let Some(peer) = &peer {
+            peer.fetch_add(1, Ordering::Relaxed);
         }
-        Self(count)
+        Self { live, peer }
     }
 }
 
-impl Drop for PeerThread {
+impl Drop for Counted {
     fn drop(&mut self) {
-        if let Some(count) = &self.0 {
-            count.fetch_sub(1, Ordering::Relaxed);
+        add_live(-self.live);
+        if let Some(peer) = &self.peer {
+            peer.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
