@@ -376,8 +376,9 @@ fn run_hooks(hooks: &RefCell<Vec<Box<dyn FnOnce()>>>) {
 /// sockets while work keeps coming.
 const IO_EVERY_BATCHES: u32 = 32;
 
-/// Whether the calling thread runs an event loop (any loop).
-pub(crate) fn on_a_loop_thread() -> bool {
+/// Whether the calling thread runs an event loop (any loop): a thread that
+/// must never block waiting for a reply. A thread-local read.
+pub fn on_a_loop_thread() -> bool {
     LOOP_ID.with(|id| id.get()) != 0
 }
 

@@ -24,8 +24,8 @@
 //! - `event_loop`: the thread, its handles and its reference count;
 //! - `waiter`: how a thread blocks for a reply and runs posted work meanwhile;
 //! - `spin`: how long a thread with nothing to do yields before it sleeps;
-//! - `placement`: where a new thread starts, and handing the CPU to a
-//!   thread that spins on it;
+//! - `placement`: where a new thread starts, where a sleeping thread wakes,
+//!   and handing the CPU to a thread that spins on it;
 //! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
 
 pub mod error;
@@ -39,7 +39,7 @@ pub mod sync;
 pub mod waiter;
 
 pub use error::{Error, Result};
-pub use event_loop::{EventLoop, LoopContext, LoopHandle, LoopPoster};
+pub use event_loop::{EventLoop, LoopContext, LoopHandle, LoopPoster, on_a_loop_thread};
 pub use io::{AsyncStream, ReadHalf, WriteHalf};
 pub use waiter::{Reply, Slot, Waiter, dump_waiters};
 
@@ -52,8 +52,22 @@ pub fn thread_name() -> String {
     }
 }
 
-/// The OS id of the calling thread (`gettid`).
+/// The OS id of the calling thread (`gettid`), asked of the kernel once
+/// per thread.
 pub fn os_thread_id() -> i64 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    i64::from(unsafe { libc::gettid() })
+    i64::from(os_tid())
+}
+
+/// [`os_thread_id`] in the kernel's own type.
+pub(crate) fn os_tid() -> libc::pid_t {
+    thread_local! {
+        static TID: std::cell::Cell<libc::pid_t> = const { std::cell::Cell::new(0) };
+    }
+    TID.with(|tid| {
+        if tid.get() == 0 {
+            // SAFETY: gettid has no preconditions and cannot fail.
+            tid.set(unsafe { libc::gettid() });
+        }
+        tid.get()
+    })
 }

@@ -24,7 +24,7 @@
 //!   another thread of its process handing it work wakes on the waker's
 //!   CPU: the waker narrows the sleeper's mask to its own CPU just before
 //!   waking it, and the sleeper puts its mask back as soon as it runs
-//!   ([`WakePlace`]). Spinning threads stay where they are, so
+//!   (`WakePlace`). Spinning threads stay where they are, so
 //!   whatever arrangement the threads wake into after an idle spell holds
 //!   until the next one; left to itself, the kernel most often woke the
 //!   two loops onto one CPU (a loop woken through a socket tends to follow
@@ -37,7 +37,7 @@
 //! - **Hand over.** When a loop thread gives work to a thread that is
 //!   spinning on the loop's own CPU, the loop yields at once, so the work
 //!   starts now instead of after the loop's next look at its sockets
-//!   (`Waiter::post` and `Reply::send` use [`CpuHint`]).
+//!   (`Waiter::post` and `Reply::send` use `CpuHint`).
 //!
 //! No rule pins a thread: no thread is ever left with a narrower affinity
 //! mask than the one it had. Under loom there are no CPUs:
@@ -122,13 +122,13 @@ pub(crate) struct WakePlace {
     /// While the owner sleeps: its thread id and the CPU it went to sleep on.
     asleep: Option<(libc::pid_t, Option<usize>)>,
     /// The owner's own mask, while a waker has narrowed it.
-    narrowed: Option<Box<libc::cpu_set_t>>,
+    narrowed: Option<libc::cpu_set_t>,
 }
 
 /// The mask a woken thread puts back, once it has let go of the lock.
 #[cfg(not(loom))]
 #[must_use]
-pub(crate) struct Restore(Option<Box<libc::cpu_set_t>>);
+pub(crate) struct Restore(Option<libc::cpu_set_t>);
 
 #[cfg(not(loom))]
 impl WakePlace {
@@ -141,7 +141,7 @@ impl WakePlace {
 
     /// Records the calling thread as the sleeper, whatever the setting.
     fn record_sleeper(&mut self) {
-        self.asleep = Some((own_tid(), current_cpu()));
+        self.asleep = Some((crate::os_tid(), current_cpu()));
     }
 
     /// A thread handing the owner work (lock held): if the owner sleeps on
@@ -153,29 +153,20 @@ impl WakePlace {
             return;
         };
         let Some(here) = current_cpu() else { return };
-        if slept_on == Some(here) || here >= libc::CPU_SETSIZE as usize {
+        if slept_on == Some(here) {
             return;
         }
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
-        let mut own: Box<libc::cpu_set_t> = Box::new(unsafe { std::mem::zeroed() });
-        // SAFETY: `own` points to a valid cpu_set_t of `size` bytes; `tid` is
-        // a thread of this process that cannot exit before it wakes (it
-        // sleeps under the lock our caller holds).
-        if unsafe { libc::sched_getaffinity(tid, size, &mut *own) } != 0 {
-            return;
-        }
-        // SAFETY: `here` is below CPU_SETSIZE (checked above).
+        let Some(only_here) = only(here) else { return };
+        // `tid` is a thread of this process that cannot exit before it
+        // wakes: it sleeps under the lock our caller holds.
+        let Some(own) = mask_of(tid) else { return };
+        // SAFETY: `here` is below CPU_SETSIZE (`only` checked it); `own` is
+        // a valid cpu_set_t.
         if !unsafe { libc::CPU_ISSET(here, &own) } || unsafe { libc::CPU_COUNT(&own) } < 2 {
             return;
         }
-        // SAFETY: as above.
-        let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `here` is below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(here, &mut only) };
-        // SAFETY: `only` is a valid cpu_set_t of `size` bytes. The sleeper
-        // is off every run queue, so this only changes its mask.
-        if unsafe { libc::sched_setaffinity(tid, size, &only) } == 0 {
+        // The sleeper is off every run queue: this only changes its mask.
+        if set_mask(tid, &only_here) {
             self.narrowed = Some(own);
         }
     }
@@ -190,35 +181,22 @@ impl WakePlace {
 
 #[cfg(not(loom))]
 impl Restore {
+    /// Whether there is a mask to put back.
+    pub(crate) fn is_needed(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Gives the woken thread back its own mask, if a waker narrowed it.
     pub(crate) fn apply(self) {
-        let Some(own) = self.0 else { return };
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: `own` is a valid cpu_set_t of `size` bytes; pid 0 is the
-        // calling thread, the one the mask was read from.
-        if unsafe { libc::sched_setaffinity(0, size, &*own) } != 0 {
-            tracing::warn!(
-                target: "multiprocess",
+        if let Some(own) = self.0
+            && !set_mask(0, &own)
+        {
+            warn(&format!(
                 "could not restore a woken thread's CPU mask: {}",
                 std::io::Error::last_os_error()
-            );
+            ));
         }
     }
-}
-
-/// The calling thread's id, asked of the kernel once per thread.
-#[cfg(not(loom))]
-fn own_tid() -> libc::pid_t {
-    thread_local! {
-        static TID: std::cell::Cell<libc::pid_t> = const { std::cell::Cell::new(0) };
-    }
-    TID.with(|tid| {
-        if tid.get() == 0 {
-            // SAFETY: gettid has no preconditions and cannot fail.
-            tid.set(unsafe { libc::gettid() });
-        }
-        tid.get()
-    })
 }
 
 /// Under loom there are no CPUs: nothing is recorded or moved.
@@ -241,6 +219,9 @@ impl WakePlace {
 
 #[cfg(loom)]
 impl Restore {
+    pub(crate) fn is_needed(&self) -> bool {
+        false
+    }
     pub(crate) fn apply(self) {}
 }
 
@@ -252,39 +233,62 @@ impl Restore {
 #[cfg(not(loom))]
 fn move_near(cpu: Option<usize>) -> bool {
     let Some(cpu) = cpu else { return false };
-    if cpu >= libc::CPU_SETSIZE as usize {
+    let Some(only_cpu) = only(cpu) else {
+        return false;
+    };
+    let Some(inherited) = mask_of(0) else {
+        return false;
+    };
+    // SAFETY: `cpu` is below CPU_SETSIZE (`only` checked it).
+    // The first call migrates the thread onto `cpu` before it returns.
+    if !unsafe { libc::CPU_ISSET(cpu, &inherited) } || !set_mask(0, &only_cpu) {
         return false;
     }
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
-    let mut inherited: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `inherited` is a valid cpu_set_t of `size` bytes; pid 0 is the
-    // calling thread.
-    if unsafe { libc::sched_getaffinity(0, size, &mut inherited) } != 0 {
-        return false;
-    }
-    // SAFETY: `cpu` is below CPU_SETSIZE (checked above), as CPU_ISSET needs.
-    if !unsafe { libc::CPU_ISSET(cpu, &inherited) } {
-        return false;
-    }
-    // SAFETY: as above.
-    let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut only) };
-    // SAFETY: `only` is a valid cpu_set_t of `size` bytes. The call migrates
-    // the thread onto `cpu` before it returns.
-    if unsafe { libc::sched_setaffinity(0, size, &only) } != 0 {
-        return false;
-    }
-    // SAFETY: as above, for the mask the thread started with.
-    if unsafe { libc::sched_setaffinity(0, size, &inherited) } != 0 {
-        tracing::warn!(
-            target: "multiprocess",
+    if !set_mask(0, &inherited) {
+        warn(&format!(
             "could not restore a thread's CPU mask, it stays on CPU {cpu}: {}",
             std::io::Error::last_os_error()
-        );
+        ));
     }
     true
+}
+
+/// The CPU mask of thread `tid` (0: the calling thread).
+#[cfg(not(loom))]
+fn mask_of(tid: libc::pid_t) -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `mask` is a valid cpu_set_t of the size given.
+    let got = unsafe { libc::sched_getaffinity(tid, std::mem::size_of_val(&mask), &mut mask) };
+    (got == 0).then_some(mask)
+}
+
+/// Sets the CPU mask of thread `tid` (0: the calling thread); whether it
+/// took.
+#[cfg(not(loom))]
+fn set_mask(tid: libc::pid_t, mask: &libc::cpu_set_t) -> bool {
+    // SAFETY: `mask` is a valid cpu_set_t of the size given.
+    unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(mask), mask) == 0 }
+}
+
+/// The mask of `cpu` alone, if `cpu` can be in a mask at all.
+#[cfg(not(loom))]
+fn only(cpu: usize) -> Option<libc::cpu_set_t> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return None;
+    }
+    // SAFETY: all zeroes is the empty set.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE, as CPU_SET needs.
+    unsafe { libc::CPU_SET(cpu, &mut mask) };
+    Some(mask)
+}
+
+/// Logs a placement problem. Placement runs on loop threads too, and a
+/// subscriber that panics must not take a loop down with it.
+#[cfg(not(loom))]
+fn warn(message: &str) {
+    let _ = std::panic::catch_unwind(|| tracing::warn!(target: "multiprocess", "{message}"));
 }
 
 /// Under loom there are no CPUs to start on.
@@ -329,11 +333,7 @@ pub(crate) mod tests {
 
     /// The calling thread's CPU mask, as a list.
     pub(crate) fn affinity() -> Vec<usize> {
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: all zeroes is the empty set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is a valid cpu_set_t of `size` bytes.
-        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut set) }, 0);
+        let set = mask_of(0).expect("the calling thread's mask");
         (0..libc::CPU_SETSIZE as usize)
             // SAFETY: every index is below CPU_SETSIZE.
             .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
@@ -368,7 +368,7 @@ pub(crate) mod tests {
     }
 
     /// The calling thread's CPU mask as `/proc` shows it to another thread.
-    fn mask_of(tid: libc::pid_t) -> String {
+    fn proc_mask_list(tid: libc::pid_t) -> String {
         std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
             .expect("read the thread's status")
             .lines()
@@ -382,7 +382,7 @@ pub(crate) mod tests {
         // sync-facade: allow (a plain test of two real threads, outside any loom model)
         use std::sync::{Arc, Mutex, mpsc};
         let inherited = affinity();
-        let own_list = mask_of(own_tid());
+        let own_list = proc_mask_list(crate::os_tid());
         let [first, second, ..] = inherited[..] else {
             // One CPU: nowhere else to wake, and `waking` never narrows.
             return;
@@ -399,7 +399,7 @@ pub(crate) mod tests {
                 guard.record_sleeper();
                 let slept_on = guard.asleep.and_then(|(_, cpu)| cpu);
                 drop(guard);
-                asleep_tx.send((own_tid(), slept_on)).expect("send");
+                asleep_tx.send((crate::os_tid(), slept_on)).expect("send");
                 wake_rx.recv().expect("woken");
                 place.lock().expect("lock").awake().apply();
                 affinity()
@@ -410,17 +410,12 @@ pub(crate) mod tests {
         let narrowed_to = std::thread::spawn({
             let place = place.clone();
             move || {
-                let size = std::mem::size_of::<libc::cpu_set_t>();
-                // SAFETY: all zeroes is the empty set; `second` is below
-                // CPU_SETSIZE (it came from a mask).
-                let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-                unsafe { libc::CPU_SET(second, &mut only) };
-                // SAFETY: `only` is a valid cpu_set_t of `size` bytes.
-                assert_eq!(unsafe { libc::sched_setaffinity(0, size, &only) }, 0);
+                let only_second = only(second).expect("a CPU from a mask");
+                assert!(set_mask(0, &only_second), "pin the waker");
                 place.lock().expect("lock").waking();
                 // A second waker finds the sleeper already claimed.
                 place.lock().expect("lock").waking();
-                mask_of(tid)
+                proc_mask_list(tid)
             }
         })
         .join()

@@ -338,12 +338,18 @@ impl Waiter {
 
     /// Blocks on the condition variable (lock held on entry and return). A
     /// thread that hands it work meanwhile may have it woken on its own CPU
-    /// (`placement::WakePlace`); it gets its own CPU mask back here (one
-    /// system call, only then).
+    /// (`placement::WakePlace`); it gets its own CPU mask back here, with
+    /// the lock let go meanwhile (one system call, only then), so that
+    /// threads handing it more work do not wait for the kernel.
     fn sleep<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         state.place.going_to_sleep();
         state = self.cv.wait(state);
-        state.place.awake().apply();
+        let restore = state.place.awake();
+        if restore.is_needed() {
+            drop(state);
+            restore.apply();
+            state = self.state.lock();
+        }
         state
     }
 

@@ -387,7 +387,7 @@ fn allowed_cpus_by_thread(pid: u32) -> Vec<(String, String)> {
 }
 
 /// Where threads start and wake is a hint (`placement::start_near` and
-/// `wake_near`), never a pin: with workers and loops started and woken in
+/// `WakePlace`), never a pin: with workers and loops started and woken in
 /// both processes, every thread of the server may still run on every CPU
 /// its process may.
 fn no_thread_is_pinned(peer: Peer) {

@@ -152,7 +152,7 @@ impl<C: Clone + 'static> RemoteObject<C> {
         // On a loop thread the wait below would never end (on this
         // connection's loop, which has to deliver the reply) or would stall
         // every connection of another loop for a round trip.
-        if LoopContext::with(|_| ()).is_some() {
+        if multiprocess_event_loop::on_a_loop_thread() {
             return Err(Error::WrongThread(format!(
                 "{method} is a blocking call; make it from an application or worker thread"
             )));
@@ -240,6 +240,11 @@ impl ServeContext {
     {
         let conn_id = self.conn_id;
         let poster = self.poster.clone();
+        // What the job captured (the caller's closure and values) may block
+        // or call out as it drops: if the job never runs (the request fails
+        // before it is posted, its thread refuses it, or the peer cancels
+        // it first), it is dropped off the loop thread.
+        let job = crate::cleanup::OffLoop::new(job);
         let (thread, callback) = match context {
             Ok(c) => (
                 Ok(c.has_thread().then(|| c.get_thread())),
@@ -260,7 +265,10 @@ impl ServeContext {
             let callback_key = in_flight.callback_key();
             let job_hold = in_flight.clone();
             let (sender, receiver) = futures::channel::oneshot::channel();
+            let mut job = job;
             let run = move || {
+                // Always there: only this closure takes it.
+                let Some(job) = job.take() else { return };
                 let outcome = serving(conn_id, callback_key, || {
                     std::panic::catch_unwind(AssertUnwindSafe(job))
                 });

@@ -10,7 +10,7 @@ use crate::loop_state;
 /// Drops `value` off the loop thread: on the loop's cleanup thread if called
 /// on a loop thread, here otherwise.
 pub fn drop_off_loop<T: Send + 'static>(value: T) {
-    if multiprocess_event_loop::LoopContext::with(|_| ()).is_none() {
+    if !multiprocess_event_loop::on_a_loop_thread() {
         drop(value);
         return;
     }

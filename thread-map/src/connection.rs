@@ -73,7 +73,7 @@ impl ConnStatus {
     }
 
     fn wait(&self, timeout: Duration) -> Option<Error> {
-        let timeout = if LoopContext::with(|_| ()).is_some() {
+        let timeout = if multiprocess_event_loop::on_a_loop_thread() {
             Duration::ZERO
         } else {
             timeout

@@ -66,12 +66,9 @@ impl ThreadServer {
             Target::Worker(worker) => worker.post(job),
             Target::Caller(waiter) => waiter.post(job),
         };
-        posted.map_err(|job| {
-            // Refused: what the job captured (the caller's closure and
-            // values) must not be dropped on the loop thread either.
-            crate::cleanup::drop_off_loop(job);
-            Error::InvalidThread(format!("thread {} has exited", self.name))
-        })
+        // A refused job is dropped here: what it carries that must not be
+        // dropped on the loop thread takes care of itself (`OffLoop`).
+        posted.map_err(|_refused| Error::InvalidThread(format!("thread {} has exited", self.name)))
     }
 
     /// Ends the worker behind this thread, if it owns one (the connection
