@@ -106,7 +106,9 @@ impl CallContext<'_> {
         self.conn.peer_thread_map()
     }
 
-    /// The request number (for tracing).
+    /// The request's number, for tracing: the `req` that the calling
+    /// thread's trace lines and the peer thread's lines for this request
+    /// both carry (each pair of threads numbers its requests from 1).
     pub fn request_number(&self) -> u64 {
         self.request
     }
@@ -184,15 +186,16 @@ impl<C: Clone + 'static> RemoteObject<C> {
                 Ok(entry) => entry,
                 Err(e) => return reply.send(Err(e)),
             };
-            let thread = match serving.and_then(|key| conn.callback_thread(key)) {
-                Some(thread) => thread,
+            // The peer thread to run on: the one waiting for the request
+            // this thread serves (a callback), or the peer's worker for it.
+            let (thread, server, request) = match serving.and_then(|key| conn.callback_thread(key)) {
+                Some((thread, name)) => (thread, name, entry.next_callback()),
                 None => match entry.remote(&conn) {
-                    Ok(thread) => thread,
+                    Ok(thread) => (thread, entry.remote_name.clone(), entry.next_call()),
                     Err(e) => return reply.send(Err(e)),
                 },
             };
-            let request = conn.next_request();
-            tracing::debug!(target: "multiprocess", req = request, method, thread = %entry.name, connection = %conn.name, "IPC client send");
+            tracing::debug!(target: "multiprocess", req = request, method, thread = %entry.name, server = %server, connection = %conn.name, "IPC client send");
             let future = {
                 let cx = CallContext {
                     conn: &conn,
@@ -207,8 +210,8 @@ impl<C: Clone + 'static> RemoteObject<C> {
                 cx.spawn(async move {
                     let result = future.await.map_err(Error::from_capnp);
                     match &result {
-                        Ok(_) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, "IPC client recv"),
-                        Err(e) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, "IPC client recv error: {e}"),
+                        Ok(_) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, server = %server, "IPC client recv"),
+                        Err(e) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, server = %server, "IPC client recv error: {e}"),
                     }
                     reply.send(result);
                 })
@@ -255,12 +258,12 @@ impl ServeContext {
         async move {
             let conn = loop_state::with(|state| state.conn(conn_id))
                 .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
-            let request = conn.next_request();
             let server = resolve_thread(&conn, thread?).await.map_err(|e| {
-                tracing::debug!(target: "multiprocess", req = request, method, "IPC server error: {e}");
+                tracing::debug!(target: "multiprocess", method, connection = %conn.name, "IPC server recv error: {e}");
                 e.to_capnp()
             })?;
-            tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, connection = %conn.name, "IPC server recv");
+            let request = server.next_request();
+            tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, client = %server.peer, connection = %conn.name, "IPC server recv");
             let in_flight = InFlight::start(&conn, &server, callback, poster);
             let callback_key = in_flight.callback_key();
             let job_hold = in_flight.clone();
@@ -302,10 +305,10 @@ impl ServeContext {
             };
             match &result {
                 Ok(_) => {
-                    tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, "IPC server send")
+                    tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, client = %server.peer, "IPC server send")
                 }
                 Err(e) => {
-                    tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, "IPC server send error: {}", e.extra)
+                    tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, client = %server.peer, "IPC server send error: {}", e.extra)
                 }
             }
             result
@@ -353,7 +356,7 @@ impl InFlight {
                 server.keep_callback_thread(&thread);
                 Some(CallbackKey {
                     conn_id: conn.id,
-                    key: conn.hold_callback_thread(thread),
+                    key: conn.hold_callback_thread(thread, server.peer.clone()),
                     poster,
                 })
             }

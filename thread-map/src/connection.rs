@@ -34,6 +34,7 @@ use slab::Slab;
 
 use crate::bootstrap_capnp::bootstrap;
 use crate::loop_state;
+use crate::names::PeerName;
 use crate::proxy_capnp::{thread, thread_map};
 use crate::sync::global::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Condvar, Mutex, Weak};
@@ -102,7 +103,15 @@ impl ConnStatus {
 pub(crate) struct ClientThreadEntry {
     pub(crate) name: Arc<str>,
     remote: RefCell<Option<thread::Client>>,
+    /// The name of the peer's worker for this thread, learned (when
+    /// tracing) with a `getName` pipelined on `makeThread`.
+    pub(crate) remote_name: PeerName,
     pub(crate) local: thread::Client,
+    /// Requests sent to the peer's worker, and callbacks sent to the peer
+    /// thread whose request this thread serves: numbered as the receiving
+    /// thread numbers them, so both ends trace the same `req`.
+    calls: Cell<u64>,
+    callbacks: Cell<u64>,
 }
 
 impl ClientThreadEntry {
@@ -117,6 +126,21 @@ impl ClientThreadEntry {
     /// pipeline lookup on every call. (capnp-rpc resolves a pipelined
     /// capability only while its pipeline is alive, so without this the
     /// promise would stay a promise for good.)
+    /// Numbers a request this thread sends to the peer's worker for it.
+    pub(crate) fn next_call(&self) -> u64 {
+        let n = self.calls.get() + 1;
+        self.calls.set(n);
+        n
+    }
+
+    /// Numbers a callback this thread sends to the peer thread whose
+    /// request it serves.
+    pub(crate) fn next_callback(&self) -> u64 {
+        let n = self.callbacks.get() + 1;
+        self.callbacks.set(n);
+        n
+    }
+
     pub(crate) fn remote(self: &Rc<Self>, conn: &ConnState) -> Result<thread::Client> {
         if let Some(remote) = self.remote.borrow().as_ref() {
             return Ok(remote.clone());
@@ -129,8 +153,12 @@ impl ClientThreadEntry {
         };
         let mut request = peer_map.make_thread_request();
         request.get().set_name(&*self.name);
+        tracing::debug!(target: "multiprocess", method = "ThreadMap.makeThread", thread = %self.name, connection = %conn.name, "IPC client send");
         let capnp::capability::RemotePromise { promise, pipeline } = request.send();
         let remote = pipeline.get_result();
+        if tracing::enabled!(target: "multiprocess", tracing::Level::DEBUG) {
+            self.learn_remote_name(&remote);
+        }
         let entry = Rc::downgrade(self);
         LoopContext::with(|cx| {
             cx.spawn(async move {
@@ -138,25 +166,48 @@ impl ClientThreadEntry {
                     .await
                     .and_then(|response| response.get()?.get_result());
                 drop(pipeline);
+                let Some(entry) = entry.upgrade() else { return };
                 match resolved {
                     Ok(thread) => {
-                        if let Some(entry) = entry.upgrade() {
-                            *entry.remote.borrow_mut() = Some(thread);
-                        }
+                        tracing::debug!(target: "multiprocess", method = "ThreadMap.makeThread", thread = %entry.name, server = %entry.remote_name, "IPC client recv");
+                        *entry.remote.borrow_mut() = Some(thread);
                     }
                     Err(e) => {
                         // The calls already made with the promise fail with
                         // this error; the thread's next call asks again.
-                        if let Some(entry) = entry.upgrade() {
-                            tracing::debug!(target: "multiprocess", thread = %entry.name, "makeThread failed: {e}");
-                            *entry.remote.borrow_mut() = None;
-                        }
+                        tracing::debug!(target: "multiprocess", method = "ThreadMap.makeThread", thread = %entry.name, "IPC client recv error: {e}");
+                        *entry.remote.borrow_mut() = None;
                     }
                 }
             })
         });
         *self.remote.borrow_mut() = Some(remote.clone());
         Ok(remote)
+    }
+}
+
+impl ClientThreadEntry {
+    /// Asks the peer's worker `remote` (pipelined on its `makeThread`) for
+    /// its name, so that trace lines name both ends of each call.
+    fn learn_remote_name(&self, remote: &thread::Client) {
+        tracing::debug!(target: "multiprocess", method = "Thread.getName", thread = %self.name, "IPC client send");
+        let promise = remote.get_name_request().send().promise;
+        let (thread_name, remote_name) = (self.name.clone(), self.remote_name.clone());
+        LoopContext::with(|cx| {
+            cx.spawn(async move {
+                let named = promise.await.and_then(|response| {
+                    let name = response.get()?.get_result()?;
+                    Ok(name.to_string().unwrap_or_else(|_| "<non-UTF-8 name>".to_string()))
+                });
+                match named {
+                    Ok(name) => {
+                        remote_name.learn(&name);
+                        tracing::debug!(target: "multiprocess", method = "Thread.getName", thread = %thread_name, server = %remote_name, "IPC client recv");
+                    }
+                    Err(e) => tracing::debug!(target: "multiprocess", method = "Thread.getName", thread = %thread_name, "IPC client recv error: {e}"),
+                }
+            })
+        });
     }
 }
 
@@ -178,22 +229,14 @@ pub(crate) struct ConnState {
     pub(crate) worker_threads: Arc<AtomicUsize>,
     /// The `Context.callbackThread` of each request being served, by key:
     /// the thread serving it calls back on that thread.
-    callback_threads: RefCell<Slab<thread::Client>>,
+    callback_threads: RefCell<Slab<(thread::Client, PeerName)>>,
     disconnector: RefCell<Option<Disconnector>>,
-    next_request: Cell<u64>,
     is_closed: Cell<bool>,
     poster: LoopPoster,
     shared: Weak<ConnShared>,
 }
 
 impl ConnState {
-    /// The next request number, for tracing.
-    pub(crate) fn next_request(&self) -> u64 {
-        let n = self.next_request.get() + 1;
-        self.next_request.set(n);
-        n
-    }
-
     /// Stores a client for a `RemoteObject` and returns its key.
     pub(crate) fn adopt(&self, client: Box<dyn Any>) -> usize {
         self.objects.borrow_mut().insert(client)
@@ -230,12 +273,21 @@ impl ConnState {
             return Ok(entry.clone());
         }
         let name = name();
-        let local_server = Rc::new(ThreadServer::caller(name.clone(), self.id, waiter.clone()));
+        let remote_name = PeerName::default();
+        let local_server = Rc::new(ThreadServer::caller(
+            name.clone(),
+            self.id,
+            waiter.clone(),
+            remote_name.clone(),
+        ));
         let local = loop_state::with(|state| state.add_thread(local_server));
         let entry = Rc::new(ClientThreadEntry {
             name: name.into(),
             remote: RefCell::new(None),
+            remote_name,
             local,
+            calls: Cell::new(0),
+            callbacks: Cell::new(0),
         });
         self.client_threads
             .borrow_mut()
@@ -250,13 +302,14 @@ impl ConnState {
         drop(removed);
     }
 
-    /// Keeps a served request's `Context.callbackThread` while it runs.
-    pub(crate) fn hold_callback_thread(&self, thread: thread::Client) -> usize {
-        self.callback_threads.borrow_mut().insert(thread)
+    /// Keeps a served request's `Context.callbackThread` while it runs,
+    /// with its name for tracing.
+    pub(crate) fn hold_callback_thread(&self, thread: thread::Client, name: PeerName) -> usize {
+        self.callback_threads.borrow_mut().insert((thread, name))
     }
 
-    /// The callback thread held under `key`.
-    pub(crate) fn callback_thread(&self, key: usize) -> Option<thread::Client> {
+    /// The callback thread held under `key`, and its name.
+    pub(crate) fn callback_thread(&self, key: usize) -> Option<(thread::Client, PeerName)> {
         self.callback_threads.borrow().get(key).cloned()
     }
 
@@ -423,7 +476,6 @@ fn start_conn(
             worker_threads: Arc::default(),
             callback_threads: RefCell::new(Slab::new()),
             disconnector: RefCell::new(Some(Box::pin(disconnector))),
-            next_request: Cell::new(0),
             is_closed: Cell::new(false),
             poster: cx.poster(),
             shared,
@@ -471,7 +523,9 @@ impl ServeContext {
     pub fn construct(&self, peer_thread_map: thread_map::Client) -> Result<thread_map::Client> {
         let conn = loop_state::with(|state| state.conn(self.conn_id))
             .ok_or_else(|| Error::Disconnected("connection closed".to_string()))?;
+        tracing::debug!(target: "multiprocess", method = "construct", connection = %conn.name, "IPC server recv");
         *conn.peer_thread_map.borrow_mut() = Some(peer_thread_map);
+        tracing::debug!(target: "multiprocess", method = "construct", connection = %conn.name, "IPC server send");
         Ok(capnp_rpc::new_client(ThreadMapServer {
             conn_id: self.conn_id,
             poster: self.poster.clone(),
@@ -558,6 +612,7 @@ impl Connection {
             let mut request = bootstrap
                 .new_call::<bootstrap::construct_params::Owned, bootstrap::construct_results::Owned>(C::TYPE_ID, 0, None);
             request.get().set_thread_map(ours);
+            tracing::debug!(target: "multiprocess", method = "construct", connection = %conn.name, "IPC client send");
             let response = request.send().promise;
             LoopContext::with(|cx| {
                 cx.spawn(async move {
@@ -567,6 +622,10 @@ impl Connection {
                         Ok::<_, capnp::Error>(peer_map)
                     }
                     .await;
+                    match &outcome {
+                        Ok(_) => tracing::debug!(target: "multiprocess", method = "construct", connection = %conn.name, "IPC client recv"),
+                        Err(e) => tracing::debug!(target: "multiprocess", method = "construct", connection = %conn.name, "IPC client recv error: {e}"),
+                    }
                     match outcome {
                         Ok(peer_map) => {
                             *conn.peer_thread_map.borrow_mut() = Some(peer_map);

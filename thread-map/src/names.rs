@@ -5,6 +5,8 @@
 //! name>)`.
 
 use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
 use std::sync::OnceLock;
 
 use crate::sync::global::{AtomicU64, Ordering};
@@ -57,6 +59,36 @@ pub(crate) fn worker_name(client: &str) -> (String, String) {
     // The OS keeps 15 bytes of a thread name: keep the part that tells workers apart.
     let os_name = format!("mp-worker-{n}");
     (descriptive, os_name)
+}
+
+/// The name of the peer thread on the other end of a `Thread` capability,
+/// for tracing: the thread that sends a local thread its requests, or the
+/// thread a local thread sends its requests to. Known from the start for a
+/// worker (the client thread named in `makeThread`), learned with
+/// `Thread.getName` for a peer's worker. Loop thread only; clones share it.
+#[derive(Clone, Default)]
+pub(crate) struct PeerName(Rc<RefCell<Option<Rc<str>>>>);
+
+impl PeerName {
+    /// A name known from the start.
+    pub(crate) fn known(name: &str) -> Self {
+        Self(Rc::new(RefCell::new(Some(name.into()))))
+    }
+
+    /// Records the name, once learned.
+    pub(crate) fn learn(&self, name: &str) {
+        *self.0.borrow_mut() = Some(name.into());
+    }
+}
+
+impl fmt::Display for PeerName {
+    /// The name, or `?` while it is not known.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.0.borrow() {
+            Some(name) => f.write_str(name),
+            None => f.write_str("?"),
+        }
+    }
 }
 
 #[cfg(all(test, not(loom)))]

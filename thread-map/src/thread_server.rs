@@ -6,12 +6,14 @@
 //! - a **caller**: an application thread of this process, sent to the peer
 //!   as `Context.callbackThread`, whose requests run while it waits in a call.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use multiprocess_event_loop::mailbox::Job;
 use multiprocess_event_loop::{Error, LoopPoster, Waiter};
 
 use crate::connection::ConnState;
+use crate::names::PeerName;
 use crate::proxy_capnp::{thread, thread_map};
 use crate::sync::Arc;
 use crate::sync::global::{AtomicUsize, Ordering};
@@ -37,27 +39,43 @@ pub(crate) struct ThreadServer {
     /// keeping it saves a `Release` message (and the peer's re-export) after
     /// every call.
     callback_thread: std::cell::RefCell<Option<thread::Client>>,
+    /// The peer thread that sends this thread its requests, for tracing:
+    /// for a worker, the client thread named in `makeThread` (unknown for
+    /// a pooled worker, which serves anyone); for a caller, the peer's
+    /// worker for it, once learned.
+    pub(crate) peer: PeerName,
+    /// Requests received so far, for tracing. The peer thread numbers the
+    /// requests it sends this thread the same way, so the `req` of a
+    /// client's line and of the server's line for one request match.
+    received: Cell<u64>,
 }
 
 impl ThreadServer {
-    pub(crate) fn worker(name: String, conn_id: u64, worker: Worker) -> Self {
+    pub(crate) fn worker(name: String, conn_id: u64, worker: Worker, peer: PeerName) -> Self {
+        Self::new(name, conn_id, Target::Worker(worker), peer)
+    }
+
+    pub(crate) fn caller(name: String, conn_id: u64, waiter: Arc<Waiter>, peer: PeerName) -> Self {
+        Self::new(name, conn_id, Target::Caller(waiter), peer)
+    }
+
+    fn new(name: String, conn_id: u64, target: Target, peer: PeerName) -> Self {
         Self {
             name,
             conn_id,
-            target: Target::Worker(worker),
+            target,
             depth: Default::default(),
             callback_thread: Default::default(),
+            peer,
+            received: Cell::new(0),
         }
     }
 
-    pub(crate) fn caller(name: String, conn_id: u64, waiter: Arc<Waiter>) -> Self {
-        Self {
-            name,
-            conn_id,
-            target: Target::Caller(waiter),
-            depth: Default::default(),
-            callback_thread: Default::default(),
-        }
+    /// Numbers a request that arrived for this thread (for tracing).
+    pub(crate) fn next_request(&self) -> u64 {
+        let n = self.received.get() + 1;
+        self.received.set(n);
+        n
     }
 
     /// Queues `job` to run on this thread.
@@ -107,7 +125,9 @@ impl thread::Server for ThreadServer {
         _: thread::GetNameParams,
         mut results: thread::GetNameResults,
     ) -> capnp::Result<()> {
+        tracing::debug!(target: "multiprocess", method = "Thread.getName", thread = %self.name, client = %self.peer, "IPC server recv");
         results.get().set_result(self.name.as_str());
+        tracing::debug!(target: "multiprocess", method = "Thread.getName", thread = %self.name, "IPC server send");
         Ok(())
     }
 }
@@ -122,48 +142,41 @@ pub(crate) struct ThreadMapServer {
 }
 
 impl ThreadMapServer {
+    /// Starts a worker for the peer: for its thread `client`, or, for
+    /// `None`, one of its pool.
     fn start_worker(
         &self,
         conn: &ConnState,
-        client_name: &str,
+        client: Option<&str>,
+        label: &str,
     ) -> Result<Rc<ThreadServer>, capnp::Error> {
-        let (name, os_name) = names::worker_name(client_name);
+        let (name, os_name) = names::worker_name(label);
         let reaper = crate::worker::loop_reaper(self.poster.clone());
         let threads = Some(conn.worker_threads.clone());
         let worker = Worker::spawn(name.clone(), os_name, reaper, threads)
             .map_err(|e| capnp::Error::failed(format!("cannot start a worker thread: {e}")))?;
-        tracing::debug!(target: "multiprocess", worker = %name, "worker thread started");
-        Ok(Rc::new(ThreadServer::worker(name, self.conn_id, worker)))
+        let peer = client.map(PeerName::known).unwrap_or_default();
+        Ok(Rc::new(ThreadServer::worker(
+            name,
+            self.conn_id,
+            worker,
+            peer,
+        )))
     }
-}
 
-impl thread_map::Server for ThreadMapServer {
-    async fn make_thread(
-        self: Rc<Self>,
-        params: thread_map::MakeThreadParams,
-        mut results: thread_map::MakeThreadResults,
-    ) -> capnp::Result<()> {
-        let name = params
-            .get()?
-            .get_name()?
-            .to_string()
-            .unwrap_or_else(|_| "<non-UTF-8 name>".to_string());
+    /// Starts a worker for the peer's thread `client` (`makeThread`).
+    fn start_thread_for(&self, client: &str) -> capnp::Result<Rc<ThreadServer>> {
         let conn = loop_state::with(|state| state.conn(self.conn_id))
             .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
-        conn.check_worker_room(&format!("makeThread({name})"), 1)?;
-        let server = self.start_worker(&conn, &name)?;
+        conn.check_worker_room(&format!("makeThread({client})"), 1)?;
+        let server = self.start_worker(&conn, Some(client), client)?;
         conn.track_worker(&server);
-        let client = loop_state::with(|state| state.add_thread(server));
-        results.get().set_result(client);
-        Ok(())
+        Ok(server)
     }
 
-    async fn make_pool(
-        self: Rc<Self>,
-        params: thread_map::MakePoolParams,
-        _: thread_map::MakePoolResults,
-    ) -> capnp::Result<()> {
-        let count = params.get()?.get_count();
+    /// Starts a pool of `count` workers, which serve requests that name no
+    /// thread (`makePool`).
+    fn start_pool(&self, count: u32) -> capnp::Result<()> {
         // The count comes from the peer: without a bound, one message
         // (`makePool(4294967295)`) has the loop thread start threads until
         // the OS refuses, stalling every connection meanwhile and leaving
@@ -183,9 +196,54 @@ impl thread_map::Server for ThreadMapServer {
         }
         conn.check_worker_room(&format!("makePool({count})"), count as usize)?;
         for i in 0..count {
-            let server = self.start_worker(&conn, &format!("pool/{i}"))?;
+            let server = self.start_worker(&conn, None, &format!("pool/{i}"))?;
             conn.pool.borrow_mut().push(server);
         }
         Ok(())
+    }
+}
+
+impl thread_map::Server for ThreadMapServer {
+    async fn make_thread(
+        self: Rc<Self>,
+        params: thread_map::MakeThreadParams,
+        mut results: thread_map::MakeThreadResults,
+    ) -> capnp::Result<()> {
+        let name = params
+            .get()?
+            .get_name()?
+            .to_string()
+            .unwrap_or_else(|_| "<non-UTF-8 name>".to_string());
+        tracing::debug!(target: "multiprocess", method = "ThreadMap.makeThread", client = %name, "IPC server recv");
+        let server = match self.start_thread_for(&name) {
+            Ok(server) => server,
+            Err(e) => {
+                tracing::debug!(target: "multiprocess", method = "ThreadMap.makeThread", client = %name, "IPC server send error: {}", e.extra);
+                return Err(e);
+            }
+        };
+        tracing::debug!(target: "multiprocess", method = "ThreadMap.makeThread", client = %name, thread = %server.name, "IPC server send");
+        let client = loop_state::with(|state| state.add_thread(server));
+        results.get().set_result(client);
+        Ok(())
+    }
+
+    async fn make_pool(
+        self: Rc<Self>,
+        params: thread_map::MakePoolParams,
+        _: thread_map::MakePoolResults,
+    ) -> capnp::Result<()> {
+        let count = params.get()?.get_count();
+        tracing::debug!(target: "multiprocess", method = "ThreadMap.makePool", count, "IPC server recv");
+        let made = self.start_pool(count);
+        match &made {
+            Ok(()) => {
+                tracing::debug!(target: "multiprocess", method = "ThreadMap.makePool", count, "IPC server send")
+            }
+            Err(e) => {
+                tracing::debug!(target: "multiprocess", method = "ThreadMap.makePool", count, "IPC server send error: {}", e.extra)
+            }
+        }
+        made
     }
 }

@@ -175,6 +175,7 @@ impl Worker {
         let creator_cpu = multiprocess_event_loop::placement::current_cpu();
         let spawned = builder.spawn(move || {
             multiprocess_event_loop::placement::start_near(creator_cpu);
+            tracing::debug!(target: "multiprocess", worker = %name, tid = multiprocess_event_loop::os_thread_id(), "worker thread started");
             crate::names::set_current_thread_name(name);
             Waiter::set_current(thread_waiter.clone());
             thread_waiter.serve();
