@@ -36,12 +36,16 @@
 //! # }
 //! ```
 
-pub use multiprocess_event_loop::{EventLoop, LoopContext, LoopHandle, LoopPoster, Waiter};
+pub use multiprocess_event_loop::{
+    EventLoop, LoopContext, LoopHandle, LoopPoster, Waiter, dump_waiters, on_a_loop_thread,
+    os_thread_id,
+};
 pub use multiprocess_thread_map::{
     Adopter, CallContext, Connection, DEFAULT_MAX_WORKERS_PER_CONNECTION, DestroyFn, DestroyOnDrop,
-    Error, ObjectSlot, OffLoop, RemoteObject, Result, ServeContext, drop_off_loop,
-    max_workers_per_connection, names, proxy_capnp, set_max_workers_per_connection,
-    set_worker_stack_size, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
+    Error, IPC_FD_ARG, ObjectSlot, OffLoop, RemoteObject, Result, ServeContext, bootstrap_capnp,
+    drop_off_loop, max_workers_per_connection, names, parse_ipc_fd, proxy_capnp,
+    set_max_workers_per_connection, set_worker_stack_size, spawn_process, spawn_process_with,
+    take_fd, take_ipc_fd,
 };
 #[cfg(not(loom))]
 pub use multiprocess_thread_map::{live_workers, wait_for_workers};
@@ -50,6 +54,17 @@ pub use multiprocess_thread_map::{live_workers, wait_for_workers};
 pub use capnp;
 /// capnp-rpc, for `new_client` and friends.
 pub use capnp_rpc;
+
+/// How threads wait: spinning before sleeping (`MULTIPROCESS_WAIT_SPIN_US`).
+pub mod spin {
+    pub use multiprocess_event_loop::spin::*;
+}
+
+/// Where threads run: starting near their creator and waking near their
+/// waker (`MULTIPROCESS_START_NEAR`, `MULTIPROCESS_WAKE_NEAR`).
+pub mod placement {
+    pub use multiprocess_event_loop::placement::*;
+}
 
 /// Closures passed across processes (the `multiprocess-callbacks` crate).
 pub mod callbacks {
