@@ -41,6 +41,9 @@ pub const EXIT_GRACE: Duration = Duration::from_secs(10);
 pub struct ChildProcess {
     child: Option<Child>,
     conn: UnixStream,
+    /// The child in the test kit's registry (so that a test watchdog's dump shows its
+    /// threads), until it is reaped.
+    registration: Option<mp_testkit::children::Registration>,
 }
 
 impl ChildProcess {
@@ -74,9 +77,14 @@ impl ChildProcess {
         // `conn` closes.
         let (child, conn) =
             multiprocess_thread_map::spawn_process_with(&mut cmd, |fd| fd.to_string())?;
+        let registration = mp_testkit::children::register(
+            child.id(),
+            format!("{} --child {scenario}", exe.display()),
+        );
         Ok(ChildProcess {
             child: Some(child),
             conn,
+            registration: Some(registration),
         })
     }
 
@@ -104,10 +112,14 @@ impl ChildProcess {
     fn shutdown_and_reap(&mut self) -> io::Result<ExitStatus> {
         // Fails only if already shut down or never connected; either way EOF is on its way.
         let _ = self.conn.shutdown(Shutdown::Both);
-        match self.child.take() {
+        let status = match self.child.take() {
             Some(child) => wait_bounded(child, EXIT_GRACE),
             None => Err(io::Error::other("child already reaped")),
-        }
+        };
+        // Reaped (or killed, and reaped as soon as SIGKILL lands): the registry must not keep
+        // a pid that may be reused.
+        self.registration = None;
+        status
     }
 }
 

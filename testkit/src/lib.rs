@@ -1,7 +1,8 @@
 //! Test support for the multiprocess workspace: the `Probe` test interface
 //! and its server, the child process that serves it (`mp-child`), a demo
 //! (`mp-demo`), and a watchdog that turns a hang into a failure with a dump
-//! of the stuck threads.
+//! of the stuck threads, in this process and in the child processes it
+//! spawned (registered in [`children`]).
 
 pub mod probe_capnp {
     //! Generated from `schema/probe.capnp`.
@@ -15,6 +16,8 @@ pub mod probe_capnp {
     include!("generated/probe_capnp.rs");
 }
 
+pub mod child_waits;
+pub mod children;
 pub mod peer;
 pub mod probe;
 pub mod watchdog;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use multiprocess_thread_map::{Connection, EventLoop, LoopHandle, Result};
 
+use crate::children::{self, Registration};
 use crate::probe::{InitClient, InitServer};
 use crate::probe_capnp::init;
 
@@ -35,10 +36,14 @@ pub struct Peer {
     pub server: Server,
     /// Our loop.
     pub event_loop: LoopHandle,
+    /// The child in the [`children`] registry, until it is reaped.
+    registration: Option<Registration>,
 }
 
 impl Peer {
-    /// Spawns `child_exe` (an `mp-child` binary) and connects to it.
+    /// Spawns `child_exe` (an `mp-child` binary) and connects to it. The
+    /// child is registered in [`children`] (under its file name) until it is
+    /// reaped, so that a watchdog's dump shows its threads.
     pub fn child(child_exe: &Path) -> Result<Peer> {
         Self::child_with(child_exe, |_| {})
     }
@@ -50,12 +55,18 @@ impl Peer {
         let mut command = Command::new(child_exe);
         configure(&mut command);
         let (child, stream) = multiprocess_thread_map::spawn_process(&mut command)?;
+        let label = child_exe.file_name().map_or_else(
+            || child_exe.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        let registration = Some(children::register(child.id(), label));
         let (connection, init) = Connection::connect::<init::Client>(&event_loop, stream)?;
         Ok(Peer {
             init: InitClient(init),
             connection: Arc::new(connection),
             server: Server::Child(child),
             event_loop,
+            registration,
         })
     }
 
@@ -74,6 +85,7 @@ impl Peer {
                 connection: Some(server_conn),
             },
             event_loop,
+            registration: None,
         })
     }
 
@@ -86,6 +98,7 @@ impl Peer {
             Server::Child(child) => {
                 let _ = child.kill();
                 let _ = child.wait();
+                self.registration = None;
             }
             Server::InProcess { connection, .. } => {
                 if let Some(connection) = connection.take() {
@@ -103,11 +116,13 @@ impl Peer {
                 let deadline = std::time::Instant::now() + timeout;
                 loop {
                     if let Ok(Some(_)) = child.try_wait() {
+                        self.registration = None;
                         return true;
                     }
                     if std::time::Instant::now() >= deadline {
                         let _ = child.kill();
                         let _ = child.wait();
+                        self.registration = None;
                         return false;
                     }
                     // Polling a child's exit status has no blocking, bounded
@@ -128,5 +143,6 @@ impl Drop for Peer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.registration = None;
     }
 }

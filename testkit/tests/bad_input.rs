@@ -1047,7 +1047,8 @@ fn closes_connection_without_checks(server: &Server, data: &[u8]) {
 // ---------------------------------------------------------------------------
 
 /// `mp-child` spoken to over a raw socket, its exit waited for on another
-/// thread so that every wait for it is bounded.
+/// thread so that every wait for it is bounded; registered in
+/// `mp_testkit::children` until reaped, for the watchdog's dump.
 struct RawChild {
     raw: Raw,
     pid: u32,
@@ -1067,9 +1068,13 @@ impl RawChild {
         configure(&mut command);
         let (child, stream) = multiprocess_thread_map::spawn_process(&mut command).expect("spawn");
         let pid = child.id();
+        let registration = mp_testkit::children::register(pid, "mp-child (raw socket)");
         let (exited_tx, exited) = mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            let _ = exited_tx.send(child.wait_with_output());
+            let output = child.wait_with_output();
+            // Reaped: the pid may name another process from now on.
+            drop(registration);
+            let _ = exited_tx.send(output);
         });
         Self {
             raw: Raw::new(stream),

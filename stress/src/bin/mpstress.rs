@@ -342,12 +342,7 @@ fn killer(children: Arc<Children>, stopped: mpsc::Receiver<()>) {
 
 /// Aborts the run with a dump of every thread if the call count stops
 /// moving for `limit`; the JSON line it prints then counts from `started`.
-fn watchdog(
-    limit: Duration,
-    started: Instant,
-    stopped: mpsc::Receiver<()>,
-    children: Arc<Children>,
-) {
+fn watchdog(limit: Duration, started: Instant, stopped: mpsc::Receiver<()>) {
     let mut last = (stats().calls.load(Ordering::SeqCst), Instant::now());
     loop {
         match stopped.recv_timeout(Duration::from_secs(1)) {
@@ -360,49 +355,17 @@ fn watchdog(
             continue;
         }
         if last.1.elapsed() >= limit {
-            let mut report = format!(
-                "mpstress: HANG: no progress for {limit:?}; this process's threads:\n{}",
-                mp_testkit::watchdog::dump_threads()
+            // Our threads, then those of every live child (`Peer::child` registers them).
+            let report = format!(
+                "mpstress: HANG: no progress for {limit:?}; threads, ours then each child's:\n{}",
+                mp_testkit::watchdog::dump_all()
             );
-            for which in 0..2 {
-                let child = children.get(which);
-                if let Some(peer) = child
-                    .peer
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                    && let mp_testkit::peer::Server::Child(process) = &peer.server
-                {
-                    report.push_str(&format!(
-                        "child pid {}:\n{}",
-                        process.id(),
-                        proc_threads(process.id())
-                    ));
-                }
-            }
             eprintln!("{report}");
             // The threads are still running: no leak can be counted.
             println!("{}", summary(started.elapsed(), 1, 0, peak_rss_kib()));
             std::process::exit(2);
         }
     }
-}
-
-/// Threads of another process: name, state and kernel wait channel.
-fn proc_threads(pid: u32) -> String {
-    let mut out = String::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for task in tasks.flatten() {
-            let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
-            out.push_str(&format!(
-                "  tid {} {:<16} wchan {}\n",
-                task.file_name().to_string_lossy(),
-                read("comm").trim(),
-                read("wchan").trim()
-            ));
-        }
-    }
-    out
 }
 
 /// Threads of this process; 0 if `/proc` cannot be read.
@@ -544,12 +507,9 @@ fn run(options: &Options, started: Instant) -> Result<(), Error> {
     let children = Arc::new(Children::start()?);
     let stop = Arc::new(AtomicBool::new(false));
     let (stop_watchdog, watchdog_stopped) = mpsc::channel();
-    let watchdog_thread = {
-        let children = children.clone();
-        thread::Builder::new()
-            .name("mpstress-watchdog".into())
-            .spawn(move || watchdog(Duration::from_secs(10), started, watchdog_stopped, children))?
-    };
+    let watchdog_thread = thread::Builder::new()
+        .name("mpstress-watchdog".into())
+        .spawn(move || watchdog(Duration::from_secs(10), started, watchdog_stopped))?;
     let (stop_killer, killer_stopped) = mpsc::channel();
     let killer_thread = if options.kill {
         let children = children.clone();

@@ -3,10 +3,18 @@
 //!
 //! `MP_CHILD_MAX_WORKERS=N` in its environment sets how many workers one
 //! connection's peer may have (`set_max_workers_per_connection`).
+//!
+//! It answers `SIGUSR1` with what its threads wait for
+//! (`mp_testkit::child_waits`), which the parent's watchdog asks for when it
+//! fires.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any other thread starts: they must inherit the blocked SIGUSR1.
+    if let Err(e) = mp_testkit::child_waits::answer_sigusr1() {
+        eprintln!("mp-child: cannot answer SIGUSR1 (the watchdog will not see our waits): {e}");
+    }
     mp_testkit::init_tracing();
     if let Some(count) = std::env::var("MP_CHILD_MAX_WORKERS")
         .ok()
