@@ -675,6 +675,28 @@ pub fn os_thread_count() -> u32 {
         .unwrap_or(0)
 }
 
+/// This process's OS thread count once it has come down to `expected`, or
+/// as it is after `timeout`: for leak checks after threads were joined.
+///
+/// A joined thread can still be listed in `/proc/self/task` for a moment:
+/// the kernel wakes its joiner as the thread releases its memory, before it
+/// removes the thread from the process (seen on a loaded machine: a loop
+/// thread joined by `LoopHandle::drop` still listed, running, right after).
+/// So a count above `expected` is read again until the deadline; a thread
+/// that really leaked stays and fails the check.
+pub fn os_thread_count_settled(expected: u32, timeout: Duration) -> u32 {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let count = os_thread_count();
+        if count <= expected || std::time::Instant::now() >= deadline {
+            return count;
+        }
+        // The task's removal has no blocking wait; this polls the kernel's
+        // bookkeeping, it does not order our own threads.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// The server of `Init`: hands out Probes and Benches.
 pub struct InitServer {
     ctx: ServeContext,

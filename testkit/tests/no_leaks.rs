@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mp_testkit::peer::Peer;
-use mp_testkit::probe::os_thread_count;
+use mp_testkit::probe::{os_thread_count, os_thread_count_settled};
 use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::Error;
 
@@ -61,7 +61,7 @@ fn kill_mid_call(make: fn() -> Peer, gate: &'static str) {
         );
     }
     assert_eq!(
-        os_thread_count(),
+        os_thread_count_settled(threads_before, Duration::from_secs(5)),
         threads_before,
         "threads leaked:\n{}",
         mp_testkit::watchdog::dump_threads()
@@ -80,7 +80,11 @@ fn everything_is_released_at_the_end() {
         "the child exits when we disconnect"
     );
     drop(peer);
-    assert_eq!(os_thread_count(), before, "the loop thread was joined");
+    assert_eq!(
+        os_thread_count_settled(before, Duration::from_secs(5)),
+        before,
+        "the loop thread was joined"
+    );
 }
 
 #[test]

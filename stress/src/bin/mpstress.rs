@@ -488,8 +488,12 @@ fn main() -> ExitCode {
     let result = run(&options, started);
     let elapsed = started.elapsed();
     // Everything is dropped and joined by now: the loop threads, the workers
-    // the children made here for their notifier threads, the children.
-    let leaked = os_threads() as i64 - threads_at_start as i64;
+    // the children made here for their notifier threads, the children. (A
+    // thread just joined may still be listed for a moment: see
+    // `os_thread_count_settled`.)
+    let threads_at_end =
+        mp_testkit::probe::os_thread_count_settled(threads_at_start as u32, Duration::from_secs(5));
+    let leaked = i64::from(threads_at_end) - threads_at_start as i64;
     println!("{}", summary(elapsed, 0, leaked, peak_rss_kib()));
     let s = stats();
     if let Err(e) = result {
