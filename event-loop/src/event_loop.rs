@@ -427,12 +427,15 @@ fn sync_job<R: Send + 'static>(
 ///
 /// # Differences from a plain channel
 ///
-/// Closures posted from the loop thread itself run at once, inline, so code
-/// that may run on either side never deadlocks by waiting for itself.
+/// Closures posted or synced from the loop thread itself (from a posted
+/// closure or a task) run at once, inline, so code that may run on either
+/// side never deadlocks by waiting for itself.
 ///
 /// # Ordering
 ///
-/// Closures posted from one thread run in the order they were posted.
+/// Closures posted from one thread run in the order they were posted. One
+/// posted from the loop thread runs before `post` returns, so ahead of any
+/// closure still queued.
 pub struct LoopHandle {
     shared: Arc<Shared>,
 }
@@ -474,10 +477,16 @@ impl Drop for LoopHandle {
 }
 
 impl LoopHandle {
-    /// Runs `f` on the loop thread without waiting for it. On the loop thread
-    /// itself `f` runs at once.
+    /// Runs `f` on the loop thread without waiting for it.
     ///
-    /// Fails with [`Error::LoopShutDown`] if the loop has shut down.
+    /// From another thread, `f` is queued behind the closures already
+    /// posted. On the loop thread itself (in a posted closure or a task) `f`
+    /// is not queued: it runs at once, inline, before `post` returns (ahead
+    /// of closures other threads queued earlier), and a panic in it unwinds
+    /// into the caller.
+    ///
+    /// Fails with [`Error::LoopShutDown`] if the loop has shut down; on the
+    /// loop thread itself it cannot fail.
     pub fn post(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
         post_job(&self.shared, f)
     }
@@ -486,6 +495,11 @@ impl LoopHandle {
     /// calling thread runs callbacks posted to it (see [`Waiter`]). If `f`
     /// panics, the panic resumes in the caller, as if `f` had run there; the
     /// loop carries on.
+    ///
+    /// On the loop thread itself (in a posted closure or a task) `sync` does
+    /// not wait: it calls `f` at once, inline, and returns its value, so a
+    /// closure that syncs a closure that syncs never deadlocks. It does not
+    /// fail there either, even while the loop is shutting down.
     ///
     /// ```
     /// # let handle = multiprocess_event_loop::EventLoop::start("doc-sync").unwrap();
@@ -547,12 +561,14 @@ impl fmt::Debug for LoopPoster {
 }
 
 impl LoopPoster {
-    /// Like [`LoopHandle::post`]; fails once the loop has shut down.
+    /// Like [`LoopHandle::post`]: inline on the loop thread; from another
+    /// thread, fails once the loop has shut down.
     pub fn post(&self, f: impl FnOnce() + Send + 'static) -> Result<()> {
         post_job(&self.shared, f)
     }
 
-    /// Like [`LoopHandle::sync`]; fails once the loop has shut down.
+    /// Like [`LoopHandle::sync`]: inline on the loop thread; from another
+    /// thread, fails once the loop has shut down.
     pub fn sync<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
         sync_job(&self.shared, f)
     }
