@@ -165,7 +165,7 @@ impl Drop for AbandonOnPanic {
         let jobs = self.0.mailbox.abandon();
         for job in jobs {
             // A job's captures may panic as they drop; the others must still go.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(job)));
+            crate::contain::caught(move || drop(job));
         }
         crate::executor::report(&format!(
             "event loop thread {} panicked; it no longer accepts work",
@@ -283,7 +283,7 @@ impl LoopContext {
                     for job in jobs.drain(..) {
                         // A panicking closure must not take the loop, and
                         // every connection on it, down with it.
-                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        if !crate::contain::caught(job) {
                             crate::executor::report("a closure posted to the event loop panicked");
                         }
                     }
@@ -320,13 +320,11 @@ impl LoopContext {
     /// unwinding, aborts the process.
     fn exit(&self) {
         let name = &self.shared.name;
-        let _ = std::panic::catch_unwind(|| {
+        crate::contain::caught(|| {
             tracing::debug!(target: "multiprocess", loop_name = %name, "event loop exiting");
         });
         run_hooks(&self.at_exit);
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.executor.drop_all()))
-            .is_err()
-        {
+        if !crate::contain::caught(|| self.executor.drop_all()) {
             crate::executor::report("dropping the event loop's tasks panicked");
         }
         run_hooks(&self.after_tasks);
@@ -366,7 +364,7 @@ fn run_hooks(hooks: &RefCell<Vec<Box<dyn FnOnce()>>>) {
         Err(_) => Vec::new(),
     };
     for f in hooks.into_iter().rev() {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        if !crate::contain::caught(f) {
             crate::executor::report("an exit hook of the event loop panicked");
         }
     }

@@ -124,10 +124,11 @@ impl Executor {
                 self.tasks.borrow_mut().try_remove(id);
                 drop(future);
             }
-            Err(_) => {
+            Err(payload) => {
+                crate::contain::discard_panic(payload);
                 report("a task on the event loop panicked; it was dropped");
                 self.tasks.borrow_mut().try_remove(id);
-                if std::panic::catch_unwind(AssertUnwindSafe(move || drop(future))).is_err() {
+                if !crate::contain::caught(move || drop(future)) {
                     report("dropping a panicked task panicked too");
                 }
             }
@@ -156,7 +157,7 @@ impl Executor {
 /// logging itself (a subscriber whose output is gone may panic on every
 /// event), so a panic here is swallowed: it must not take the loop down.
 pub(crate) fn report(message: &str) {
-    let _ = std::panic::catch_unwind(|| {
+    crate::contain::caught(|| {
         tracing::error!(target: "multiprocess", "{message}");
     });
 }

@@ -28,6 +28,7 @@
 //!   and handing the CPU to a thread that spins on it;
 //! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
 
+pub mod contain;
 pub mod error;
 mod event_loop;
 mod executor;

@@ -288,7 +288,7 @@ fn only(cpu: usize) -> Option<libc::cpu_set_t> {
 /// subscriber that panics must not take a loop down with it.
 #[cfg(not(loom))]
 fn warn(message: &str) {
-    let _ = std::panic::catch_unwind(|| tracing::warn!(target: "multiprocess", "{message}"));
+    crate::contain::caught(|| tracing::warn!(target: "multiprocess", "{message}"));
 }
 
 /// Under loom there are no CPUs to start on.

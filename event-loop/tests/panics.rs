@@ -61,3 +61,34 @@ fn a_panicking_sync_closure_panics_its_caller_and_the_loop_carries_on() {
         );
     });
 }
+
+/// A panic payload whose own drop panics: the second panic would escape a
+/// plain `catch_unwind` as the caught payload is dropped.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("deliberate: the payload's drop panics");
+    }
+}
+
+#[test]
+fn a_panic_whose_payload_panics_as_it_drops_does_not_stop_the_loop() {
+    common::within(Duration::from_secs(30), || {
+        let event_loop = EventLoop::start("payload-panics-loop").expect("loop");
+        event_loop
+            .post(|| std::panic::panic_any(PanicsOnDrop))
+            .expect("post");
+        event_loop
+            .post(|| {
+                LoopContext::with(|cx| cx.spawn(async { std::panic::panic_any(PanicsOnDrop) }));
+            })
+            .expect("post");
+        assert_eq!(
+            event_loop
+                .sync(|| 42)
+                .expect("the loop still runs closures"),
+            42
+        );
+    });
+}

@@ -294,10 +294,13 @@ impl ServeContext {
                 // caller a remote error, never a sign that this connection
                 // is gone or that its thread is unknown.
                 Ok(Ok(Err(error))) => Err(capnp::Error::failed(format!("{method}: {error}"))),
-                Ok(Err(panic)) => Err(capnp::Error::failed(format!(
-                    "{method} panicked: {}",
-                    panic_message(&panic)
-                ))),
+                Ok(Err(panic)) => {
+                    let message = panic_message(&panic);
+                    multiprocess_event_loop::contain::discard_panic(panic);
+                    Err(capnp::Error::failed(format!(
+                        "{method} panicked: {message}"
+                    )))
+                }
                 Err(_) => Err(capnp::Error::failed(format!(
                     "thread {} exited before running {method}",
                     server.name
