@@ -402,6 +402,14 @@ fn sync_job<R: Send + 'static>(
     if on_loop_thread(shared) {
         return Ok(f());
     }
+    // Waiting here would stall every connection of the calling thread's own
+    // loop for a round trip, and deadlock if the other loop syncs back.
+    if on_a_loop_thread() {
+        return Err(Error::WrongThread(format!(
+            "sync to event loop {} from the thread of another event loop; post instead",
+            shared.name
+        )));
+    }
     let waiter = Waiter::current();
     let (slot, reply) = waiter.reply_slot::<std::thread::Result<R>>(Error::LoopShutDown);
     // A panic in `f` is the caller's, as it would be if `f` ran inline: it
@@ -497,7 +505,10 @@ impl LoopHandle {
     /// On the loop thread itself (in a posted closure or a task) `sync` does
     /// not wait: it calls `f` at once, inline, and returns its value, so a
     /// closure that syncs a closure that syncs never deadlocks. It does not
-    /// fail there either, even while the loop is shutting down.
+    /// fail there either, even while the loop is shutting down. From the
+    /// thread of *another* loop it fails with [`Error::WrongThread`]: that
+    /// loop would stop serving its connections while it waits, and two loops
+    /// syncing each other would deadlock (post instead).
     ///
     /// ```
     /// # let handle = multiprocess_event_loop::EventLoop::start("doc-sync").unwrap();
@@ -566,6 +577,7 @@ impl LoopPoster {
     }
 
     /// Like [`LoopHandle::sync`]: inline on the loop thread; from another
+    /// loop's thread, fails with [`Error::WrongThread`]; from any other
     /// thread, fails once the loop has shut down.
     pub fn sync<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> Result<R> {
         sync_job(&self.shared, f)

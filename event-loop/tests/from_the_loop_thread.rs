@@ -230,3 +230,41 @@ fn sync_on_the_loop_thread_works_during_shutdown_and_fails_fast_after() {
         ));
     });
 }
+
+/// From the thread of *another* loop, `sync` fails at once with
+/// `WrongThread` instead of stalling that loop (two loops syncing each other
+/// would deadlock); `post` works.
+#[test]
+fn sync_from_another_loops_thread_fails_and_post_works() {
+    common::within(LIMIT, || {
+        let first = EventLoop::start("first-loop").expect("loop");
+        let second = EventLoop::start("second-loop").expect("loop");
+        let target = second.clone();
+        let (ran, on_second) = mpsc::channel();
+        let outcome = first
+            .sync(move || {
+                let synced = target.sync(|| 1);
+                let posted = target.post(move || {
+                    let _ = ran.send(here());
+                });
+                (synced, posted)
+            })
+            .expect("sync to the first loop");
+        assert!(
+            matches!(
+                outcome.0,
+                Err(multiprocess_event_loop::Error::WrongThread(_))
+            ),
+            "got {:?}",
+            outcome.0
+        );
+        assert!(outcome.1.is_ok(), "post: {:?}", outcome.1);
+        assert_eq!(
+            on_second
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the posted closure ran")
+                .as_deref(),
+            Some("second-loop")
+        );
+    });
+}

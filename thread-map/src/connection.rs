@@ -649,6 +649,10 @@ impl Connection {
     /// Serves the peer on `stream`: `make_bootstrap` builds, on the loop
     /// thread, the bootstrap capability the peer gets (its `construct @0`
     /// should answer with [`ServeContext::construct`]).
+    ///
+    /// Call it from an application thread or from `event_loop`'s own thread;
+    /// from another loop's thread it fails with [`Error::WrongThread`] (see
+    /// [`LoopHandle::sync`]).
     pub fn serve<F>(
         event_loop: &LoopHandle,
         stream: UnixStream,
