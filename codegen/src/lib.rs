@@ -10,11 +10,10 @@
 //! code was generated, or when the committed Rust no longer matches what
 //! capnpc makes of the committed request.
 //!
-//! The generated code is capnpc's with one change: capnpc leaves the body of
-//! `init_pointer` for every interface client as a placeholder that panics
-//! ([`CAPNPC_PLACEHOLDER`]); here it gets a real body (see
-//! `null_capability_on_init`), so no committed file contains the
-//! placeholder (`tests/fresh.rs` checks).
+//! The generated code is capnpc's with one change: capnpc gives
+//! `init_pointer` of every interface client a body that panics; here that
+//! body is replaced with a real one (see `null_capability_on_init`), so no
+//! committed file panics there (`tests/fresh.rs` checks).
 
 use std::collections::HashMap;
 use std::fs;
@@ -99,41 +98,41 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
-/// The placeholder body capnpc writes where it has no implementation (it
-/// panics when reached).
-pub const CAPNPC_PLACEHOLDER: &str = "unimplemented!()";
-
 /// The signature capnpc gives `FromPointerBuilder::init_pointer` for an
-/// interface's `Client`, whose body it leaves as [`CAPNPC_PLACEHOLDER`].
-const CAP_INIT_POINTER: &str =
+/// interface's `Client`, whose body panics.
+pub const CAPNPC_INIT_POINTER: &str =
     "fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {";
 
-/// Gives capnpc's `init_pointer` for interface clients a real body in place
-/// of its [`CAPNPC_PLACEHOLDER`]: a capability pointer that
-/// is initialised rather than set holds no capability, so the pointer is
-/// cleared (null, as Cap'n Proto writes a missing capability) and the client
-/// returned is broken, failing every call with an error that says why: what
-/// C++ Cap'n Proto gives for a null capability. Only code building a message
-/// through `AnyPointer::init_as` reaches it, never a peer.
+/// Replaces the body capnpc gives `init_pointer` for interface clients (one
+/// that panics) with a real one: a capability pointer that is initialised
+/// rather than set holds no capability, so the pointer is cleared (null, as
+/// Cap'n Proto writes a missing capability) and the client returned is
+/// broken, failing every call with an error that says why: what C++ Cap'n
+/// Proto gives for a null capability. Only code building a message through
+/// `AnyPointer::init_as` reaches it, never a peer. The body is found by the
+/// signature alone: whatever capnpc writes there, up to the closing brace at
+/// the signature's indentation, is replaced.
 fn null_capability_on_init(generated: &str) -> String {
     let mut out = String::with_capacity(generated.len() + 1024);
-    let mut lines = generated.lines().peekable();
+    let mut lines = generated.lines();
     while let Some(line) = lines.next() {
-        let is_stub = line.trim() == CAP_INIT_POINTER
-            && lines
-                .peek()
-                .is_some_and(|next| next.trim() == CAPNPC_PLACEHOLDER);
-        if !is_stub {
+        if line.trim() != CAPNPC_INIT_POINTER {
             out.push_str(line);
             out.push('\n');
             continue;
         }
-        lines.next();
         let indent = &line[..line.len() - line.trim_start().len()];
+        let close = format!("{indent}}}");
+        for body in lines.by_ref() {
+            if body == close {
+                break;
+            }
+        }
         out.push_str(&format!(
             "{indent}fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {{\n\
              {indent}    builder.clear();\n\
-             {indent}    ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed(\"null capability: the pointer was initialised, not set to a capability\".to_string())).hook)\n"
+             {indent}    ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed(\"null capability: the pointer was initialised, not set to a capability\".to_string())).hook)\n\
+             {indent}}}\n"
         ));
     }
     out
@@ -251,25 +250,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_init_pointer_stub_gets_a_body_and_nothing_else_changes() {
+    fn the_init_pointer_body_is_replaced_and_nothing_else_changes() {
+        let capnpc_body = "panic!(\"capnpc's body\")";
         let generated = format!(
             "    impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {{\n        \
-             fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {{\n            \
-             {CAPNPC_PLACEHOLDER}\n        }}\n    }}\n    fn other() {{ {CAPNPC_PLACEHOLDER} }}\n"
+             {CAPNPC_INIT_POINTER}\n            \
+             {capnpc_body}\n        }}\n    }}\n    fn other() {{ {capnpc_body} }}\n"
         );
         let fixed = null_capability_on_init(&generated);
-        assert!(!fixed.contains("fn init_pointer(_builder"));
+        assert!(!fixed.contains(CAPNPC_INIT_POINTER));
         assert!(fixed.contains(
             "        fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {\n            builder.clear();\n"
         ));
         assert!(fixed.contains("::capnp_rpc::new_broken_cap("));
-        // Only that stub: the rest is untouched, line for line.
+        // Only that body: the rest is untouched, line for line.
         assert!(fixed.starts_with(
             "    impl <'a,> ::capnp::traits::FromPointerBuilder<'a> for Client<>  {\n"
         ));
         assert!(fixed.ends_with(&format!(
-            "        }}\n    }}\n    fn other() {{ {CAPNPC_PLACEHOLDER} }}\n"
+            ".hook)\n        }}\n    }}\n    fn other() {{ {capnpc_body} }}\n"
         )));
-        assert_eq!(fixed.matches(CAPNPC_PLACEHOLDER).count(), 1);
+        assert_eq!(fixed.matches(capnpc_body).count(), 1);
     }
 }

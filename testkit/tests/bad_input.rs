@@ -87,11 +87,13 @@ impl thread::Server for NoThread {}
 struct NoThreadMap;
 impl thread_map::Server for NoThreadMap {}
 
-fn placeholder_thread() -> thread::Client {
+/// A `Thread` (and a `ThreadMap`) served by the raw peer itself: one the
+/// server under test did not make, so it must refuse it as `Context.thread`.
+fn foreign_thread() -> thread::Client {
     capnp_rpc::new_client(NoThread)
 }
 
-fn placeholder_thread_map() -> thread_map::Client {
+fn foreign_thread_map() -> thread_map::Client {
     capnp_rpc::new_client(NoThreadMap)
 }
 
@@ -146,7 +148,7 @@ fn construct(question: u32, init: u32, our_map: u32) -> Builder<HeapAllocator> {
         |content| {
             content
                 .init_as::<init::construct_params::Builder<'_>>()
-                .set_thread_map(placeholder_thread_map());
+                .set_thread_map(foreign_thread_map());
         },
     )
 }
@@ -190,7 +192,7 @@ fn make_probe(question: u32, init: u32, thread: Option<Cap>) -> Builder<HeapAllo
     call(question, Target::Import(init), INIT, 1, &caps, |content| {
         let params = content.init_as::<init::make_probe_params::Builder<'_>>();
         if thread.is_some() {
-            params.init_context().set_thread(placeholder_thread());
+            params.init_context().set_thread(foreign_thread());
         } else {
             params.init_context();
         }
@@ -210,7 +212,7 @@ fn add(question: u32, probe: u32, thread: Cap, a: i32, b: i32) -> Builder<HeapAl
             params
                 .reborrow()
                 .init_context()
-                .set_thread(placeholder_thread());
+                .set_thread(foreign_thread());
             params.set_a(a);
             params.set_b(b);
         },
@@ -250,13 +252,13 @@ fn pool_call(
                 params
                     .reborrow()
                     .init_context()
-                    .set_callback_thread(placeholder_thread());
+                    .set_callback_thread(foreign_thread());
                 params.set_gate(gate);
             }
             None => content
                 .init_as::<probe::whoami_params::Builder<'_>>()
                 .init_context()
-                .set_callback_thread(placeholder_thread()),
+                .set_callback_thread(foreign_thread()),
         },
     )
 }
@@ -292,7 +294,7 @@ fn gate_call(
                 params
                     .reborrow()
                     .init_context()
-                    .set_thread(placeholder_thread());
+                    .set_thread(foreign_thread());
                 params.set_gate(gate);
             }
             3 => {
@@ -300,7 +302,7 @@ fn gate_call(
                 params
                     .reborrow()
                     .init_context()
-                    .set_thread(placeholder_thread());
+                    .set_thread(foreign_thread());
                 params.set_gate(gate);
             }
             4 => {
@@ -308,7 +310,7 @@ fn gate_call(
                 params
                     .reborrow()
                     .init_context()
-                    .set_thread(placeholder_thread());
+                    .set_thread(foreign_thread());
                 params.set_gate(gate);
                 params.set_count(1);
             }
@@ -804,7 +806,7 @@ fn unknown_capability_ids_fail_cleanly() {
             |content| {
                 content
                     .init_as::<init::construct_params::Builder<'_>>()
-                    .set_thread_map(placeholder_thread_map());
+                    .set_thread_map(foreign_thread_map());
             },
         ));
         // construct keeps the (broken) ThreadMap and answers; the

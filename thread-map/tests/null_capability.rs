@@ -1,8 +1,8 @@
 //! A capability pointer initialised through `AnyPointer::init_as` (rather
 //! than set to a capability) is null on the wire, and the client it gives is
-//! broken: a call on it fails with an error saying why. capnpc leaves this
-//! a placeholder that panics; the committed generated code gives it this
-//! body (see `mp-codegen`).
+//! broken: a call on it fails with an error saying why. capnpc's
+//! `init_pointer` for interface clients panics; the committed generated code
+//! replaces it with this behaviour (see `mp-codegen`).
 
 use capnp::any_pointer;
 use multiprocess_thread_map::proxy_capnp::thread;
