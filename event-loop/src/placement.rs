@@ -387,6 +387,8 @@ pub(crate) mod tests {
             // One CPU: nowhere else to wake, and `waking` never narrows.
             return;
         };
+        // Every wait below is bounded: a lost message fails the test.
+        const BOUND: std::time::Duration = std::time::Duration::from_secs(30);
         let place = Arc::new(Mutex::new(WakePlace::default()));
         let (asleep_tx, asleep_rx) = mpsc::channel();
         let (wake_tx, wake_rx) = mpsc::channel::<()>();
@@ -400,12 +402,14 @@ pub(crate) mod tests {
                 let slept_on = guard.asleep.and_then(|(_, cpu)| cpu);
                 drop(guard);
                 asleep_tx.send((crate::os_tid(), slept_on)).expect("send");
-                wake_rx.recv().expect("woken");
+                wake_rx.recv_timeout(BOUND).expect("woken in time");
                 place.lock().expect("lock").awake().apply();
                 affinity()
             })
         };
-        let (tid, slept_on) = asleep_rx.recv().expect("the sleeper is asleep");
+        let (tid, slept_on) = asleep_rx
+            .recv_timeout(BOUND)
+            .expect("the sleeper is asleep in time");
         // The waker runs on `second` only: a test thread of its own.
         let narrowed_to = std::thread::spawn({
             let place = place.clone();

@@ -184,9 +184,7 @@ impl ClientThreadEntry {
         *self.remote.borrow_mut() = Some(remote.clone());
         Ok(remote)
     }
-}
 
-impl ClientThreadEntry {
     /// Asks the peer's worker `remote` (pipelined on its `makeThread`) for
     /// its name, so that trace lines name both ends of each call.
     fn learn_remote_name(&self, remote: &thread::Client) {
