@@ -39,7 +39,7 @@ pub mod spin;
 pub mod sync;
 pub mod waiter;
 
-pub use error::{Error, Result};
+pub use error::{Error, Failure, Result};
 pub use event_loop::{EventLoop, LoopContext, LoopHandle, LoopPoster, on_a_loop_thread};
 pub use io::{AsyncStream, ReadHalf, WriteHalf};
 pub use waiter::{Reply, Slot, Waiter, dump_waiters};

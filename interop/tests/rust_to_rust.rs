@@ -101,7 +101,7 @@ impl Printer for LocalPrinter {
         if let Some(refuse) = self.refuse
             && text.contains(refuse)
         {
-            return Err(Error::Remote(format!("refusing to print {text:?}")));
+            return Err(Error::failed(format!("refusing to print {text:?}")));
         }
         self.lines.print(text)
     }
@@ -276,8 +276,8 @@ fn a_failing_report_fails_solve_equation() {
             .make_calculator(Box::new(printer))
             .expect("makeCalculator");
         match calculator.solve_equation("6+7") {
-            Err(Error::Remote(message)) => {
-                assert!(message.contains("refusing to print"), "{message}")
+            Err(Error::Failed(failure)) => {
+                assert!(failure.message.contains("refusing to print"), "{failure:?}")
             }
             other => panic!("expected the printer's error, got {other:?}"),
         }
@@ -320,19 +320,21 @@ fn each_child_refuses_the_other_role() {
         let printer = ChildPeer::spawn(PRINTER);
         let (local, _, _) = LocalPrinter::new();
         match printer.init.make_calculator(Box::new(local)) {
-            Err(Error::Remote(message)) => assert!(
-                message
+            Err(Error::Failed(failure)) => assert!(
+                failure
+                    .message
                     .contains("mp-interop-printer does not implement InitInterface.makeCalculator"),
-                "{message}"
+                "{failure:?}"
             ),
             other => panic!("expected a refusal, got {other:?}"),
         }
         let calculator = ChildPeer::spawn(CALCULATOR);
         match calculator.init.make_printer() {
-            Err(Error::Remote(message)) => assert!(
-                message
+            Err(Error::Failed(failure)) => assert!(
+                failure
+                    .message
                     .contains("mp-interop-calculator does not implement InitInterface.makePrinter"),
-                "{message}"
+                "{failure:?}"
             ),
             other => panic!("expected a refusal, got {other:?}"),
         }

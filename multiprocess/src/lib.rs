@@ -42,8 +42,8 @@ pub use multiprocess_event_loop::{
 };
 pub use multiprocess_thread_map::{
     Adopter, CallContext, Connection, DEFAULT_MAX_WORKERS_PER_CONNECTION, DestroyFn, DestroyOnDrop,
-    Error, IPC_FD_ARG, ObjectSlot, OffLoop, RemoteObject, Result, ServeContext, bootstrap_capnp,
-    drop_off_loop, max_workers_per_connection, names, parse_ipc_fd, proxy_capnp,
+    Error, Failure, IPC_FD_ARG, ObjectSlot, OffLoop, RemoteObject, Result, ServeContext,
+    bootstrap_capnp, drop_off_loop, max_workers_per_connection, names, parse_ipc_fd, proxy_capnp,
     set_max_workers_per_connection, set_worker_stack_size, spawn_process, spawn_process_with,
     take_fd, take_ipc_fd,
 };

@@ -622,7 +622,7 @@ impl Gates {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Remote(format!("gate {gate} was never opened")));
+                return Err(Error::failed(format!("gate {gate} was never opened")));
             }
             state = self
                 .cv
@@ -648,7 +648,7 @@ impl Gates {
         while state.get(gate).map_or(0, |g| g.1) < count {
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Remote(format!(
+                return Err(Error::failed(format!(
                     "fewer than {count} calls blocked on {gate}"
                 )));
             }
@@ -774,14 +774,14 @@ impl Notifier {
         let jobs = self
             .jobs
             .as_ref()
-            .ok_or_else(|| Error::Remote("notifier stopped".into()))?;
+            .ok_or_else(|| Error::failed("notifier stopped"))?;
         jobs.send(Box::new(move || {
             let _ = reply.send(job());
         }))
-        .map_err(|_| Error::Remote("notifier stopped".into()))?;
+        .map_err(|_| Error::failed("notifier stopped"))?;
         result
             .recv_timeout(GATE_LIMIT)
-            .map_err(|_| Error::Remote("notifier did not answer".into()))
+            .map_err(|_| Error::failed("notifier did not answer"))
     }
 }
 
@@ -834,7 +834,7 @@ fn saved_callback(saved: &Mutex<Option<Callback<IntFn>>>) -> Result<Callback<Int
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone()
-        .ok_or_else(|| Error::Remote("no closure saved".into()))
+        .ok_or_else(|| Error::failed("no closure saved"))
 }
 
 impl probe::Server for ProbeServer {
@@ -1005,7 +1005,7 @@ impl probe::Server for ProbeServer {
                 } else if let Some(rest) = message.strip_prefix("invalid-thread:") {
                     Error::InvalidThread(rest.to_string())
                 } else {
-                    Error::Remote(message)
+                    Error::failed(message)
                 })
             })
             .await
@@ -1123,7 +1123,7 @@ impl probe::Server for ProbeServer {
                 }
                 let notifier = notifier
                     .as_ref()
-                    .ok_or_else(|| Error::Remote("no notifier".into()))?;
+                    .ok_or_else(|| Error::failed("no notifier"))?;
                 notifier.run(move || callback.call(arg).map(|r| (r, tid())))?
             })
             .await?;

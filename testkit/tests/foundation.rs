@@ -181,12 +181,30 @@ fn failing_method(peer: Peer) {
     let probe = peer.init.make_probe().expect("makeProbe");
     let worker = probe.whoami().expect("whoami");
     match probe.fail("deliberate panic", true) {
-        Err(Error::Remote(message)) => assert!(message.contains("deliberate panic"), "{message}"),
+        Err(Error::Failed(failure)) => {
+            assert!(failure.panicked, "{failure:?}");
+            assert_eq!(
+                failure.message, "deliberate panic",
+                "the message once, no prefixes"
+            );
+            assert_eq!(failure.method.as_deref(), Some("Probe.fail"));
+        }
         other => panic!("expected a remote error, got {other:?}"),
     }
     assert_eq!(probe.whoami().expect("whoami after a panic"), worker);
     match probe.fail("deliberate error", false) {
-        Err(Error::Remote(message)) => assert!(message.contains("deliberate error"), "{message}"),
+        Err(Error::Failed(failure)) => {
+            assert!(!failure.panicked, "{failure:?}");
+            assert_eq!(
+                failure.message, "deliberate error",
+                "the message once, no prefixes"
+            );
+            assert_eq!(failure.method.as_deref(), Some("Probe.fail"));
+            assert_eq!(
+                Error::Failed(failure).to_string(),
+                "Probe.fail: deliberate error"
+            );
+        }
         other => panic!("expected a remote error, got {other:?}"),
     }
     assert_eq!(probe.add(2, 3).expect("add after an error"), 5);
@@ -201,11 +219,12 @@ fn failing_method(peer: Peer) {
         ("invalid-thread:its own bad thread", "its own bad thread"),
     ] {
         match probe.fail(asked, false) {
-            Err(Error::Remote(message)) => {
-                assert!(message.contains(detail), "{message}");
-                assert!(
-                    message.contains("Probe.fail"),
-                    "names the method: {message}"
+            Err(Error::Failed(failure)) => {
+                assert!(failure.message.contains(detail), "{failure:?}");
+                assert_eq!(
+                    failure.method.as_deref(),
+                    Some("Probe.fail"),
+                    "names the method"
                 );
             }
             other => panic!("expected a remote error for {asked:?}, got {other:?}"),

@@ -208,7 +208,7 @@ impl<C: Clone + 'static> RemoteObject<C> {
             let thread_name = entry.name.clone();
             LoopContext::with(|cx| {
                 cx.spawn(async move {
-                    let result = future.await.map_err(Error::from_capnp);
+                    let result = future.await.map_err(|e| Error::from_capnp_call(e, method));
                     match &result {
                         Ok(_) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, server = %server, "IPC client recv"),
                         Err(e) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, server = %server, "IPC client recv error: {e}"),
@@ -293,13 +293,11 @@ impl ServeContext {
                 // or an invalid thread it met on a call of its own): for the
                 // caller a remote error, never a sign that this connection
                 // is gone or that its thread is unknown.
-                Ok(Ok(Err(error))) => Err(capnp::Error::failed(format!("{method}: {error}"))),
+                Ok(Ok(Err(error))) => Err(error.to_capnp_reply(method)),
                 Ok(Err(panic)) => {
                     let message = panic_message(&panic);
                     multiprocess_event_loop::contain::discard_panic(panic);
-                    Err(capnp::Error::failed(format!(
-                        "{method} panicked: {message}"
-                    )))
+                    Err(Error::panic_reply(method, &message))
                 }
                 Err(_) => Err(capnp::Error::failed(format!(
                     "thread {} exited before running {method}",

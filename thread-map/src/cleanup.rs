@@ -77,7 +77,7 @@ impl<T: Send + Sync + 'static> ObjectSlot<T> {
             .lock()
             .get()
             .cloned()
-            .ok_or_else(|| crate::Error::Remote("the object was destroyed".to_string()))
+            .ok_or_else(|| crate::Error::failed("the object was destroyed"))
     }
 
     /// Takes the implementation out (to destroy it on the calling thread).
