@@ -497,6 +497,19 @@ impl LoopHandle {
         post_job(&self.shared, f)
     }
 
+    /// [`post`](Self::post) for a job already boxed, with no second box. If
+    /// it fails, the job has been dropped by the time it returns.
+    pub fn post_boxed(&self, job: crate::mailbox::Job) -> Result<()> {
+        if on_loop_thread(&self.shared) {
+            job();
+            return Ok(());
+        }
+        self.shared
+            .mailbox
+            .post(job)
+            .map_err(|_| Error::LoopShutDown)
+    }
+
     /// Runs `f` on the loop thread and returns its value. While waiting, the
     /// calling thread runs callbacks posted to it (see [`Waiter`]). If `f`
     /// panics, the panic resumes in the caller, as if `f` had run there; the

@@ -50,6 +50,24 @@ pub use multiprocess_thread_map::{
 #[cfg(not(loom))]
 pub use multiprocess_thread_map::{live_workers, wait_for_workers};
 
+pub use multiprocess_proxy::{Carry, Interface, connect, default_loop, serve, serve_parent, spawn};
+
+/// Runtime support for generated proxies (what generated code names).
+pub mod proxy {
+    pub use multiprocess_proxy::*;
+}
+
+/// Brings in the proxies `multiprocess_proxy_build` generated in `build.rs`:
+/// for each schema `NAME.capnp`, the modules `NAME` (traits, clients,
+/// servers, structs) and `NAME_capnp` (capnpc's code). Use it at the crate
+/// root (or where `Builder::parent_module` says).
+#[macro_export]
+macro_rules! include_proxies {
+    () => {
+        include!(concat!(env!("OUT_DIR"), "/multiprocess_proxies.rs"));
+    };
+}
+
 /// Cap'n Proto, as the generated code and server implementations use it.
 pub use capnp;
 /// capnp-rpc, for `new_client` and friends.

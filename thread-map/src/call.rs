@@ -145,10 +145,15 @@ impl<C: Clone + 'static> RemoteObject<C> {
     /// the response into a `Send` value. The calling thread blocks until that
     /// value arrives, running callbacks posted to it meanwhile. The call runs
     /// on the peer's worker thread dedicated to the calling thread.
-    pub fn call<T, F, Fut>(&self, method: &'static str, build: F) -> Result<T>
+    ///
+    /// `build` may borrow from the caller (a `&str` parameter, say): the
+    /// call does not return before `build` has run or been dropped, so the
+    /// parameters are written straight into the request, with no copy. The
+    /// future it returns must own what it holds.
+    pub fn call<'a, T, F, Fut>(&self, method: &'static str, build: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&C, &CallContext<'_>) -> Fut + Send + 'static,
+        F: FnOnce(&C, &CallContext<'_>) -> Fut + Send + 'a,
         Fut: Future<Output = capnp::Result<T>> + 'static,
     {
         // On a loop thread the wait below would never end (on this
@@ -175,27 +180,36 @@ impl<C: Clone + 'static> RemoteObject<C> {
         let conn_name = self.conn.name.clone();
         let key = self.key;
         let thread_waiter = waiter.clone();
-        self.conn.handle.post(move || {
+        let mut scoped = Scoped {
+            build: Some(build),
+            reply: Some(reply),
+        };
+        let job: Box<dyn FnOnce() + Send + 'a> = Box::new(move || {
             let Some(conn) = loop_state::with(|state| state.conn(conn_id)) else {
-                return reply.send(Err(Error::Disconnected(format!("{conn_name} is closed"))));
+                return scoped.fail(Error::Disconnected(format!("{conn_name} is closed")));
             };
             let Some(client) = conn.object::<C>(key) else {
-                return reply.send(Err(Error::Disconnected(format!("{conn_name} is closed"))));
+                return scoped.fail(Error::Disconnected(format!("{conn_name} is closed")));
             };
-            let entry = match conn.client_thread(thread_id, || thread_name.to_string(), &thread_waiter) {
-                Ok(entry) => entry,
-                Err(e) => return reply.send(Err(e)),
-            };
+            let entry =
+                match conn.client_thread(thread_id, || thread_name.to_string(), &thread_waiter) {
+                    Ok(entry) => entry,
+                    Err(e) => return scoped.fail(e),
+                };
             // The peer thread to run on: the one waiting for the request
             // this thread serves (a callback), or the peer's worker for it.
-            let (thread, server, request) = match serving.and_then(|key| conn.callback_thread(key)) {
+            let (thread, server, request) = match serving.and_then(|key| conn.callback_thread(key))
+            {
                 Some((thread, name)) => (thread, name, entry.next_callback()),
                 None => match entry.remote(&conn) {
                     Ok(thread) => (thread, entry.remote_name.clone(), entry.next_call()),
-                    Err(e) => return reply.send(Err(e)),
+                    Err(e) => return scoped.fail(e),
                 },
             };
             tracing::debug!(target: "multiprocess", req = request, method, thread = %entry.name, server = %server, connection = %conn.name, "IPC client send");
+            let Some(build) = scoped.build.take() else {
+                return;
+            };
             let future = {
                 let cx = CallContext {
                     conn: &conn,
@@ -204,6 +218,10 @@ impl<C: Clone + 'static> RemoteObject<C> {
                     request,
                 };
                 build(&client, &cx)
+            };
+            // `build` is gone: from here on nothing borrows from the caller.
+            let Some(reply) = scoped.reply.take() else {
+                return;
             };
             let thread_name = entry.name.clone();
             LoopContext::with(|cx| {
@@ -216,10 +234,65 @@ impl<C: Clone + 'static> RemoteObject<C> {
                     reply.send(result);
                 })
             });
-        })?;
-        waiter.wait(&slot, || {
+        });
+        // SAFETY: the job may borrow from the caller for `'a`; erasing that
+        // lifetime is sound because the caller cannot leave this function
+        // (and end `'a`) before the job has run its `build` or dropped it:
+        // - the wait below returns only once the reply is sent or dropped,
+        //   and `Scoped` puts `build` away first on every path (run, failed
+        //   early, job dropped unrun by a loop that shut down);
+        // - if `post` fails, it has dropped the job before returning;
+        // - a panic unwinding out of the wait (a runtime bug: the jobs a
+        //   waiter runs catch their own) aborts rather than return early.
+        let job: multiprocess_event_loop::mailbox::Job = unsafe {
+            std::mem::transmute::<Box<dyn FnOnce() + Send + 'a>, Box<dyn FnOnce() + Send + 'static>>(
+                job,
+            )
+        };
+        self.conn.handle.post_boxed(job)?;
+        let abort_on_unwind = AbortOnUnwind;
+        let result = waiter.wait(&slot, || {
             format!("the reply to {method} on {}", self.conn.name)
-        })
+        });
+        std::mem::forget(abort_on_unwind);
+        result
+    }
+}
+
+/// A call's `build` closure and its reply, put away in that order: the
+/// reply (which ends the caller's wait) never goes before `build` (which
+/// may borrow from the caller).
+struct Scoped<F, T> {
+    build: Option<F>,
+    reply: Option<multiprocess_event_loop::Reply<T>>,
+}
+
+impl<F, T> Scoped<F, T> {
+    /// Ends the call with `error`, `build` unrun.
+    fn fail(&mut self, error: Error) {
+        self.build = None;
+        if let Some(reply) = self.reply.take() {
+            reply.send(Err(error));
+        }
+    }
+}
+
+impl<F, T> Drop for Scoped<F, T> {
+    fn drop(&mut self) {
+        // Fields drop in order after this, but say it: `build` first.
+        self.build = None;
+        self.reply = None;
+    }
+}
+
+/// Aborts the process if dropped: armed while a call waits for a reply the
+/// loop may still be writing from the caller's borrowed parameters.
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        eprintln!("multiprocess: a blocking call unwound before its reply; aborting");
+        std::process::abort();
     }
 }
 

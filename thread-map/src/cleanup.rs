@@ -53,11 +53,11 @@ impl<T: Send + 'static> Drop for OffLoop<T> {
 /// connection died, or the interface has none) it is dropped off the loop
 /// thread: the slot holds it in an [`OffLoop`], dropped once, by whichever
 /// clone of the slot goes last.
-pub struct ObjectSlot<T: Send + Sync + 'static>(
+pub struct ObjectSlot<T: ?Sized + Send + Sync + 'static>(
     crate::sync::Arc<crate::sync::Mutex<OffLoop<crate::sync::Arc<T>>>>,
 );
 
-impl<T: Send + Sync + 'static> Clone for ObjectSlot<T> {
+impl<T: ?Sized + Send + Sync + 'static> Clone for ObjectSlot<T> {
     fn clone(&self) -> Self {
         Self(self.0.clone())
     }
@@ -66,8 +66,15 @@ impl<T: Send + Sync + 'static> Clone for ObjectSlot<T> {
 impl<T: Send + Sync + 'static> ObjectSlot<T> {
     /// Holds `value`.
     pub fn new(value: T) -> Self {
+        Self::from_arc(crate::sync::Arc::new(value))
+    }
+}
+
+impl<T: ?Sized + Send + Sync + 'static> ObjectSlot<T> {
+    /// Holds the shared `value` (a trait object, say).
+    pub fn from_arc(value: crate::sync::Arc<T>) -> Self {
         Self(crate::sync::Arc::new(crate::sync::Mutex::new(
-            OffLoop::new(crate::sync::Arc::new(value)),
+            OffLoop::new(value),
         )))
     }
 

@@ -744,6 +744,25 @@ impl<C> RemoteObject<C> {
         }
     }
 
+    /// The id of the connection this object is reached through (what
+    /// [`ServeContext::connection_id`] gives for the same connection).
+    pub fn connection_id(&self) -> u64 {
+        self.conn.id
+    }
+
+    /// On the connection's loop thread: the capnp client this handle names,
+    /// to pass it back to the peer in a request or response. `None` off
+    /// that thread, or once the connection has closed.
+    pub fn client_on_loop(&self) -> Option<C>
+    where
+        C: Clone + 'static,
+    {
+        if !self.conn.handle.is_loop_thread() {
+            return None;
+        }
+        loop_state::with(|state| state.conn(self.conn.id))?.object::<C>(self.key)
+    }
+
     /// The connection this object is reached through.
     pub fn connection(&self) -> Connection {
         Connection {

@@ -1,0 +1,44 @@
+# The guide's example: a wallet in another process, with a callback.
+@0xd2a1c3e4f5061728;
+
+using Proxy = import "/mp/proxy.capnp";
+
+interface Init $Proxy.wrap("app::Init") {
+    construct @0 (threadMap :Proxy.ThreadMap) -> (threadMap :Proxy.ThreadMap);
+    makeWallet @1 (context :Proxy.Context, name :Text) -> (result :Wallet);
+    walletsDestroyed @2 (context :Proxy.Context) -> (result :List(Text));
+    # The thread names on which this process's wallets were dropped.
+}
+
+interface Wallet $Proxy.wrap("app::Wallet") {
+    destroy @0 (context :Proxy.Context) -> ();
+    balance @1 (context :Proxy.Context, account :Text) -> (result :Int64);
+    history @2 (context :Proxy.Context, account :Text, limit :UInt32) -> (result :List(Tx));
+    subscribe @3 (context :Proxy.Context, notify :Notify) -> ();
+    lastTx @4 (context :Proxy.Context) -> (result :Tx, hasResult :Bool);
+    pay @5 (context :Proxy.Context, tx :Tx) -> (accepted :Bool, reason :Text);
+    name @6 () -> (result :Text);
+    # No Context: the serving process runs it on its pool; returns the name
+    # of the thread it ran on.
+    passBack @7 (context :Proxy.Context, notify :Notify) -> (result :Notify);
+    # Returns the closure it was given.
+    compare @8 (context :Proxy.Context, other :Wallet) -> (same :Bool, otherName :Text);
+    # Whether `other` is this very wallet (unwrapped to the local object).
+}
+
+interface Notify $Proxy.wrap("ProxyCallback<std::function<void(int)>>") {
+    call @0 (context :Proxy.Context, height :Int32) -> ();
+}
+
+struct Tx {
+    txid @0 :Data;
+    amount @1 :Int64;
+    memo @2 :Text;
+    hasMemo @3 :Bool;
+    kind @4 :Kind = receive;
+}
+
+enum Kind {
+    send @0;
+    receive @1;
+}

@@ -1,0 +1,58 @@
+//! Runtime support for the proxies generated from annotated `.capnp` files.
+//!
+//! `multiprocess-proxy-build` reads a schema written for libmultiprocess and
+//! generates, per interface, a plain Rust trait, a blocking client that
+//! implements it and a server adapter that serves any implementation. This
+//! crate holds what that code calls: the [`Interface`] trait that ties a
+//! trait object (`dyn Wallet`) to its wire form, the [`Carry`] hook for
+//! types of your own, the pool that runs methods without a `Context`, and
+//! the functions that start a connection on an interface ([`spawn`],
+//! [`serve_parent`], [`connect`], [`serve`]).
+//!
+//! Users depend on the `multiprocess` facade, which re-exports all of it.
+
+mod carry;
+mod detached;
+mod interface;
+
+pub use carry::Carry;
+pub use detached::{MAX_THREADS as MAX_DETACHED_THREADS, run_detached};
+pub use interface::{Interface, connect, default_loop, serve, serve_parent, spawn};
+pub use multiprocess_event_loop::{Error, Failure, Result};
+
+/// What generated code names, kept out of the user's way.
+#[doc(hidden)]
+pub mod __private {
+    pub use capnp;
+    pub use capnp_rpc;
+    pub use multiprocess_event_loop::Error;
+    pub use multiprocess_thread_map::{
+        CallContext, DestroyOnDrop, ObjectSlot, RemoteObject, ServeContext, proxy_capnp,
+    };
+
+    /// A generated struct's conversion to and from its capnp form.
+    pub trait Wire: Sized {
+        /// capnpc's type for the struct.
+        type Capnp: capnp::traits::Owned;
+        /// Writes `self` into `builder`.
+        fn write(
+            &self,
+            builder: <Self::Capnp as capnp::traits::Owned>::Builder<'_>,
+        ) -> capnp::Result<()>;
+        /// Reads a value from `reader`.
+        fn read(reader: <Self::Capnp as capnp::traits::Owned>::Reader<'_>) -> capnp::Result<Self>;
+    }
+
+    /// Reads a list's length as capnp wants it, failing (rather than
+    /// truncating) for a list longer than a message can hold.
+    pub fn list_len(len: usize) -> capnp::Result<u32> {
+        u32::try_from(len)
+            .map_err(|_| capnp::Error::failed(format!("a list of {len} elements is too long")))
+    }
+
+    /// The error for a value the peer sent that its Rust type cannot hold,
+    /// naming where it was (`"result.hash"`).
+    pub fn bad_value(field: &str, why: impl std::fmt::Display) -> capnp::Error {
+        capnp::Error::failed(format!("{field}: {why}"))
+    }
+}
