@@ -1,4 +1,9 @@
 //! Generates the proxies of the test schemas.
+
 fn main() {
-    multiprocess_proxy_build::compile("schema/wallet.capnp").expect("wallet.capnp");
+    multiprocess_proxy_build::Builder::new()
+        .file("schema/first.capnp")
+        .file("schema/wallet.capnp")
+        .compile()
+        .expect("generating the test schemas' proxies");
 }

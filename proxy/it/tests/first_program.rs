@@ -1,4 +1,4 @@
-//! The README's first program is the one in `testkit/src/bin/first-program.rs`,
+//! The README's first program is the one in `proxy/it/src/bin/first-program.rs`,
 //! and it runs: its call runs in the child it spawns, on a worker dedicated
 //! to the calling thread.
 
@@ -9,13 +9,13 @@ use std::time::Duration;
 #[test]
 fn the_readme_shows_the_first_program() {
     let source = include_str!("../src/bin/first-program.rs");
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let body = &source[source
-        .find("use mp_testkit")
+        .find("use multiprocess_proxy_tests")
         .expect("the program's first line")..];
     assert!(
         readme.contains(body),
-        "README's first program differs from testkit/src/bin/first-program.rs"
+        "README's first program differs from proxy/it/src/bin/first-program.rs"
     );
 }
 
