@@ -23,6 +23,7 @@
 //! - `io`: mio readiness and the async socket halves capnp-rpc reads and writes;
 //! - `event_loop`: the thread, its handles and its reference count;
 //! - `waiter`: how a thread blocks for a reply and runs posted work meanwhile;
+//! - `stack`: how deep a thread may nest requests inside its waits;
 //! - `spin`: how long a thread with nothing to do yields before it sleeps;
 //! - `placement`: where a new thread starts, where a sleeping thread wakes,
 //!   and handing the CPU to a thread that spins on it;
@@ -36,6 +37,7 @@ mod io;
 pub mod mailbox;
 pub mod placement;
 pub mod spin;
+pub mod stack;
 pub mod sync;
 pub mod waiter;
 

@@ -103,6 +103,9 @@ mod loom_models;
 pub use call::{Adopter, CallContext};
 pub use cleanup::{ObjectSlot, OffLoop, drop_off_loop};
 pub use connection::{Connection, DestroyFn, DestroyOnDrop, RemoteObject, ServeContext};
+pub use multiprocess_event_loop::stack::{
+    DEFAULT_NESTING_STACK_MARGIN, nesting_stack_margin, set_nesting_stack_margin,
+};
 pub use multiprocess_event_loop::{Error, EventLoop, LoopHandle, Result};
 pub use process::{
     IPC_FD_ARG, parse_ipc_fd, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
