@@ -58,11 +58,14 @@ impl Error {
         // capnp's errors about malformed input (an out-of-bounds pointer in
         // a peer's response, say) carry their description in `kind` and
         // leave `extra` empty: keep the description, never a blank message.
-        let extra = if error.extra.is_empty() {
+        let mut extra = if error.extra.is_empty() {
             error.kind.to_string()
         } else {
             error.extra
         };
+        // The reason comes from the peer, and errors are kept (a closed
+        // connection's, say) and copied to every waiting thread.
+        crate::bounded::truncate(&mut extra, crate::bounded::MAX_ERROR_MESSAGE);
         match error.kind {
             // A socket that ends in the middle of a message is a peer that
             // went away mid-write (killed, say), not one that sent garbage.

@@ -17,6 +17,7 @@
 //! ```
 //!
 //! The pieces, one module each:
+//! - `bounded`: how much of the text a peer sends we keep;
 //! - `mailbox`: the queue of posted closures and woken tasks, and the
 //!   wake-up protocol that avoids a system call when the loop is awake;
 //! - `executor`: the loop's tasks (`!Send` futures);
@@ -29,6 +30,7 @@
 //!   and handing the CPU to a thread that spins on it;
 //! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
 
+pub mod bounded;
 pub mod contain;
 pub mod error;
 mod event_loop;

@@ -61,7 +61,9 @@ struct State {
 pub struct Waiter {
     state: Mutex<State>,
     cv: Condvar,
-    name: String,
+    /// Shared with whoever else keeps the thread's name (a worker's
+    /// `ThreadServer` and thread-local), so it is stored once.
+    name: Arc<str>,
     /// The CPU this thread spins on while it waits (see `placement`).
     spinning_on: CpuHint,
 }
@@ -165,7 +167,7 @@ fn register(_waiter: &Arc<Waiter>) {}
 
 impl Waiter {
     /// A new Waiter for the thread called `name`.
-    pub fn new(name: impl Into<String>) -> Arc<Self> {
+    pub fn new(name: impl Into<Arc<str>>) -> Arc<Self> {
         let waiter = Arc::new(Self {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),

@@ -107,6 +107,7 @@ pub use multiprocess_event_loop::stack::{
     DEFAULT_NESTING_STACK_MARGIN, nesting_stack_margin, set_nesting_stack_margin,
 };
 pub use multiprocess_event_loop::{Error, EventLoop, LoopHandle, Result};
+pub use names::{MAX_PEER_THREAD_NAME, MAX_THREAD_NAME};
 pub use process::{
     IPC_FD_ARG, parse_ipc_fd, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
 };

@@ -140,7 +140,7 @@ impl Worker {
     /// (the worker threads one connection's peer has: see
     /// [`set_max_workers_per_connection`]).
     pub(crate) fn spawn(
-        name: String,
+        name: Arc<str>,
         os_name: String,
         reaper: Reaper,
         peer_threads: Option<Arc<AtomicUsize>>,
@@ -150,12 +150,16 @@ impl Worker {
 
     /// Starts a loop's cleanup thread: a worker that serves no peer, so it
     /// is not counted in [`live_workers`].
-    pub(crate) fn spawn_cleanup(name: String, os_name: String, reaper: Reaper) -> io::Result<Self> {
+    pub(crate) fn spawn_cleanup(
+        name: Arc<str>,
+        os_name: String,
+        reaper: Reaper,
+    ) -> io::Result<Self> {
         Self::start(name, os_name, reaper, 0, None)
     }
 
     fn start(
-        name: String,
+        name: Arc<str>,
         os_name: String,
         reaper: Reaper,
         counted: isize,
