@@ -1,5 +1,8 @@
 //! What a peer can make this process keep is bounded: thread names it
-//! sends are cut and stored once, and error messages it sends are cut.
+//! sends are cut and stored once, error messages it sends are cut, and the
+//! process as a whole has a worker cap, beside each connection's, in which
+//! workers stuck in user code after their connection closed still count
+//! (and are counted, `orphaned_workers`).
 //!
 //! Every test runs against a child process (see `limits_common`), which must
 //! survive and keep serving on another connection.
@@ -13,7 +16,8 @@ use multiprocess_thread_map::MAX_THREAD_NAME;
 
 mod limits_common;
 use limits_common::{
-    Answer, Incoming, LimitsChild, Raw, call_fn, make_probe, make_thread, return_exception, whoami,
+    Answer, Incoming, LimitsChild, Raw, call_fn, gate_call, make_probe, make_thread,
+    return_exception, whoami,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -125,4 +129,67 @@ fn a_peers_error_messages_are_cut() {
         drop(raw);
         child.finish("long error messages");
     });
+}
+
+/// With a process-wide cap of 4 workers, two connections share it: the
+/// fifth `makeThread` is refused whichever connection asks, with a reason.
+/// A worker left blocked in a method when its connection closes is
+/// orphaned: `orphaned_workers` counts it, and it keeps its place in the
+/// cap until its method returns.
+#[test]
+fn the_process_worker_cap_spans_connections_and_counts_orphans() {
+    guard(
+        "the_process_worker_cap_spans_connections_and_counts_orphans",
+        LIMIT,
+        || {
+            let mut child = LimitsChild::spawn(&[("MP_LIMITS_MAX_WORKERS_TOTAL", "4".to_string())]);
+            let mut a = child.raw();
+            let (_init, _map, a1, a_probe) = a.probe("a1");
+            a.send(&make_thread(4, _map, "a2"));
+            let a2 = a.results(4)[0];
+            let mut b = child.raw();
+            let (b_init, b_map) = b.handshake();
+            b.send(&make_thread(2, b_map, "b1"));
+            let b1 = b.results(2)[0];
+            b.send(&make_thread(3, b_map, "b2"));
+            b.results(3);
+            b.send(&make_thread(4, b_map, "b3"));
+            let reason = b.exception(4);
+            assert!(
+                reason.contains("refused")
+                    && reason.contains("this process already has 4 worker threads (at most 4)"),
+                "{reason}"
+            );
+            assert_eq!(child.counts(), (4, 0));
+
+            // a2 blocks in a method; `a` hangs up: a1 ends, a2 is orphaned.
+            let gate = format!("orphan-{}", std::process::id());
+            a.send(&gate_call(5, a_probe, a2, 2, &gate));
+            a.send(&gate_call(6, a_probe, a1, 4, &gate));
+            assert!(matches!(a.answer(6), Answer::Results(_)));
+            drop(a);
+            let counts = child.wait_counts("a's connection closed", |c| c == (3, 1));
+            eprintln!("after a's connection closed: (live, orphaned) = {counts:?}");
+            // The orphan still counts: one more worker fits, not two.
+            b.send(&make_thread(5, b_map, "b3"));
+            b.results(5);
+            b.send(&make_thread(6, b_map, "b4"));
+            let reason = b.exception(6);
+            assert!(reason.contains("at most 4"), "{reason}");
+
+            // Once its method returns, the orphan ends and frees its place.
+            b.send(&make_probe(7, b_init, b1));
+            let b_probe = b.results(7)[0];
+            b.send(&gate_call(8, b_probe, b1, 3, &gate));
+            b.results(8);
+            child.wait_counts("the orphan's method returned", |c| c == (3, 0));
+            b.send(&make_thread(9, b_map, "b4"));
+            b.results(9);
+
+            drop(b);
+            child.wait_counts("b's connection closed", |c| c == (0, 0));
+            child.assert_serving("after the cap");
+            child.finish("process worker cap");
+        },
+    );
 }

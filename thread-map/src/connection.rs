@@ -333,8 +333,10 @@ impl ConnState {
     }
 
     /// Fails, for `what`, if starting `more` worker threads for the peer
-    /// would take it past [`crate::max_workers_per_connection`].
+    /// would take the process past [`crate::max_workers`] or the connection
+    /// past [`crate::max_workers_per_connection`].
     pub(crate) fn check_worker_room(&self, what: &str, more: usize) -> capnp::Result<()> {
+        crate::worker::check_process_room(what, more).map_err(capnp::Error::overloaded)?;
         let limit = crate::worker::max_workers_per_connection();
         let live = self.worker_threads.load(Ordering::Relaxed);
         if live.saturating_add(more) > limit {

@@ -112,8 +112,9 @@ pub use process::{
     IPC_FD_ARG, parse_ipc_fd, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
 };
 pub use worker::{
-    DEFAULT_MAX_WORKERS_PER_CONNECTION, max_workers_per_connection, set_max_workers_per_connection,
+    DEFAULT_MAX_WORKERS, DEFAULT_MAX_WORKERS_PER_CONNECTION, max_workers,
+    max_workers_per_connection, set_max_workers, set_max_workers_per_connection,
     set_worker_stack_size,
 };
 #[cfg(not(loom))]
-pub use worker::{live_workers, wait_for_workers};
+pub use worker::{live_workers, orphaned_workers, wait_for_workers};

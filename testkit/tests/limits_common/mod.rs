@@ -11,7 +11,9 @@
 //! listening socket the parent made and passed down, serves `Init` on each,
 //! and exits when its stdin closes (the parent's [`LimitsChild`] dropped or
 //! finished). Its configuration comes from the environment
-//! (`MP_LIMITS_*`, see [`child_main`]).
+//! (`MP_LIMITS_*`, see [`child_main`]). Each line the parent writes to its
+//! stdin asks for its worker counts, which it writes to its stdout
+//! ([`LimitsChild::counts`]).
 //!
 //! # The raw peer
 //!
@@ -55,10 +57,15 @@ pub(crate) const THREAD: u64 = <thread::Client as HasTypeId>::TYPE_ID;
 /// The environment variable that carries the listening socket's fd.
 const LISTEN_FD: &str = "MP_LIMITS_LISTEN_FD";
 
+/// What starts the child's answer to a question on its stdin (the test
+/// harness writes its own lines to stdout too).
+const COUNTS: &str = "mp-limits-counts: ";
+
 /// The body of the child process: serves every connection made to the
 /// listening socket its parent passed, until its stdin closes. Settings
 /// from the environment: `MP_LIMITS_WORKER_STACK` (bytes),
-/// `MP_LIMITS_MAX_WORKERS` (per connection).
+/// `MP_LIMITS_MAX_WORKERS` (per connection), `MP_LIMITS_MAX_WORKERS_TOTAL`
+/// (for the process).
 pub(crate) fn child_main() {
     let fd: i32 = std::env::var(LISTEN_FD)
         .ok()
@@ -73,13 +80,27 @@ pub(crate) fn child_main() {
     if let Some(count) = setting("MP_LIMITS_MAX_WORKERS") {
         multiprocess_thread_map::set_max_workers_per_connection(count);
     }
+    if let Some(count) = setting("MP_LIMITS_MAX_WORKERS_TOTAL") {
+        multiprocess_thread_map::set_max_workers(count);
+    }
     // SAFETY: the parent passed this listening socket for us alone.
     let listener = unsafe { UnixListener::from_raw_fd(fd) };
-    // Exits when the parent closes our stdin (or dies): nothing else ends
-    // `accept`.
+    // Answers each line with the worker counts; exits when the parent
+    // closes our stdin (or dies): nothing else ends `accept`. Written to the
+    // stdout handle itself, which the test harness does not capture.
     std::thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+            line.clear();
+            let counts = format!(
+                "{COUNTS}{} {}\n",
+                multiprocess_thread_map::live_workers(),
+                multiprocess_thread_map::orphaned_workers()
+            );
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(counts.as_bytes());
+            let _ = stdout.flush();
+        }
         std::process::exit(0);
     });
     let event_loop = EventLoop::start("limits-child-loop").expect("start the child's loop");
@@ -98,6 +119,8 @@ pub(crate) struct LimitsChild {
     path: PathBuf,
     pid: u32,
     stdin: Option<std::process::ChildStdin>,
+    /// The child's answers (`live orphaned`), read from its stdout.
+    counts: mpsc::Receiver<(usize, usize)>,
     exited: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
     waiter: Option<std::thread::JoinHandle<()>>,
     event_loop: LoopHandle,
@@ -118,7 +141,7 @@ impl LimitsChild {
             .env(LISTEN_FD, fd.to_string())
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null());
+            .stdout(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
         }
@@ -138,6 +161,26 @@ impl LimitsChild {
         drop(listener);
         let pid = child.id();
         let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("the child's stdout");
+        let (counts_tx, counts) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                // The harness's own "test limits_child ... " may start
+                // the line.
+                let Some(at) = line.find(COUNTS) else {
+                    continue;
+                };
+                let answer = &line[at + COUNTS.len()..];
+                let mut numbers = answer.split(' ').filter_map(|n| n.parse().ok());
+                if let (Some(live), Some(orphaned)) = (numbers.next(), numbers.next())
+                    && counts_tx.send((live, orphaned)).is_err()
+                {
+                    return;
+                }
+            }
+        });
         let registration = mp_testkit::children::register(pid, "limits child");
         let (exited_tx, exited) = mpsc::channel();
         let waiter = std::thread::spawn(move || {
@@ -150,6 +193,7 @@ impl LimitsChild {
             path,
             pid,
             stdin,
+            counts,
             exited,
             waiter: Some(waiter),
             event_loop: EventLoop::start("limits-client-loop").expect("client loop"),
@@ -172,6 +216,37 @@ impl LimitsChild {
         let (connection, init) =
             Connection::connect::<init::Client>(&self.event_loop, stream).expect("handshake");
         (connection, InitClient(init))
+    }
+
+    /// The child's live and orphaned workers (`live_workers`,
+    /// `orphaned_workers`), asked for on its stdin.
+    pub(crate) fn counts(&mut self) -> (usize, usize) {
+        let stdin = self.stdin.as_mut().expect("the child's stdin");
+        stdin.write_all(b"counts\n").expect("ask the child");
+        stdin.flush().expect("ask the child");
+        self.counts
+            .recv_timeout(IO_TIMEOUT)
+            .expect("the child answers within the timeout")
+    }
+
+    /// Waits (bounded) until the child's counts satisfy `done`; returns
+    /// them. Each look is a round trip to the child.
+    pub(crate) fn wait_counts(
+        &mut self,
+        what: &str,
+        done: impl Fn((usize, usize)) -> bool,
+    ) -> (usize, usize) {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let counts = self.counts();
+            if done(counts) {
+                return counts;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the child's counts stayed at {counts:?} (live, orphaned)"
+            );
+        }
     }
 
     /// Panics if the child has exited.
