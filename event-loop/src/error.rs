@@ -33,6 +33,11 @@ pub enum Error {
     /// never wait for a reply: it is what delivers replies, so it would
     /// wait forever (its own loop) or stall every connection on it.
     WrongThread(String),
+    /// A request was refused because it would have run nested, inside a
+    /// thread's wait for a reply, deeper than that thread's stack allows
+    /// (`stack::check_nesting`). The thread and the connection are still
+    /// usable; the request did not run.
+    NestingLimit(String),
     /// An operating-system I/O error (spawning a process, a socket).
     Io {
         /// The kind of the underlying `std::io::Error`.
@@ -61,6 +66,10 @@ pub struct Failure {
 /// The prefix a server puts in front of an "invalid thread" failure, so that
 /// the client can tell it apart from other remote errors.
 pub const INVALID_THREAD_PREFIX: &str = "invalid thread: ";
+
+/// The prefix a server puts in front of a request refused for nesting too
+/// deep, so that the client can tell it apart from other remote errors.
+pub const NESTING_LIMIT_PREFIX: &str = "nesting limit: ";
 
 /// What capnp-rpc puts before the reason of an exception it received.
 const REMOTE_EXCEPTION_PREFIX: &str = "remote exception: ";
@@ -98,11 +107,14 @@ impl Error {
         // capnp's errors about malformed input (an out-of-bounds pointer in
         // a peer's response, say) carry their description in `kind` and
         // leave `extra` empty: keep the description, never a blank message.
-        let extra = if error.extra.is_empty() {
+        let mut extra = if error.extra.is_empty() {
             error.kind.to_string()
         } else {
             error.extra
         };
+        // The reason comes from the peer, and errors are kept (a closed
+        // connection's, say) and copied to every waiting thread.
+        crate::bounded::truncate(&mut extra, crate::bounded::MAX_ERROR_MESSAGE);
         match error.kind {
             // A socket that ends in the middle of a message is a peer that
             // went away mid-write (killed, say), not one that sent garbage.
@@ -125,6 +137,9 @@ impl Error {
                 if let Some(detail) = reason.strip_prefix(INVALID_THREAD_PREFIX) {
                     return Error::InvalidThread(detail.to_string());
                 }
+                if let Some(detail) = reason.strip_prefix(NESTING_LIMIT_PREFIX) {
+                    return Error::NestingLimit(detail.to_string());
+                }
                 Error::Failed(Failure::parse(reason, method))
             }
             // Everything else is what decoding found wrong in what the peer
@@ -139,6 +154,10 @@ impl Error {
         match self {
             Error::Disconnected(m) => capnp::Error::disconnected(m.clone()),
             Error::InvalidThread(m) => capnp::Error::failed(format!("{INVALID_THREAD_PREFIX}{m}")),
+            // Overloaded: the peer may retry later, or shallower.
+            Error::NestingLimit(m) => {
+                capnp::Error::overloaded(format!("{NESTING_LIMIT_PREFIX}{m}"))
+            }
             other => capnp::Error::failed(other.to_string()),
         }
     }
@@ -207,6 +226,7 @@ impl fmt::Display for Error {
             Error::LoopShutDown => f.write_str("the event loop has shut down"),
             Error::Protocol(m) => write!(f, "protocol error: {m}"),
             Error::WrongThread(m) => write!(f, "called on the wrong thread: {m}"),
+            Error::NestingLimit(m) => write!(f, "nesting limit: {m}"),
             Error::Io { message, .. } => write!(f, "I/O error: {message}"),
         }
     }
@@ -254,6 +274,14 @@ mod tests {
         assert!(matches!(
             Error::from_capnp(capnp::Error::disconnected("gone".to_string())),
             Error::Disconnected(_)
+        ));
+        assert!(matches!(
+            Error::from_capnp(Error::NestingLimit("too deep".into()).to_capnp()),
+            Error::NestingLimit(m) if m == "too deep"
+        ));
+        assert!(matches!(
+            Error::from_capnp(received("nesting limit: Probe.callFn refused")),
+            Error::NestingLimit(m) if m == "Probe.callFn refused"
         ));
         let cut = capnp::Error::from_kind(capnp::ErrorKind::PrematureEndOfFile);
         assert!(

@@ -17,17 +17,20 @@
 //! ```
 //!
 //! The pieces, one module each:
+//! - `bounded`: how much of the text a peer sends we keep;
 //! - `mailbox`: the queue of posted closures and woken tasks, and the
 //!   wake-up protocol that avoids a system call when the loop is awake;
 //! - `executor`: the loop's tasks (`!Send` futures);
 //! - `io`: mio readiness and the async socket halves capnp-rpc reads and writes;
 //! - `event_loop`: the thread, its handles and its reference count;
 //! - `waiter`: how a thread blocks for a reply and runs posted work meanwhile;
+//! - `stack`: how deep a thread may nest requests inside its waits;
 //! - `spin`: how long a thread with nothing to do yields before it sleeps;
 //! - `placement`: where a new thread starts, where a sleeping thread wakes,
 //!   and handing the CPU to a thread that spins on it;
 //! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
 
+pub mod bounded;
 pub mod contain;
 pub mod error;
 mod event_loop;
@@ -36,6 +39,7 @@ mod io;
 pub mod mailbox;
 pub mod placement;
 pub mod spin;
+pub mod stack;
 pub mod sync;
 pub mod waiter;
 

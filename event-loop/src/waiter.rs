@@ -18,6 +18,9 @@
 //! for a nested reply. A reply that arrives for an outer wait while an inner
 //! one is running stays in its slot; the outer wait finds it as soon as the
 //! inner one returns, because `wait` always looks at its slot before sleeping.
+//! How deep waits nest is bounded by the thread's stack: `wait` counts the
+//! jobs it runs, and a request refuses to start nested when too little stack
+//! is left (`stack`).
 //!
 //! A worker thread runs `serve`, which runs jobs until `close`.
 
@@ -58,7 +61,9 @@ struct State {
 pub struct Waiter {
     state: Mutex<State>,
     cv: Condvar,
-    name: String,
+    /// Shared with whoever else keeps the thread's name (a worker's
+    /// `ThreadServer` and thread-local), so it is stored once.
+    name: Arc<str>,
     /// The CPU this thread spins on while it waits (see `placement`).
     spinning_on: CpuHint,
 }
@@ -162,7 +167,7 @@ fn register(_waiter: &Arc<Waiter>) {}
 
 impl Waiter {
     /// A new Waiter for the thread called `name`.
-    pub fn new(name: impl Into<String>) -> Arc<Self> {
+    pub fn new(name: impl Into<Arc<str>>) -> Arc<Self> {
         let waiter = Arc::new(Self {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
@@ -319,7 +324,11 @@ impl Waiter {
             if let Some(job) = job {
                 // The job may run long: give back the spinning place first.
                 spin.reset();
+                // Counted, so that a request that would nest too deep for
+                // the stack left is refused (`stack::check_nesting`).
+                let nested = crate::stack::Nested::enter();
                 job();
+                drop(nested);
                 // A deliberately broken protocol that the loom models must
                 // reject (`--cfg loom_broken_waiter`): after a job, it sleeps
                 // until the next job or notification before it looks at the

@@ -345,9 +345,20 @@ impl ServeContext {
             let run = move || {
                 // Always there: only this closure takes it.
                 let Some(job) = job.take() else { return };
-                let outcome = serving(conn_id, callback_key, || {
-                    std::panic::catch_unwind(AssertUnwindSafe(job))
-                });
+                // Run inside a wait of this thread with too little stack
+                // left, the request would nest deeper than the stack holds
+                // (a peer that queues requests decides how deep): refused,
+                // with an error for its caller; the job is dropped here,
+                // off the loop thread, as if it had run.
+                let outcome = match multiprocess_event_loop::stack::check_nesting(method) {
+                    Ok(()) => Ok(serving(conn_id, callback_key, || {
+                        std::panic::catch_unwind(AssertUnwindSafe(job))
+                    })),
+                    Err(refused) => {
+                        drop(job);
+                        Err(refused)
+                    }
+                };
                 // Let go before answering: then, unless the request was
                 // cancelled meanwhile, the loop lets go last and releases
                 // the callback thread itself, with no extra hand-off.
@@ -361,13 +372,17 @@ impl ServeContext {
             let outcome = receiver.await;
             drop(in_flight);
             let result = match outcome {
-                Ok(Ok(Ok(value))) => Ok(value),
+                Ok(Err(refused)) => {
+                    tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, "{refused}");
+                    Err(refused.to_capnp())
+                }
+                Ok(Ok(Ok(Ok(value)))) => Ok(value),
                 // The method's own error, whatever its kind (a disconnection
                 // or an invalid thread it met on a call of its own): for the
                 // caller a remote error, never a sign that this connection
                 // is gone or that its thread is unknown.
-                Ok(Ok(Err(error))) => Err(error.to_capnp_reply(method)),
-                Ok(Err(panic)) => {
+                Ok(Ok(Ok(Err(error)))) => Err(error.to_capnp_reply(method)),
+                Ok(Ok(Err(panic))) => {
                     let message = panic_message(&panic);
                     multiprocess_event_loop::contain::discard_panic(panic);
                     Err(Error::panic_reply(method, &message))

@@ -195,7 +195,10 @@ impl ClientThreadEntry {
             cx.spawn(async move {
                 let named = promise.await.and_then(|response| {
                     let name = response.get()?.get_result()?;
-                    Ok(name.to_string().unwrap_or_else(|_| "<non-UTF-8 name>".to_string()))
+                    Ok(multiprocess_event_loop::bounded::text_from_peer(
+                        name.as_bytes(),
+                        crate::names::MAX_PEER_THREAD_NAME,
+                    ))
                 });
                 match named {
                     Ok(name) => {
@@ -270,7 +273,8 @@ impl ConnState {
         if let Some(entry) = self.client_threads.borrow().get(&thread_id) {
             return Ok(entry.clone());
         }
-        let name = name();
+        // One copy, shared by the entry and the thread's server.
+        let name: Arc<str> = name().into();
         let remote_name = PeerName::default();
         let local_server = Rc::new(ThreadServer::caller(
             name.clone(),
@@ -280,7 +284,7 @@ impl ConnState {
         ));
         let local = loop_state::with(|state| state.add_thread(local_server));
         let entry = Rc::new(ClientThreadEntry {
-            name: name.into(),
+            name,
             remote: RefCell::new(None),
             remote_name,
             local,
@@ -329,8 +333,10 @@ impl ConnState {
     }
 
     /// Fails, for `what`, if starting `more` worker threads for the peer
-    /// would take it past [`crate::max_workers_per_connection`].
+    /// would take the process past [`crate::max_workers`] or the connection
+    /// past [`crate::max_workers_per_connection`].
     pub(crate) fn check_worker_room(&self, what: &str, more: usize) -> capnp::Result<()> {
+        crate::worker::check_process_room(what, more).map_err(capnp::Error::overloaded)?;
         let limit = crate::worker::max_workers_per_connection();
         let live = self.worker_threads.load(Ordering::Relaxed);
         if live.saturating_add(more) > limit {
@@ -486,7 +492,15 @@ fn start_conn(
                 // pointer, say) carry their description in `kind` and leave
                 // `extra` empty: keep the description, never a blank reason.
                 Err(e) if e.extra.is_empty() => Error::Disconnected(e.kind.to_string()),
-                Err(e) => Error::Disconnected(e.extra),
+                // An `Abort`'s reason comes from the peer, and the
+                // connection keeps it (and hands a copy to every waiter).
+                Err(mut e) => {
+                    multiprocess_event_loop::bounded::truncate(
+                        &mut e.extra,
+                        multiprocess_event_loop::bounded::MAX_ERROR_MESSAGE,
+                    );
+                    Error::Disconnected(e.extra)
+                }
             };
             if let Some(conn) = loop_state::with(|state| state.remove_conn(id)) {
                 conn.closed(error);

@@ -103,13 +103,18 @@ mod loom_models;
 pub use call::{Adopter, CallContext};
 pub use cleanup::{ObjectSlot, OffLoop, drop_off_loop};
 pub use connection::{Connection, DestroyFn, DestroyOnDrop, RemoteObject, ServeContext};
+pub use multiprocess_event_loop::stack::{
+    DEFAULT_NESTING_STACK_MARGIN, nesting_stack_margin, set_nesting_stack_margin,
+};
 pub use multiprocess_event_loop::{Error, EventLoop, Failure, LoopHandle, Result};
+pub use names::{MAX_PEER_THREAD_NAME, MAX_THREAD_NAME};
 pub use process::{
     IPC_FD_ARG, parse_ipc_fd, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
 };
 pub use worker::{
-    DEFAULT_MAX_WORKERS_PER_CONNECTION, max_workers_per_connection, set_max_workers_per_connection,
+    DEFAULT_MAX_WORKERS, DEFAULT_MAX_WORKERS_PER_CONNECTION, max_workers,
+    max_workers_per_connection, set_max_workers, set_max_workers_per_connection,
     set_worker_stack_size,
 };
 #[cfg(not(loom))]
-pub use worker::{live_workers, wait_for_workers};
+pub use worker::{live_workers, orphaned_workers, wait_for_workers};

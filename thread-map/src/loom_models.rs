@@ -168,7 +168,7 @@ impl StandInLoop {
 
 fn spawn_worker(event_loop: &Arc<StandInLoop>) -> Worker {
     Worker::spawn(
-        "worker-1 (from model)".to_string(),
+        "worker-1 (from model)".into(),
         "mp-worker-1".to_string(),
         event_loop.reaper(),
         None,
@@ -502,7 +502,7 @@ fn a_callback_dropped_on_one_thread_while_another_invokes_it() {
         // The loop releases the closure server: its reference goes to the
         // cleanup worker.
         let cleanup = Worker::spawn_cleanup(
-            "cleanup (model)".to_string(),
+            "cleanup (model)".into(),
             "mp-cleanup".to_string(),
             event_loop.reaper(),
         )

@@ -93,7 +93,7 @@ impl LoopState {
                 crate::names::exe_name(),
                 std::process::id()
             );
-            match Worker::spawn_cleanup(name, "mp-cleanup".to_string(), reaper) {
+            match Worker::spawn_cleanup(name.into(), "mp-cleanup".to_string(), reaper) {
                 Ok(worker) => *cleanup = Some(worker),
                 Err(e) => {
                     tracing::error!(target: "multiprocess", "cannot start the cleanup thread: {e}");

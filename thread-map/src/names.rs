@@ -9,13 +9,26 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
+use crate::sync::Arc;
+
 use crate::sync::global::{AtomicU64, Ordering};
 
 static EXE: OnceLock<String> = OnceLock::new();
 static NEXT_WORKER: AtomicU64 = AtomicU64::new(1);
 
+/// The most bytes of a client thread's name (`makeThread(name)`) a worker
+/// keeps; a longer name is cut, on a character boundary. The name only
+/// labels the worker (in its name, traces and dumps), and it comes from the
+/// peer, which would otherwise decide how much memory each worker holds.
+pub const MAX_THREAD_NAME: usize = 128;
+
+/// The most bytes of a peer worker's name (`Thread.getName`, learned for
+/// traces) this process keeps: a worker's full name carries its client's
+/// name (up to [`MAX_THREAD_NAME`]) and a prefix.
+pub const MAX_PEER_THREAD_NAME: usize = 2 * MAX_THREAD_NAME;
+
 thread_local! {
-    static DESCRIPTIVE: RefCell<Option<String>> = const { RefCell::new(None) };
+    static DESCRIPTIVE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
 }
 
 /// The file name of the running executable.
@@ -33,7 +46,7 @@ pub fn exe_name() -> &'static str {
 /// other thread; the tid is the one `gettid`, `top` and gdb show.
 pub fn current_thread_name() -> String {
     if let Some(name) = DESCRIPTIVE.with(|d| d.borrow().clone()) {
-        return name;
+        return name.to_string();
     }
     let tid = multiprocess_event_loop::os_thread_id();
     let (exe, pid) = (exe_name(), std::process::id());
@@ -43,13 +56,16 @@ pub fn current_thread_name() -> String {
     }
 }
 
-/// Sets the calling thread's descriptive name (worker threads).
-pub(crate) fn set_current_thread_name(name: String) {
+/// Sets the calling thread's descriptive name (worker threads), shared with
+/// the worker's other holders.
+pub(crate) fn set_current_thread_name(name: Arc<str>) {
     DESCRIPTIVE.with(|d| *d.borrow_mut() = Some(name));
 }
 
-/// A fresh worker name for a worker serving `client`.
-pub(crate) fn worker_name(client: &str) -> (String, String) {
+/// A fresh worker name for a worker serving `client` (already cut to
+/// [`MAX_THREAD_NAME`]): its descriptive name, stored once and shared by
+/// every holder, and its OS name.
+pub(crate) fn worker_name(client: &str) -> (Arc<str>, String) {
     let n = NEXT_WORKER.fetch_add(1, Ordering::Relaxed);
     let descriptive = format!(
         "{}-{}/worker-{n} (from {client})",
@@ -58,7 +74,7 @@ pub(crate) fn worker_name(client: &str) -> (String, String) {
     );
     // The OS keeps 15 bytes of a thread name: keep the part that tells workers apart.
     let os_name = format!("mp-worker-{n}");
-    (descriptive, os_name)
+    (descriptive.into(), os_name)
 }
 
 /// The name of the peer thread on the other end of a `Thread` capability,
@@ -75,8 +91,10 @@ impl PeerName {
         Self(Rc::new(RefCell::new(Some(name.into()))))
     }
 
-    /// Records the name, once learned.
+    /// Records the name, once learned (from the peer: cut to
+    /// [`MAX_PEER_THREAD_NAME`]).
     pub(crate) fn learn(&self, name: &str) {
+        let name = multiprocess_event_loop::bounded::cut(name, MAX_PEER_THREAD_NAME);
         *self.0.borrow_mut() = Some(name.into());
     }
 }

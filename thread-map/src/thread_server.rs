@@ -27,7 +27,9 @@ pub(crate) enum Target {
 
 /// The server object behind one `Thread` capability.
 pub(crate) struct ThreadServer {
-    pub(crate) name: String,
+    /// The thread's descriptive name: for a worker, shared with its Waiter
+    /// and its thread (stored once).
+    pub(crate) name: Arc<str>,
     pub(crate) conn_id: u64,
     target: Target,
     /// Requests in flight on this thread, from their arrival until both
@@ -51,15 +53,20 @@ pub(crate) struct ThreadServer {
 }
 
 impl ThreadServer {
-    pub(crate) fn worker(name: String, conn_id: u64, worker: Worker, peer: PeerName) -> Self {
+    pub(crate) fn worker(name: Arc<str>, conn_id: u64, worker: Worker, peer: PeerName) -> Self {
         Self::new(name, conn_id, Target::Worker(worker), peer)
     }
 
-    pub(crate) fn caller(name: String, conn_id: u64, waiter: Arc<Waiter>, peer: PeerName) -> Self {
+    pub(crate) fn caller(
+        name: Arc<str>,
+        conn_id: u64,
+        waiter: Arc<Waiter>,
+        peer: PeerName,
+    ) -> Self {
         Self::new(name, conn_id, Target::Caller(waiter), peer)
     }
 
-    fn new(name: String, conn_id: u64, target: Target, peer: PeerName) -> Self {
+    fn new(name: Arc<str>, conn_id: u64, target: Target, peer: PeerName) -> Self {
         Self {
             name,
             conn_id,
@@ -126,7 +133,7 @@ impl thread::Server for ThreadServer {
         mut results: thread::GetNameResults,
     ) -> capnp::Result<()> {
         tracing::debug!(target: "multiprocess", method = "Thread.getName", thread = %self.name, client = %self.peer, "IPC server recv");
-        results.get().set_result(self.name.as_str());
+        results.get().set_result(&*self.name);
         tracing::debug!(target: "multiprocess", method = "Thread.getName", thread = %self.name, "IPC server send");
         Ok(())
     }
@@ -209,11 +216,12 @@ impl thread_map::Server for ThreadMapServer {
         params: thread_map::MakeThreadParams,
         mut results: thread_map::MakeThreadResults,
     ) -> capnp::Result<()> {
-        let name = params
-            .get()?
-            .get_name()?
-            .to_string()
-            .unwrap_or_else(|_| "<non-UTF-8 name>".to_string());
+        // The name only labels the worker: cut to a bound, and kept once
+        // (in the worker's name, which traces and dumps show).
+        let name = multiprocess_event_loop::bounded::text_from_peer(
+            params.get()?.get_name()?.as_bytes(),
+            crate::names::MAX_THREAD_NAME,
+        );
         tracing::debug!(target: "multiprocess", method = "ThreadMap.makeThread", client = %name, "IPC server recv");
         let server = match self.start_thread_for(&name) {
             Ok(server) => server,

@@ -17,6 +17,20 @@
 //! Whichever path takes the `JoinHandle` joins; the other finds it gone. So
 //! a worker is joined at most once and never by the loop while it runs user
 //! code.
+//!
+//! # Counts and caps
+//!
+//! A worker counts in the process's live workers ([`live_workers`]) from
+//! before its thread starts until the thread ends, and in its connection's
+//! workers as long. Both are capped ([`set_max_workers`],
+//! [`set_max_workers_per_connection`]): a peer that asks for more is
+//! refused. A worker closed while still running a request (its connection
+//! died, or the peer released its `Thread`, while the method ran) is
+//! *orphaned*: nobody can reach it any more, but it keeps its place in both
+//! counts until its method returns, and [`orphaned_workers`] counts it, so
+//! that threads stuck in user code are visible rather than silently
+//! piling up. The orphan state of a worker changes under the live count's
+//! lock, so the count cannot miss a worker that ends as it is orphaned.
 
 use std::io;
 
@@ -45,10 +59,20 @@ pub(crate) fn loop_reaper(poster: multiprocess_event_loop::LoopPoster) -> Reaper
     })
 }
 
-/// Count of live workers, with a condition variable to wait for it to drop.
+/// The process's worker counts.
+#[cfg(not(loom))]
+#[derive(Default)]
+struct Counts {
+    /// Workers alive (orphaned ones included).
+    live: usize,
+    /// Workers closed by their owner while still running a request.
+    orphaned: usize,
+}
+
+/// The counts, with a condition variable to wait for the live count to drop.
 #[cfg(not(loom))]
 struct LiveWorkers {
-    count: Mutex<usize>,
+    count: Mutex<Counts>,
     cv: Condvar,
 }
 
@@ -56,28 +80,84 @@ struct LiveWorkers {
 fn live() -> &'static LiveWorkers {
     static LIVE: std::sync::OnceLock<LiveWorkers> = std::sync::OnceLock::new();
     LIVE.get_or_init(|| LiveWorkers {
-        count: Mutex::new(0),
+        count: Mutex::new(Counts::default()),
         cv: Condvar::new(),
     })
 }
 
+/// Under loom there is no process-wide count: the models start a handful
+/// of workers, and a `static` cannot hold loom's primitives.
 #[cfg(loom)]
-fn add_live(_delta: isize) {}
+fn enter_live(_delta: usize, _limit: usize) -> Result<(), usize> {
+    Ok(())
+}
 
+/// Adds `delta` live workers, unless that would take the count past
+/// `limit`: then fails with the count.
 #[cfg(not(loom))]
-fn add_live(delta: isize) {
+fn enter_live(delta: usize, limit: usize) -> Result<(), usize> {
+    let mut count = live().count.lock();
+    if delta > 0 && count.live.saturating_add(delta) > limit {
+        return Err(count.live);
+    }
+    count.live += delta;
+    Ok(())
+}
+
+#[cfg(loom)]
+fn leave_live(_delta: usize, _orphan: &AtomicUsize) {}
+
+/// Removes `delta` live workers, and the worker's orphan count if it had
+/// one (its state becomes [`ENDED`]).
+#[cfg(not(loom))]
+fn leave_live(delta: usize, orphan: &AtomicUsize) {
     let live = live();
     let mut count = live.count.lock();
-    *count = count.saturating_add_signed(delta);
+    count.live = count.live.saturating_sub(delta);
+    if orphan.swap(ENDED, Ordering::Relaxed) == ORPHANED {
+        count.orphaned = count.orphaned.saturating_sub(1);
+    }
     drop(count);
     live.cv.notify_all();
 }
 
+// A worker's orphan state (`Worker::orphan`): changed only under the live
+// count's lock (not tracked under loom).
+const OWNED: usize = 0;
+#[cfg_attr(loom, allow(dead_code))]
+const ORPHANED: usize = 1;
+#[cfg_attr(loom, allow(dead_code))]
+const ENDED: usize = 2;
+
+#[cfg(loom)]
+fn orphan(_state: &AtomicUsize) {}
+
+/// Counts a worker closed while it still runs a request as orphaned, once,
+/// unless its thread has already ended.
+#[cfg(not(loom))]
+fn orphan(state: &AtomicUsize) {
+    let mut count = live().count.lock();
+    if state.load(Ordering::Relaxed) == OWNED {
+        state.store(ORPHANED, Ordering::Relaxed);
+        count.orphaned += 1;
+    }
+}
+
 /// How many worker threads of this process are alive (started and not yet
-/// finished serving).
+/// finished serving), orphaned ones included.
 #[cfg(not(loom))]
 pub fn live_workers() -> usize {
-    *live().count.lock()
+    live().count.lock().live
+}
+
+/// How many worker threads are still running a request although nobody
+/// can reach them any more: their connection closed, or the peer released
+/// their `Thread`, while the method ran (blocked in user code, say). They
+/// count in [`live_workers`], and so against [`max_workers`] and their
+/// connection's cap, until the method returns and the thread ends.
+#[cfg(not(loom))]
+pub fn orphaned_workers() -> usize {
+    live().count.lock().orphaned
 }
 
 /// Blocks until at most `count` workers are alive, or `timeout` passes.
@@ -88,7 +168,7 @@ pub fn wait_for_workers(count: usize, timeout: Duration) -> bool {
     let live = live();
     let deadline = Instant::now() + timeout;
     let mut current = live.count.lock();
-    while *current > count {
+    while current.live > count {
         let now = Instant::now();
         if now >= deadline {
             return false;
@@ -125,12 +205,55 @@ pub fn max_workers_per_connection() -> usize {
     MAX_WORKERS.load(Ordering::Relaxed)
 }
 
+/// How many workers the whole process may have at once, over all its
+/// connections, unless [`set_max_workers`] says otherwise.
+pub const DEFAULT_MAX_WORKERS: usize = 8192;
+
+static MAX_WORKERS_TOTAL: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_WORKERS);
+
+/// Sets how many worker threads (for all connections together) the process
+/// may have at once. A `makeThread` or `makePool` beyond it fails with an
+/// error for its caller, as beyond [`set_max_workers_per_connection`]: a
+/// process that accepts many connections cannot be made to start threads
+/// without bound by opening more of them. Orphaned workers
+/// ([`orphaned_workers`]) count until they end.
+pub fn set_max_workers(count: usize) {
+    MAX_WORKERS_TOTAL.store(count, Ordering::Relaxed);
+}
+
+/// The limit [`set_max_workers`] set.
+pub fn max_workers() -> usize {
+    MAX_WORKERS_TOTAL.load(Ordering::Relaxed)
+}
+
+/// Fails, for `what`, if starting `more` workers would take the process
+/// past [`max_workers`] (the check that gives the peer a clear reason; the
+/// count itself is taken when each thread starts).
+#[cfg(not(loom))]
+pub(crate) fn check_process_room(what: &str, more: usize) -> Result<(), String> {
+    let limit = max_workers();
+    let live = live_workers();
+    if live.saturating_add(more) > limit {
+        return Err(format!(
+            "{what} refused: this process already has {live} worker threads (at most {limit})"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(loom)]
+pub(crate) fn check_process_room(_what: &str, _more: usize) -> Result<(), String> {
+    Ok(())
+}
+
 type JoinSlot = Arc<Mutex<Option<thread::JoinHandle<()>>>>;
 
 /// One server worker thread.
 pub(crate) struct Worker {
     waiter: Arc<Waiter>,
     join: JoinSlot,
+    /// [`OWNED`], [`ORPHANED`] or [`ENDED`], shared with the thread.
+    orphan: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -140,7 +263,7 @@ impl Worker {
     /// (the worker threads one connection's peer has: see
     /// [`set_max_workers_per_connection`]).
     pub(crate) fn spawn(
-        name: String,
+        name: Arc<str>,
         os_name: String,
         reaper: Reaper,
         peer_threads: Option<Arc<AtomicUsize>>,
@@ -150,19 +273,24 @@ impl Worker {
 
     /// Starts a loop's cleanup thread: a worker that serves no peer, so it
     /// is not counted in [`live_workers`].
-    pub(crate) fn spawn_cleanup(name: String, os_name: String, reaper: Reaper) -> io::Result<Self> {
+    pub(crate) fn spawn_cleanup(
+        name: Arc<str>,
+        os_name: String,
+        reaper: Reaper,
+    ) -> io::Result<Self> {
         Self::start(name, os_name, reaper, 0, None)
     }
 
     fn start(
-        name: String,
+        name: Arc<str>,
         os_name: String,
         reaper: Reaper,
-        counted: isize,
+        counted: usize,
         peer_threads: Option<Arc<AtomicUsize>>,
     ) -> io::Result<Self> {
         let waiter = Waiter::new(name.clone());
         let join: JoinSlot = Arc::new(Mutex::new(None));
+        let orphan = Arc::new(AtomicUsize::new(OWNED));
         let thread_waiter = waiter.clone();
         let thread_join = join.clone();
         let mut builder = thread::Builder::new().name(os_name);
@@ -170,7 +298,7 @@ impl Worker {
         if stack > 0 {
             builder = builder.stack_size(stack);
         }
-        let counted = Counted::enter(counted, peer_threads);
+        let counted = Counted::enter(counted, peer_threads, orphan.clone())?;
         // Started on the loop's CPU: the loop hands it every request.
         let creator_cpu = multiprocess_event_loop::placement::current_cpu();
         let spawned = builder.spawn(move || {
@@ -186,7 +314,11 @@ impl Worker {
         // with it.
         let handle = spawned?;
         *join.lock() = Some(handle);
-        Ok(Self { waiter, join })
+        Ok(Self {
+            waiter,
+            join,
+            orphan,
+        })
     }
 
     /// Queues a request on the worker. Fails if the worker was closed.
@@ -209,27 +341,39 @@ impl Worker {
 }
 
 /// A worker thread's place in the counts it is in: the process's live
-/// workers (`live` is 0 for a thread that serves no peer) and, if given, its
-/// connection's worker threads. Taken before the thread starts; given back
-/// when the thread ends, unwinds, or could not start.
+/// workers (`live` is 0 for a thread that serves no peer), the orphaned
+/// ones if it becomes one, and, if given, its connection's worker threads.
+/// Taken before the thread starts; given back when the thread ends,
+/// unwinds, or could not start.
 struct Counted {
-    live: isize,
+    live: usize,
     peer: Option<Arc<AtomicUsize>>,
+    orphan: Arc<AtomicUsize>,
 }
 
 impl Counted {
-    fn enter(live: isize, peer: Option<Arc<AtomicUsize>>) -> Self {
-        add_live(live);
+    /// Fails if the process already has [`max_workers`] live workers.
+    fn enter(
+        live: usize,
+        peer: Option<Arc<AtomicUsize>>,
+        orphan: Arc<AtomicUsize>,
+    ) -> io::Result<Self> {
+        let limit = max_workers();
+        enter_live(live, limit).map_err(|count| {
+            io::Error::other(format!(
+                "this process already has {count} worker threads (at most {limit})"
+            ))
+        })?;
         if let Some(peer) = &peer {
             peer.fetch_add(1, Ordering::Relaxed);
         }
-        Self { live, peer }
+        Ok(Self { live, peer, orphan })
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        add_live(-self.live);
+        leave_live(self.live, &self.orphan);
         if let Some(peer) = &self.peer {
             peer.fetch_sub(1, Ordering::Relaxed);
         }
@@ -262,6 +406,8 @@ impl Worker {
         };
         if idle {
             reap(&self.join);
+        } else {
+            orphan(&self.orphan);
         }
     }
 }

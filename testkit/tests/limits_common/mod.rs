@@ -1,0 +1,876 @@
+//! What the limit tests share (`mod limits_common;` in each file): a child
+//! process that serves every connection made to it, and a raw Cap'n Proto
+//! peer that writes hand-built messages.
+//!
+//! # The child
+//!
+//! `mp-child` serves one connection; these tests need a child that keeps
+//! serving *other* connections while one peer abuses it. So the child is this
+//! test binary itself, run with `--ignored --exact limits_child` (each test
+//! file has that entry, calling [`child_main`]): it accepts connections on a
+//! listening socket the parent made and passed down, serves `Init` on each,
+//! and exits when its stdin closes (the parent's [`LimitsChild`] dropped or
+//! finished). Its configuration comes from the environment
+//! (`MP_LIMITS_*`, see [`child_main`]). Each line the parent writes to its
+//! stdin asks for its worker counts, which it writes to its stdout
+//! ([`LimitsChild::counts`]).
+//!
+//! # The raw peer
+//!
+//! [`Raw`] is a socket the test writes Cap'n Proto RPC messages to, one by
+//! one, as a hostile or buggy peer would (the same technique as
+//! `tests/bad_input.rs`). Every read and write has a timeout, so no wait is
+//! unbounded.
+
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use capnp::message::{Builder, HeapAllocator, ReaderOptions};
+use capnp::traits::{HasTypeId, ImbueMut};
+use capnp_rpc::rpc_capnp::{message, return_};
+use mp_testkit::probe::{InitClient, InitServer, ProbeClient};
+use mp_testkit::probe_capnp::{init, int_fn, probe};
+use multiprocess_thread_map::proxy_capnp::{thread, thread_map};
+use multiprocess_thread_map::{Connection, EventLoop, LoopHandle};
+
+/// The bound on every socket read and write, and on every wait for the
+/// child.
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub(crate) const INIT: u64 = <init::Client as HasTypeId>::TYPE_ID;
+pub(crate) const PROBE: u64 = <probe::Client as HasTypeId>::TYPE_ID;
+pub(crate) const THREAD_MAP: u64 = <thread_map::Client as HasTypeId>::TYPE_ID;
+pub(crate) const THREAD: u64 = <thread::Client as HasTypeId>::TYPE_ID;
+
+// ---------------------------------------------------------------------------
+// The child.
+// ---------------------------------------------------------------------------
+
+/// The environment variable that carries the listening socket's fd.
+const LISTEN_FD: &str = "MP_LIMITS_LISTEN_FD";
+
+/// What starts the child's answer to a question on its stdin (the test
+/// harness writes its own lines to stdout too).
+const COUNTS: &str = "mp-limits-counts: ";
+
+/// The body of the child process: serves every connection made to the
+/// listening socket its parent passed, until its stdin closes. Settings
+/// from the environment: `MP_LIMITS_WORKER_STACK` (bytes),
+/// `MP_LIMITS_MAX_WORKERS` (per connection), `MP_LIMITS_MAX_WORKERS_TOTAL`
+/// (for the process).
+pub(crate) fn child_main() {
+    let fd: i32 = std::env::var(LISTEN_FD)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("limits_child is the child process of this file's tests, which start it");
+    let _ = mp_testkit::child_waits::answer_sigusr1();
+    mp_testkit::init_tracing();
+    let setting = |name: &str| -> Option<usize> { std::env::var(name).ok()?.parse().ok() };
+    if let Some(bytes) = setting("MP_LIMITS_WORKER_STACK") {
+        multiprocess_thread_map::set_worker_stack_size(bytes);
+    }
+    if let Some(count) = setting("MP_LIMITS_MAX_WORKERS") {
+        multiprocess_thread_map::set_max_workers_per_connection(count);
+    }
+    if let Some(count) = setting("MP_LIMITS_MAX_WORKERS_TOTAL") {
+        multiprocess_thread_map::set_max_workers(count);
+    }
+    // SAFETY: the parent passed this listening socket for us alone.
+    let listener = unsafe { UnixListener::from_raw_fd(fd) };
+    // Answers each line with the worker counts; exits when the parent
+    // closes our stdin (or dies): nothing else ends `accept`. Written to the
+    // stdout handle itself, which the test harness does not capture.
+    std::thread::spawn(|| {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+            line.clear();
+            let counts = format!(
+                "{COUNTS}{} {}\n",
+                multiprocess_thread_map::live_workers(),
+                multiprocess_thread_map::orphaned_workers()
+            );
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(counts.as_bytes());
+            let _ = stdout.flush();
+        }
+        std::process::exit(0);
+    });
+    let event_loop = EventLoop::start("limits-child-loop").expect("start the child's loop");
+    let mut connections: Vec<Connection> = Vec::new();
+    for stream in listener.incoming() {
+        let stream = stream.expect("accept");
+        connections.retain(|c| !c.is_disconnected());
+        connections
+            .push(Connection::serve(&event_loop, stream, InitServer::bootstrap).expect("serve"));
+    }
+}
+
+/// A running child (see the module's notes): connect to it as many times as
+/// needed.
+pub(crate) struct LimitsChild {
+    path: PathBuf,
+    pid: u32,
+    stdin: Option<std::process::ChildStdin>,
+    /// The child's answers (`live orphaned`), read from its stdout.
+    counts: mpsc::Receiver<(usize, usize)>,
+    exited: mpsc::Receiver<std::io::Result<std::process::ExitStatus>>,
+    waiter: Option<std::thread::JoinHandle<()>>,
+    event_loop: LoopHandle,
+}
+
+impl LimitsChild {
+    /// Starts the child, with `env` set in its environment.
+    pub(crate) fn spawn(env: &[(&str, String)]) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("mp-limits-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind the child's socket");
+        let fd = listener.as_raw_fd();
+        let mut command = Command::new(std::env::current_exe().expect("this test binary"));
+        command
+            .args(["--ignored", "--exact", "limits_child", "--test-threads=1"])
+            .env(LISTEN_FD, fd.to_string())
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        // SAFETY: runs in the forked child before exec, and only calls
+        // fcntl (async-signal-safe) on an fd the parent keeps open until
+        // spawn returns.
+        unsafe {
+            command.pre_exec(move || {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("spawn the child");
+        drop(listener);
+        let pid = child.id();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("the child's stdout");
+        let (counts_tx, counts) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                // The harness's own "test limits_child ... " may start
+                // the line.
+                let Some(at) = line.find(COUNTS) else {
+                    continue;
+                };
+                let answer = &line[at + COUNTS.len()..];
+                let mut numbers = answer.split(' ').filter_map(|n| n.parse().ok());
+                if let (Some(live), Some(orphaned)) = (numbers.next(), numbers.next())
+                    && counts_tx.send((live, orphaned)).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let registration = mp_testkit::children::register(pid, "limits child");
+        let (exited_tx, exited) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let status = child.wait();
+            // Reaped: the pid may name another process from now on.
+            drop(registration);
+            let _ = exited_tx.send(status);
+        });
+        Self {
+            path,
+            pid,
+            stdin,
+            counts,
+            exited,
+            waiter: Some(waiter),
+            event_loop: EventLoop::start("limits-client-loop").expect("client loop"),
+        }
+    }
+
+    /// The child's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// A new connection to the child, for raw messages.
+    pub(crate) fn raw(&self) -> Raw {
+        Raw::new(UnixStream::connect(&self.path).expect("connect to the child"))
+    }
+
+    /// A new connection to the child, through the runtime.
+    pub(crate) fn connect(&self) -> (Connection, InitClient) {
+        let stream = UnixStream::connect(&self.path).expect("connect to the child");
+        let (connection, init) =
+            Connection::connect::<init::Client>(&self.event_loop, stream).expect("handshake");
+        (connection, InitClient(init))
+    }
+
+    /// The child's live and orphaned workers (`live_workers`,
+    /// `orphaned_workers`), asked for on its stdin.
+    pub(crate) fn counts(&mut self) -> (usize, usize) {
+        let stdin = self.stdin.as_mut().expect("the child's stdin");
+        stdin.write_all(b"counts\n").expect("ask the child");
+        stdin.flush().expect("ask the child");
+        self.counts
+            .recv_timeout(IO_TIMEOUT)
+            .expect("the child answers within the timeout")
+    }
+
+    /// Waits (bounded) until the child's counts satisfy `done`; returns
+    /// them. Each look is a round trip to the child.
+    pub(crate) fn wait_counts(
+        &mut self,
+        what: &str,
+        done: impl Fn((usize, usize)) -> bool,
+    ) -> (usize, usize) {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let counts = self.counts();
+            if done(counts) {
+                return counts;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the child's counts stayed at {counts:?} (live, orphaned)"
+            );
+        }
+    }
+
+    /// Panics if the child has exited.
+    pub(crate) fn assert_running(&self, what: &str) {
+        if let Ok(status) = self.exited.try_recv() {
+            panic!("{what}: the child exited: {status:?}");
+        }
+    }
+
+    /// The child runs and serves a new connection: `makeProbe`, `add` and
+    /// an echo work. Returns the probe (its connection kept alive by it).
+    pub(crate) fn assert_serving(&self, what: &str) -> ProbeClient {
+        self.assert_running(what);
+        let (_connection, init) = self.connect();
+        let probe = init.make_probe().expect("makeProbe on a new connection");
+        assert_eq!(probe.add(20, 22).expect("add on a new connection"), 42);
+        assert_eq!(probe.echo(b"here".to_vec()).expect("echo"), b"here");
+        self.assert_running(what);
+        probe
+    }
+
+    /// The child's resident memory (`VmRSS`), in KiB.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("the child's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// Closes the child's stdin and checks it exits with success (no crash,
+    /// no abort) within [`IO_TIMEOUT`].
+    pub(crate) fn finish(mut self, what: &str) {
+        drop(self.stdin.take());
+        let status = match self.exited.recv_timeout(IO_TIMEOUT) {
+            Ok(status) => status.expect("wait for the child"),
+            Err(_) => panic!("{what}: the child did not exit within {IO_TIMEOUT:?}"),
+        };
+        assert!(status.success(), "{what}: the child exited with {status}");
+    }
+}
+
+impl Drop for LimitsChild {
+    fn drop(&mut self) {
+        // A child still running (a failed test): closing stdin ends it; kill
+        // it as well, in case it is stuck.
+        drop(self.stdin.take());
+        if self.exited.recv_timeout(Duration::from_secs(2)).is_err() {
+            // SAFETY: kill(2) on our own child's pid, not yet reaped (its
+            // waiter thread has not returned).
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
+        if let Some(waiter) = self.waiter.take() {
+            let _ = waiter.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hand-built Cap'n Proto RPC messages.
+// ---------------------------------------------------------------------------
+
+/// A serialized message (segment table and segments).
+pub(crate) fn bytes(message: &Builder<HeapAllocator>) -> Vec<u8> {
+    let mut out = Vec::new();
+    capnp::serialize::write_message(&mut out, message).expect("serialize");
+    out
+}
+
+pub(crate) fn bootstrap(question: u32) -> Builder<HeapAllocator> {
+    let mut message = Builder::new_default();
+    message
+        .init_root::<message::Builder<'_>>()
+        .init_bootstrap()
+        .set_question_id(question);
+    message
+}
+
+/// A capability descriptor in a call's cap table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Cap {
+    /// One we host: the server imports it.
+    SenderHosted(u32),
+    /// One the server exported to us, passed back.
+    ReceiverHosted(u32),
+}
+
+/// Placeholder capabilities: a typed setter needs a client to put in the
+/// cap table; the descriptors actually sent are the `Cap`s given to `call`.
+struct NoThread;
+impl thread::Server for NoThread {}
+struct NoThreadMap;
+impl thread_map::Server for NoThreadMap {}
+struct NoIntFn;
+impl int_fn::Server for NoIntFn {}
+
+pub(crate) fn placeholder_thread() -> thread::Client {
+    capnp_rpc::new_client(NoThread)
+}
+
+fn placeholder_thread_map() -> thread_map::Client {
+    capnp_rpc::new_client(NoThreadMap)
+}
+
+fn placeholder_int_fn() -> int_fn::Client {
+    capnp_rpc::new_client(NoIntFn)
+}
+
+/// A `Call` message to the server's export `target`; `fill` writes the
+/// parameters, setting capabilities in the order of `caps`.
+pub(crate) fn call(
+    question: u32,
+    target: u32,
+    interface_id: u64,
+    method_id: u16,
+    caps: &[Cap],
+    fill: impl FnOnce(capnp::any_pointer::Builder<'_>),
+) -> Builder<HeapAllocator> {
+    let mut table: Vec<Option<Box<dyn capnp::private::capability::ClientHook>>> = Vec::new();
+    let mut message = Builder::new_default();
+    {
+        let mut call = message.init_root::<message::Builder<'_>>().init_call();
+        call.set_question_id(question);
+        call.set_interface_id(interface_id);
+        call.set_method_id(method_id);
+        call.reborrow().init_target().set_imported_cap(target);
+        let mut params = call.init_params();
+        {
+            let mut content = params.reborrow().init_content();
+            content.imbue_mut(&mut table);
+            fill(content);
+        }
+        let mut descriptors = params.init_cap_table(caps.len() as u32);
+        for (i, cap) in caps.iter().enumerate() {
+            let mut descriptor = descriptors.reborrow().get(i as u32);
+            match *cap {
+                Cap::SenderHosted(id) => descriptor.set_sender_hosted(id),
+                Cap::ReceiverHosted(id) => descriptor.set_receiver_hosted(id),
+            }
+        }
+    }
+    assert_eq!(table.len(), caps.len(), "one descriptor per capability set");
+    message
+}
+
+/// `Init.construct(threadMap)`, our ThreadMap being `SenderHosted(our_map)`.
+pub(crate) fn construct(question: u32, init: u32, our_map: u32) -> Builder<HeapAllocator> {
+    call(
+        question,
+        init,
+        INIT,
+        0,
+        &[Cap::SenderHosted(our_map)],
+        |content| {
+            content
+                .init_as::<init::construct_params::Builder<'_>>()
+                .set_thread_map(placeholder_thread_map());
+        },
+    )
+}
+
+/// `ThreadMap.makeThread(name)`.
+pub(crate) fn make_thread(question: u32, map: u32, name: &str) -> Builder<HeapAllocator> {
+    call(question, map, THREAD_MAP, 0, &[], |content| {
+        content
+            .init_as::<thread_map::make_thread_params::Builder<'_>>()
+            .set_name(name);
+    })
+}
+
+/// `Init.makeProbe(context)`, run on the worker `thread`.
+pub(crate) fn make_probe(question: u32, init: u32, thread: u32) -> Builder<HeapAllocator> {
+    call(
+        question,
+        init,
+        INIT,
+        1,
+        &[Cap::ReceiverHosted(thread)],
+        |content| {
+            content
+                .init_as::<init::make_probe_params::Builder<'_>>()
+                .init_context()
+                .set_thread(placeholder_thread());
+        },
+    )
+}
+
+/// `Probe.add(context, a, b)` on the worker `thread`.
+pub(crate) fn add(
+    question: u32,
+    probe: u32,
+    thread: u32,
+    a: i32,
+    b: i32,
+) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        0,
+        &[Cap::ReceiverHosted(thread)],
+        |content| {
+            let mut params = content.init_as::<probe::add_params::Builder<'_>>();
+            params
+                .reborrow()
+                .init_context()
+                .set_thread(placeholder_thread());
+            params.set_a(a);
+            params.set_b(b);
+        },
+    )
+}
+
+/// `Probe.callFn(context, fn, arg)` on the worker `thread`, with our export
+/// `callback_thread` as `Context.callbackThread` and our export `function`
+/// as `fn`: the server calls `fn` back on our thread.
+pub(crate) fn call_fn(
+    question: u32,
+    probe: u32,
+    thread: u32,
+    callback_thread: u32,
+    function: u32,
+    arg: i32,
+) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        8,
+        &[
+            Cap::ReceiverHosted(thread),
+            Cap::SenderHosted(callback_thread),
+            Cap::SenderHosted(function),
+        ],
+        |content| {
+            let mut params = content.init_as::<probe::call_fn_params::Builder<'_>>();
+            {
+                let mut context = params.reborrow().init_context();
+                context.set_thread(placeholder_thread());
+                context.set_callback_thread(placeholder_thread());
+            }
+            params.set_fn(placeholder_int_fn());
+            params.set_arg(arg);
+        },
+    )
+}
+
+/// `Probe.whoami(context)` on the worker `thread`.
+pub(crate) fn whoami(question: u32, probe: u32, thread: u32) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        1,
+        &[Cap::ReceiverHosted(thread)],
+        |content| {
+            content
+                .init_as::<probe::whoami_params::Builder<'_>>()
+                .init_context()
+                .set_thread(placeholder_thread());
+        },
+    )
+}
+
+/// `Probe.block(gate)` (method 2), `open(gate)` (3) or
+/// `waitBlocked(gate, 1)` (4), run on the worker `thread`.
+pub(crate) fn gate_call(
+    question: u32,
+    probe: u32,
+    thread: u32,
+    method: u16,
+    gate: &str,
+) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        method,
+        &[Cap::ReceiverHosted(thread)],
+        |content| match method {
+            2 => {
+                let mut params = content.init_as::<probe::block_params::Builder<'_>>();
+                params
+                    .reborrow()
+                    .init_context()
+                    .set_thread(placeholder_thread());
+                params.set_gate(gate);
+            }
+            3 => {
+                let mut params = content.init_as::<probe::open_params::Builder<'_>>();
+                params
+                    .reborrow()
+                    .init_context()
+                    .set_thread(placeholder_thread());
+                params.set_gate(gate);
+            }
+            4 => {
+                let mut params = content.init_as::<probe::wait_blocked_params::Builder<'_>>();
+                params
+                    .reborrow()
+                    .init_context()
+                    .set_thread(placeholder_thread());
+                params.set_gate(gate);
+                params.set_count(1);
+            }
+            _ => panic!("not a gate method: {method}"),
+        },
+    )
+}
+
+/// `Probe.echo(context, data)` on the worker `thread`.
+pub(crate) fn echo(question: u32, probe: u32, thread: u32, data: &[u8]) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        7,
+        &[Cap::ReceiverHosted(thread)],
+        |content| {
+            let mut params = content.init_as::<probe::echo_params::Builder<'_>>();
+            params
+                .reborrow()
+                .init_context()
+                .set_thread(placeholder_thread());
+            params.set_data(data);
+        },
+    )
+}
+
+/// `Return` of the server's question `answer` (a call to one of our
+/// exports) with an exception whose reason is `reason`.
+pub(crate) fn return_exception(answer: u32, reason: &str) -> Builder<HeapAllocator> {
+    let mut message = Builder::new_default();
+    {
+        let mut ret = message.init_root::<message::Builder<'_>>().init_return();
+        ret.set_answer_id(answer);
+        ret.init_exception().set_reason(reason);
+    }
+    message
+}
+
+/// `Abort` with `reason`: we are closing the connection.
+pub(crate) fn abort(reason: &str) -> Builder<HeapAllocator> {
+    let mut message = Builder::new_default();
+    message
+        .init_root::<message::Builder<'_>>()
+        .init_abort()
+        .set_reason(reason);
+    message
+}
+
+/// `Finish` of `question`.
+pub(crate) fn finish(question: u32) -> Builder<HeapAllocator> {
+    let mut message = Builder::new_default();
+    message
+        .init_root::<message::Builder<'_>>()
+        .init_finish()
+        .set_question_id(question);
+    message
+}
+
+/// `Release` of `count` references to the server's export `id`.
+pub(crate) fn release(id: u32, count: u32) -> Builder<HeapAllocator> {
+    let mut message = Builder::new_default();
+    {
+        let mut release = message.init_root::<message::Builder<'_>>().init_release();
+        release.set_id(id);
+        release.set_reference_count(count);
+    }
+    message
+}
+
+// ---------------------------------------------------------------------------
+// A raw socket speaking to a server.
+// ---------------------------------------------------------------------------
+
+/// What the server answered to one question.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// Results: the export ids of the capabilities they carry, in cap-table
+    /// order.
+    Results(Vec<u32>),
+    /// An exception, with its reason.
+    Exception(String),
+}
+
+/// What the server sent, as far as these tests care.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// The answer to one of our questions.
+    Return(u32, Answer),
+    /// A call the server made to one of our exports (a callback), by its
+    /// question id.
+    Call(u32),
+    /// The server is closing the connection, for this reason.
+    Abort(String),
+    /// Anything else (`Release`, `Resolve`, ...).
+    Other,
+}
+
+/// Our end of a connection, where we write what we like.
+pub(crate) struct Raw {
+    pub(crate) stream: UnixStream,
+    /// Bytes read but not yet parsed into messages.
+    pending: Vec<u8>,
+}
+
+impl Raw {
+    pub(crate) fn new(stream: UnixStream) -> Self {
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
+        Self {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Writes `data`. The server may close the connection before it has
+    /// read everything: a broken pipe or reset here is not a failure.
+    pub(crate) fn write(&mut self, data: &[u8]) {
+        match self.stream.write_all(data) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+            Err(e) => panic!("writing to the server: {e}"),
+        }
+    }
+
+    pub(crate) fn send(&mut self, message: &Builder<HeapAllocator>) {
+        self.write(&bytes(message));
+    }
+
+    /// Reads more bytes; `false` at EOF (or reset).
+    fn fill(&mut self) -> bool {
+        let mut buf = [0u8; 64 * 1024];
+        match self.stream.read(&mut buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the server neither answered nor closed within {IO_TIMEOUT:?}")
+            }
+            Err(e) => panic!("reading from the server: {e}"),
+        }
+    }
+
+    /// The next whole message the server sent, or `None` at EOF.
+    pub(crate) fn next_message(
+        &mut self,
+    ) -> Option<capnp::message::Reader<capnp::serialize::OwnedSegments>> {
+        loop {
+            let mut slice: &[u8] = &self.pending;
+            let options = *ReaderOptions::new().traversal_limit_in_words(None);
+            match capnp::serialize::try_read_message(&mut slice, options) {
+                Ok(Some(message)) => {
+                    let used = self.pending.len() - slice.len();
+                    self.pending.drain(..used);
+                    return Some(message);
+                }
+                Ok(None) | Err(_) if !self.fill() => {
+                    assert!(
+                        self.pending.is_empty(),
+                        "the server closed mid-message ({} bytes left)",
+                        self.pending.len()
+                    );
+                    return None;
+                }
+                Ok(None) | Err(_) => {}
+            }
+        }
+    }
+
+    /// The next message the server sent, as far as these tests care; `None`
+    /// at EOF.
+    pub(crate) fn next(&mut self) -> Option<Incoming> {
+        let message = self.next_message()?;
+        let root = message
+            .get_root::<message::Reader<'_>>()
+            .expect("a message root");
+        Some(match root.which().expect("a known message type") {
+            message::Return(Ok(ret)) => {
+                let answer = match ret.which().expect("a known return type") {
+                    return_::Results(payload) => Answer::Results(
+                        payload
+                            .expect("payload")
+                            .get_cap_table()
+                            .expect("cap table")
+                            .iter()
+                            .map(|d| match d.which().expect("descriptor") {
+                                capnp_rpc::rpc_capnp::cap_descriptor::SenderHosted(id) => id,
+                                capnp_rpc::rpc_capnp::cap_descriptor::SenderPromise(id) => id,
+                                _ => u32::MAX,
+                            })
+                            .collect(),
+                    ),
+                    return_::Exception(e) => Answer::Exception(
+                        e.expect("exception")
+                            .get_reason()
+                            .expect("reason")
+                            .to_string()
+                            .unwrap_or_else(|_| "<non-UTF-8>".into()),
+                    ),
+                    _ => Answer::Exception("<other return type>".into()),
+                };
+                Incoming::Return(ret.get_answer_id(), answer)
+            }
+            message::Call(Ok(call)) => Incoming::Call(call.get_question_id()),
+            message::Abort(abort) => Incoming::Abort(
+                abort
+                    .and_then(|a| a.get_reason())
+                    .ok()
+                    .and_then(|r| r.to_string().ok())
+                    .unwrap_or_default(),
+            ),
+            _ => Incoming::Other,
+        })
+    }
+
+    /// Reads until the server answers `question`; panics if it closes the
+    /// connection instead.
+    pub(crate) fn answer(&mut self, question: u32) -> Answer {
+        loop {
+            match self.next() {
+                None => panic!("the server closed the connection instead of answering {question}"),
+                Some(Incoming::Abort(reason)) => {
+                    panic!("the server aborted instead of answering {question}: {reason}")
+                }
+                Some(Incoming::Return(id, answer)) if id == question => return answer,
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Reads until the server answers `question` with results, and returns
+    /// what `read` makes of their content; panics on an exception.
+    pub(crate) fn content<T>(
+        &mut self,
+        question: u32,
+        read: impl FnOnce(capnp::any_pointer::Reader<'_>) -> T,
+    ) -> T {
+        loop {
+            let Some(message) = self.next_message() else {
+                panic!("the server closed the connection instead of answering {question}");
+            };
+            let root = message
+                .get_root::<message::Reader<'_>>()
+                .expect("a message root");
+            if let Ok(message::Return(Ok(ret))) = root.which()
+                && ret.get_answer_id() == question
+            {
+                match ret.which().expect("a known return type") {
+                    return_::Results(payload) => {
+                        return read(payload.expect("payload").get_content());
+                    }
+                    return_::Exception(e) => panic!(
+                        "question {question} failed: {:?}",
+                        e.and_then(|e| e.get_reason()).map(|r| r.to_string())
+                    ),
+                    _ => panic!("unexpected return type for {question}"),
+                }
+            }
+        }
+    }
+
+    /// The export ids of a successful answer's capabilities.
+    pub(crate) fn results(&mut self, question: u32) -> Vec<u32> {
+        match self.answer(question) {
+            Answer::Results(caps) => caps,
+            Answer::Exception(reason) => panic!("question {question} failed: {reason}"),
+        }
+    }
+
+    /// The reason of a failed answer.
+    pub(crate) fn exception(&mut self, question: u32) -> String {
+        match self.answer(question) {
+            Answer::Exception(reason) => reason,
+            Answer::Results(caps) => {
+                panic!("question {question} succeeded (caps {caps:?}) but should have failed")
+            }
+        }
+    }
+
+    /// Reads until the server closes the connection; returns the reason of
+    /// its `Abort`, if it sent one.
+    pub(crate) fn expect_closed(mut self) -> Option<String> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut abort = None;
+        while let Some(incoming) = self.next() {
+            if let Incoming::Abort(reason) = incoming {
+                abort = Some(reason);
+            }
+            assert!(Instant::now() < deadline, "the server never closed");
+        }
+        abort
+    }
+
+    /// Bootstrap and `construct` (our ThreadMap is our export 0): returns
+    /// the export ids of the server's `Init` and `ThreadMap`.
+    pub(crate) fn handshake(&mut self) -> (u32, u32) {
+        self.send(&bootstrap(0));
+        let init = self.results(0)[0];
+        self.send(&construct(1, init, 0));
+        let map = self.results(1)[0];
+        (init, map)
+    }
+
+    /// The handshake, a worker and a Probe on it: returns the export ids of
+    /// `Init`, the `ThreadMap`, the worker's `Thread` and the `Probe`
+    /// (questions 0 to 3).
+    pub(crate) fn probe(&mut self, thread_name: &str) -> (u32, u32, u32, u32) {
+        let (init, map) = self.handshake();
+        self.send(&make_thread(2, map, thread_name));
+        let thread = self.results(2)[0];
+        self.send(&make_probe(3, init, thread));
+        let probe = self.results(3)[0];
+        (init, map, thread, probe)
+    }
+}
