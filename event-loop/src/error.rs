@@ -128,9 +128,8 @@ impl Error {
             capnp::ErrorKind::Failed
             | capnp::ErrorKind::Overloaded
             | capnp::ErrorKind::Unimplemented => {
-                let Some(reason) = extra.strip_prefix(REMOTE_EXCEPTION_PREFIX) else {
-                    return Error::Protocol(extra);
-                };
+                let remote = extra.strip_prefix(REMOTE_EXCEPTION_PREFIX);
+                let reason = remote.unwrap_or(&extra);
                 // Only a reason that starts so is the runtime's: a method's
                 // error that merely mentions an invalid thread stays a
                 // failure of that method.
@@ -140,6 +139,9 @@ impl Error {
                 if let Some(detail) = reason.strip_prefix(NESTING_LIMIT_PREFIX) {
                     return Error::NestingLimit(detail.to_string());
                 }
+                let Some(reason) = remote else {
+                    return Error::Protocol(extra);
+                };
                 Error::Failed(Failure::parse(reason, method))
             }
             // Everything else is what decoding found wrong in what the peer
