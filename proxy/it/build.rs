@@ -4,6 +4,8 @@ fn main() {
     multiprocess_proxy_build::Builder::new()
         .file("schema/first.capnp")
         .file("schema/wallet.capnp")
+        .file("schema/foo.capnp")
+        .file("schema/foo_init.capnp")
         .compile()
         .expect("generating the test schemas' proxies");
 }

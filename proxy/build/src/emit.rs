@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use capnp::schema_capnp::{field, node, value};
 
 use crate::model::{NodeName, Schema, ident, pascal, snake};
-use crate::types::{Emit, Slot, Ty, slot_owned, slot_param};
+use std::cell::RefCell;
+
+use crate::types::{Bindings, Emit, Slot, Ty, slot_owned, slot_param};
 
 /// What a method is to the generator.
 #[derive(Debug, PartialEq)]
@@ -39,6 +41,9 @@ struct Method {
 pub(crate) struct FileGen<'s, 'a> {
     schema: &'s Schema<'a>,
     rt: &'s str,
+    /// The generic structs' instances the generation has met (shared by
+    /// every file of the run, so each gets one `Wire` impl).
+    instances: &'s RefCell<Vec<Ty>>,
     closures: Vec<u64>,
     out: String,
 }
@@ -48,7 +53,11 @@ fn fmt_err(_: std::fmt::Error) -> capnp::Error {
 }
 
 impl<'s, 'a> FileGen<'s, 'a> {
-    pub(crate) fn new(schema: &'s Schema<'a>, rt: &'s str) -> capnp::Result<Self> {
+    pub(crate) fn new(
+        schema: &'s Schema<'a>,
+        rt: &'s str,
+        instances: &'s RefCell<Vec<Ty>>,
+    ) -> capnp::Result<Self> {
         // Closure interfaces: wrapped as a `ProxyCallback<std::function<..>>`
         // with a `call` method.
         let mut closures = Vec::new();
@@ -68,6 +77,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         Ok(Self {
             schema,
             rt,
+            instances,
             closures,
             out: String::new(),
         })
@@ -101,9 +111,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         for id in ids {
             let node = self.schema.node(id)?;
             match node.which()? {
-                node::Struct(st) if !st.get_is_group() && !node.get_is_generic() => {
-                    self.structure(id, node)?
-                }
+                node::Struct(st) if !st.get_is_group() => self.structure(id, node)?,
                 node::Enum(_) => self.enumeration(id)?,
                 node::Interface(_) if self.closures.contains(&id) => self.closure(id, node)?,
                 node::Interface(_) => self.interface(id, node)?,
@@ -117,6 +125,17 @@ impl<'s, 'a> FileGen<'s, 'a> {
         &self,
         fields: capnp::struct_list::Reader<'a, field::Owned>,
         skip_context: bool,
+    ) -> capnp::Result<(Vec<Slot>, bool, Option<Slot>)> {
+        self.slots_bound(fields, skip_context, &Vec::new())
+    }
+
+    /// The slots of a struct's fields, its type parameters bound to
+    /// `bindings` (none: they stay parameters).
+    fn slots_bound(
+        &self,
+        fields: capnp::struct_list::Reader<'a, field::Owned>,
+        skip_context: bool,
+        bindings: &Bindings,
     ) -> capnp::Result<(Vec<Slot>, bool, Option<Slot>)> {
         let mut fields: Vec<field::Reader<'a>> = fields.iter().collect();
         fields.sort_by_key(|f| f.get_code_order());
@@ -162,9 +181,11 @@ impl<'s, 'a> FileGen<'s, 'a> {
             let made = Slot {
                 name: self.schema.field_name(*field)?,
                 accessor: snake(name),
-                ty: Ty::from_capnp(self.schema, ty, &self.closures)?,
+                ty: Ty::from_capnp(self.schema, ty, &self.closures, bindings)?,
+                generic: matches!(ty.which()?, capnp::schema_capnp::type_::AnyPointer(_)),
                 has,
             };
+            self.note_instances(&made.ty);
             if Schema::has_annotation(field.get_annotations()?, self.schema.proxy.exception) {
                 exception = Some(made);
             } else {
@@ -174,6 +195,25 @@ impl<'s, 'a> FileGen<'s, 'a> {
         Ok((slots, has_context, exception))
     }
 
+    /// Records the generic instances in `ty`.
+    fn note_instances(&self, ty: &Ty) {
+        match ty {
+            Ty::Generic(_, args) => {
+                let key = ty.owned(self.rt);
+                let mut instances = self.instances.borrow_mut();
+                if !instances.iter().any(|t| t.owned(self.rt) == key) {
+                    instances.push(ty.clone());
+                }
+                drop(instances);
+                for arg in args {
+                    self.note_instances(arg);
+                }
+            }
+            Ty::List(inner) => self.note_instances(inner),
+            _ => {}
+        }
+    }
+
     fn structure(&mut self, id: u64, node: node::Reader<'a>) -> capnp::Result<()> {
         let name = self.schema.name(id)?.clone();
         let node::Struct(st) = node.which()? else {
@@ -181,13 +221,21 @@ impl<'s, 'a> FileGen<'s, 'a> {
         };
         let (slots, _, _) = self.slots(st.get_fields()?, false)?;
         let rt = self.rt;
-        let p = self.p();
-        let e = self.emit();
+        let params: Vec<String> = node
+            .get_parameters()?
+            .iter()
+            .map(|p| p.get_name().and_then(|n| Ok(n.to_string()?)))
+            .collect::<capnp::Result<_>>()?;
+        let generics = if params.is_empty() {
+            String::new()
+        } else {
+            format!("<{}>", params.join(", "))
+        };
         let mut o = String::new();
         let _ = writeln!(o, "/// The capnp struct `{}`.", name.display);
         let _ = writeln!(
             o,
-            "#[derive(Debug, Clone, PartialEq)]\npub struct {} {{",
+            "#[derive(Debug, Clone, PartialEq)]\npub struct {}{generics} {{",
             name.rust
         );
         for slot in &slots {
@@ -201,9 +249,21 @@ impl<'s, 'a> FileGen<'s, 'a> {
         }
         let _ = writeln!(o, "}}\n");
         // Default: the schema's defaults.
+        let bounds = if params.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<{}>",
+                params
+                    .iter()
+                    .map(|p| format!("{p}: Default"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         let _ = writeln!(
             o,
-            "impl Default for {} {{\n    fn default() -> Self {{\n        Self {{",
+            "impl{bounds} Default for {}{generics} {{\n    fn default() -> Self {{\n        Self {{",
             name.rust
         );
         let mut fields: Vec<field::Reader<'a>> = st.get_fields()?.iter().collect();
@@ -228,27 +288,40 @@ impl<'s, 'a> FileGen<'s, 'a> {
             let _ = writeln!(o, "            {}: {default},", slot.name);
         }
         let _ = writeln!(o, "        }}\n    }}\n}}\n");
-        let needs_ctx = slots.iter().any(|s| s.ty.needs_ctx());
-        if needs_ctx {
+        if slots.iter().any(|s| s.ty.needs_ctx()) {
             return Err(capnp::Error::failed(format!(
                 "struct {} holds an interface: capabilities in structs are not supported by the proxy generator yet",
                 name.display
             )));
         }
+        if params.is_empty() {
+            o.push_str(&self.wire_impl(&Ty::Struct(name.clone()), &slots)?);
+        }
+        self.out.push_str(&o);
+        Ok(())
+    }
+
+    /// The `Wire` impl of a struct, or of one instance of a generic struct.
+    fn wire_impl(&self, ty: &Ty, slots: &[Slot]) -> capnp::Result<String> {
+        let p = self.p();
+        let e = self.emit();
+        let rust = ty.owned(self.rt);
+        let capnp = ty.capnp_owned()?;
+        let builder = format!("<Self::Capnp as {p}::capnp::traits::Owned>::Builder<'_>");
+        let reader = format!("<Self::Capnp as {p}::capnp::traits::Owned>::Reader<'_>");
+        let mut o = String::new();
         let _ = writeln!(
             o,
-            "impl {p}::Wire for {} {{\n    type Capnp = {}::Owned;\n",
-            name.rust, name.capnp
+            "impl {p}::Wire for {rust} {{\n    type Capnp = {capnp};\n"
         );
         let _ = writeln!(
             o,
-            "    fn write(&self, mut builder: {}::Builder<'_>) -> {p}::capnp::Result<()> {{",
-            name.capnp
+            "    fn write(&self, mut builder: {builder}) -> {p}::capnp::Result<()> {{"
         );
         if slots.is_empty() {
             let _ = writeln!(o, "        let _ = &mut builder;");
         }
-        for slot in &slots {
+        for slot in slots {
             let input = slot.ty.input_from_ref(&format!("&self.{}", slot.name));
             let opt = format!("&self.{}", slot.name);
             let _ = write!(
@@ -265,14 +338,13 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let _ = writeln!(o, "        Ok(())\n    }}\n");
         let _ = writeln!(
             o,
-            "    fn read(reader: {}::Reader<'_>) -> {p}::capnp::Result<Self> {{",
-            name.capnp
+            "    fn read(reader: {reader}) -> {p}::capnp::Result<Self> {{"
         );
         if slots.is_empty() {
             let _ = writeln!(o, "        let _ = reader;");
         }
         let _ = writeln!(o, "        Ok(Self {{");
-        for slot in &slots {
+        for slot in slots {
             let _ = writeln!(
                 o,
                 "            {}: {},",
@@ -281,8 +353,32 @@ impl<'s, 'a> FileGen<'s, 'a> {
             );
         }
         let _ = writeln!(o, "        }})\n    }}\n}}\n");
-        self.out.push_str(&o);
-        Ok(())
+        Ok(o)
+    }
+
+    /// The `Wire` impl of a generic struct's instance.
+    pub(crate) fn instance_impl(&self, ty: &Ty) -> capnp::Result<String> {
+        let Ty::Generic(name, args) = ty else {
+            return Ok(String::new());
+        };
+        let id = self
+            .schema
+            .names
+            .iter()
+            .find(|(_, n)| n.capnp == name.capnp)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| capnp::Error::failed(format!("unknown struct {}", name.display)))?;
+        let node = self.schema.node(id)?;
+        let node::Struct(st) = node.which()? else {
+            return Ok(String::new());
+        };
+        let bindings: Bindings = args
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ((id, i as u16), t.clone()))
+            .collect();
+        let (slots, _, _) = self.slots_bound(st.get_fields()?, false, &bindings)?;
+        self.wire_impl(ty, &slots)
     }
 
     fn default_value(&self, ty: &Ty, field: field::Reader<'a>) -> capnp::Result<String> {
@@ -526,33 +622,33 @@ impl<'s, 'a> FileGen<'s, 'a> {
             .chain(&m.exception)
             .any(|s| s.ty.needs_ctx());
         let mut o = String::new();
-        let _ = writeln!(o, "{object}.call({:?}, |client, cx| {{", m.trace);
+        let _ = writeln!(o, "{object}.call({:?}, |mp_client, mp_cx| {{", m.trace);
         if let Some(derived) = cast_from {
             let _ = writeln!(
                 o,
-                "let client: {capnpc_mod}::Client = {p}::capnp::capability::FromClientHook::new({p}::capnp::capability::FromClientHook::as_client_hook(client).add_ref());\nlet _: &{derived}::Client = &client;"
+                "let mp_client: {capnpc_mod}::Client = {p}::capnp::capability::FromClientHook::new({p}::capnp::capability::FromClientHook::as_client_hook(mp_client).add_ref());\nlet _: &{derived}::Client = &mp_client;"
             );
             // The line above only names the derived type for readers; the
             // cast is what matters.
-            o = o.replace(&format!("\nlet _: &{derived}::Client = &client;"), "");
+            o = o.replace(&format!("\nlet _: &{derived}::Client = &mp_client;"), "");
         }
         if needs_ctx {
-            let _ = writeln!(o, "let ctx = cx.serve_context();");
+            let _ = writeln!(o, "let mp_ctx = mp_cx.serve_context();");
         }
-        let _ = writeln!(o, "let sent = (|| -> {p}::capnp::Result<_> {{");
+        let _ = writeln!(o, "let mp_sent = (|| -> {p}::capnp::Result<_> {{");
         let binding = if m.has_context || !m.params.is_empty() {
-            "let mut request"
+            "let mut mp_request"
         } else {
-            "let request"
+            "let mp_request"
         };
-        let _ = writeln!(o, "{binding} = client.{}_request();", m.capnpc);
+        let _ = writeln!(o, "{binding} = mp_client.{}_request();", m.capnpc);
         if m.has_context || !m.params.is_empty() {
-            let _ = writeln!(o, "let mut params = request.get();");
+            let _ = writeln!(o, "let mut mp_params = mp_request.get();");
         }
         if m.has_context {
-            let _ = writeln!(o, "cx.set_context(params.reborrow().init_context());");
+            let _ = writeln!(o, "mp_cx.set_context(mp_params.reborrow().init_context());");
         } else {
-            let _ = writeln!(o, "let _ = cx;");
+            let _ = writeln!(o, "let _ = mp_cx;");
         }
         for slot in &m.params {
             let input = slot.ty.input_from_param(&slot.name);
@@ -561,7 +657,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 "{}",
                 e.set_slot(
                     slot,
-                    "params",
+                    "mp_params",
                     if slot.has.is_some() {
                         &slot.name
                     } else {
@@ -571,21 +667,21 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 )
             );
         }
-        let _ = writeln!(o, "Ok(request.send().promise)\n}})();");
-        let _ = writeln!(o, "async move {{\nlet response = sent?.await?;");
+        let _ = writeln!(o, "Ok(mp_request.send().promise)\n}})();");
+        let _ = writeln!(o, "async move {{\nlet mp_response = mp_sent?.await?;");
         if m.results.is_empty() && m.exception.is_none() {
-            let _ = writeln!(o, "let _ = response;\nOk(())\n}}\n}})");
+            let _ = writeln!(o, "let _ = mp_response;\nOk(())\n}}\n}})");
             return o;
         }
-        let _ = writeln!(o, "let results = response.get()?;");
-        let value = self.read_results(m, "results");
+        let _ = writeln!(o, "let mp_results = mp_response.get()?;");
+        let value = self.read_results(m, "mp_results");
         match &m.exception {
             Some(ex) => {
                 let _ = writeln!(
                     o,
-                    "if results.has_{}() {{\nreturn Ok(Err({}));\n}}\nOk(Ok({value}))",
+                    "if mp_results.has_{}() {{\nreturn Ok(Err({}));\n}}\nOk(Ok({value}))",
                     ex.accessor,
-                    e.get(&ex.ty, "results", &ex.accessor, &ex.accessor, 0)
+                    e.get(&ex.ty, "mp_results", &ex.accessor, &ex.accessor, 0)
                 );
             }
             None => {
@@ -665,12 +761,18 @@ impl<'s, 'a> FileGen<'s, 'a> {
             Some(ex) => {
                 let _ = writeln!(
                     o,
-                    "match value {{\nOk(value) => {{\n{}}}\nErr(raised) => {{\n{}}}\n}}",
-                    write_value("value"),
-                    e.set(&ex.ty, b, &ex.accessor, &ex.ty.input_from_ref("&raised"), 0)
+                    "match mp_value {{\nOk(mp_value) => {{\n{}}}\nErr(mp_raised) => {{\n{}}}\n}}",
+                    write_value("mp_value"),
+                    e.set(
+                        &ex.ty,
+                        b,
+                        &ex.accessor,
+                        &ex.ty.input_from_ref("&mp_raised"),
+                        0
+                    )
                 );
             }
-            None => o.push_str(&write_value("value")),
+            None => o.push_str(&write_value("mp_value")),
         }
         o
     }
@@ -691,13 +793,13 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let results_var = if m.kind == Kind::Destroy
             || (m.results.is_empty() && m.exception.is_none() && m.kind != Kind::Construct)
         {
-            "_results"
+            "_mp_results"
         } else {
-            "mut results"
+            "mut mp_results"
         };
         let _ = writeln!(
             o,
-            "async fn {}(self: ::std::rc::Rc<Self>, params: {capnpc_mod}::{}Params, {results_var}: {capnpc_mod}::{}Results) -> {p}::capnp::Result<()> {{",
+            "async fn {}(self: ::std::rc::Rc<Self>, mp_params: {capnpc_mod}::{}Params, {results_var}: {capnpc_mod}::{}Results) -> {p}::capnp::Result<()> {{",
             ident(&m.capnpc),
             m.capnpc_pascal,
             m.capnpc_pascal
@@ -706,14 +808,14 @@ impl<'s, 'a> FileGen<'s, 'a> {
             Kind::Construct => {
                 let _ = writeln!(
                     o,
-                    "let peer = params.get()?.get_thread_map()?;\nlet ours = self.ctx.construct(peer).map_err(|e| e.to_capnp())?;\nresults.get().set_thread_map(ours);\nOk(())\n}}"
+                    "let peer = mp_params.get()?.get_thread_map()?;\nlet ours = self.ctx.construct(peer).map_err(|e| e.to_capnp())?;\nmp_results.get().set_thread_map(ours);\nOk(())\n}}"
                 );
                 return o;
             }
             Kind::Destroy => {
                 let _ = writeln!(
                     o,
-                    "let object = {destroy_take};\nself.ctx.run(params.get()?.get_context(), {:?}, move || {{\ndrop(object);\nOk(())\n}}).await\n}}",
+                    "let mp_object = {destroy_take};\nself.ctx.run(mp_params.get()?.get_context(), {:?}, move || {{\ndrop(mp_object);\nOk(())\n}}).await\n}}",
                     m.trace
                 );
                 return o;
@@ -727,44 +829,44 @@ impl<'s, 'a> FileGen<'s, 'a> {
             .chain(&m.exception)
             .any(|s| s.ty.needs_ctx());
         if m.has_context || !m.params.is_empty() {
-            let _ = writeln!(o, "let params = params.get()?;");
+            let _ = writeln!(o, "let mp_params = mp_params.get()?;");
         } else {
-            let _ = writeln!(o, "let _ = params;");
+            let _ = writeln!(o, "let _ = mp_params;");
         }
         if needs_ctx {
-            let _ = writeln!(o, "let ctx = self.ctx.clone();");
+            let _ = writeln!(o, "let mp_ctx = self.ctx.clone();");
         }
         for slot in &m.params {
             let _ = writeln!(
                 o,
                 "let {} = {};",
                 slot.name,
-                e.get_slot(slot, "params", &slot.accessor)
+                e.get_slot(slot, "mp_params", &slot.accessor)
             );
         }
         let _ = writeln!(
             o,
-            "let object = self.object.get().map_err(|e| e.to_capnp())?;"
+            "let mp_object = self.object.get().map_err(|e| e.to_capnp())?;"
         );
         let job = format!("move || {call}");
         if m.has_context {
             let _ = writeln!(
                 o,
-                "let value = self.ctx.run(params.get_context(), {:?}, {job}).await?;",
+                "let mp_value = self.ctx.run(mp_params.get_context(), {:?}, {job}).await?;",
                 m.trace
             );
         } else {
             let _ = writeln!(
                 o,
-                "let value = {}::run_detached({:?}, {job}).await?;",
+                "let mp_value = {}::run_detached({:?}, {job}).await?;",
                 self.rt, m.trace
             );
         }
         if m.results.is_empty() && m.exception.is_none() {
-            let _ = writeln!(o, "let () = value;");
+            let _ = writeln!(o, "let () = mp_value;");
         } else {
-            let _ = writeln!(o, "let mut results = results.get();");
-            o.push_str(&self.write_results(m, "results"));
+            let _ = writeln!(o, "let mut mp_results = mp_results.get();");
+            o.push_str(&self.write_results(m, "mp_results"));
         }
         let _ = writeln!(o, "Ok(())\n}}");
         o
@@ -892,7 +994,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             };
             let _ = writeln!(o, "impl {}::Server for {}Server {{", iname.capnp, name.rust);
             for m in &imethods {
-                let call = format!("object.{}({})", m.rust, Self::call_args(m));
+                let call = format!("mp_object.{}({})", m.rust, Self::call_args(m));
                 let _ = write!(
                     o,
                     "{}",
@@ -969,7 +1071,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect();
-            let call_expr = format!("object({})", args.join(", "));
+            let call_expr = format!("mp_object({})", args.join(", "));
             let _ = write!(
                 o,
                 "{}",
@@ -992,7 +1094,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             n = name.rust,
             c = name.capnp
         );
-        let remote_ty = "remote";
+        let remote_ty = "mp_remote";
         let _ = writeln!(
             o,
             "#[doc(hidden)]\npub fn __{lower}_from_capnp(client: {c}::Client, ctx: &{p}::ServeContext) -> {p}::capnp::Result<{n}> {{\n    \
@@ -1005,7 +1107,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         if let Some(d) = methods.iter().find(|m| m.kind == Kind::Destroy) {
             let _ = writeln!(
                 o,
-                "    let remote = {p}::DestroyOnDrop::new(remote, {:?}, |client: &{c}::Client, cx: &{p}::CallContext<'_>| {{\n let mut request = client.destroy_request();\n cx.set_context(request.get().init_context());\n let response = request.send().promise;\n Box::pin(async move {{ response.await?; Ok(()) }})\n }});",
+                "    let mp_remote = {p}::DestroyOnDrop::new(mp_remote, {:?}, |client: &{c}::Client, cx: &{p}::CallContext<'_>| {{\n let mut request = client.destroy_request();\n cx.set_context(request.get().init_context());\n let response = request.send().promise;\n Box::pin(async move {{ response.await?; Ok(()) }})\n }});",
                 d.trace,
                 c = name.capnp
             );
@@ -1020,7 +1122,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             "    Ok(::std::sync::Arc::new(move |{}| {{",
             params.join(", ")
         );
-        o.push_str(&self.client_call(call, "remote", &name.capnp, None));
+        o.push_str(&self.client_call(call, "mp_remote", &name.capnp, None));
         let _ = writeln!(o, "    }}))\n}}\n");
         self.out.push_str(&o);
         Ok(())

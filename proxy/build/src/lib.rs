@@ -230,8 +230,9 @@ impl Builder {
             message.get_root()?;
         let schema = model::Schema::new(request, &self.parent_module)?;
         let rt = format!("::{}::proxy", self.runtime);
-        let mut files = Vec::new();
+        let mut files: Vec<(String, String)> = Vec::new();
         let mut stems = Vec::new();
+        let instances = std::cell::RefCell::new(Vec::new());
         let result = (|| -> Result<(), Error> {
             generated?;
             for requested in request.get_requested_files()? {
@@ -246,9 +247,34 @@ impl Builder {
                     format!("{stem}_capnp.rs"),
                     null_capability_on_init(&capnpc_text, &self.runtime),
                 ));
-                let proxy = emit::FileGen::new(&schema, &rt)?.file(id)?;
-                files.push((format!("{stem}.rs"), rustfmt(&proxy)));
+                let proxy = emit::FileGen::new(&schema, &rt, &instances)?.file(id)?;
+                files.push((format!("{stem}.rs"), proxy));
                 stems.push(stem);
+            }
+            // Each instance of a generic struct gets its `Wire` impl in the
+            // file that declares the struct (or, if that file is only
+            // imported, the first file generated); an impl may meet more.
+            let mut done = 0;
+            while done < instances.borrow().len() {
+                let instance = instances.borrow()[done].clone();
+                done += 1;
+                let text =
+                    emit::FileGen::new(&schema, &rt, &instances)?.instance_impl(&instance)?;
+                let declared_in = match &instance {
+                    types::Ty::Generic(name, _) => schema.file_stems.get(&name.file_id).cloned(),
+                    _ => None,
+                };
+                let target = declared_in
+                    .and_then(|stem| files.iter().position(|(f, _)| *f == format!("{stem}.rs")))
+                    .or_else(|| files.iter().position(|(f, _)| !f.ends_with("_capnp.rs")));
+                if let Some(index) = target {
+                    files[index].1.push_str(&text);
+                }
+            }
+            for (name, text) in files.iter_mut() {
+                if !name.ends_with("_capnp.rs") {
+                    *text = rustfmt(text);
+                }
             }
             Ok(())
         })();

@@ -15,6 +15,10 @@ pub(crate) enum Ty {
     Data,
     Enum(NodeName),
     Struct(NodeName),
+    /// A generic struct with its type arguments (`Pair(Text, Text)`).
+    Generic(NodeName, Vec<Ty>),
+    /// A generic struct's type parameter, inside its own definition.
+    Param(String),
     List(Box<Ty>),
     Interface(NodeName),
     /// An interface with one `call` method, wrapped as a `std::function`:
@@ -32,13 +36,20 @@ pub(crate) struct Slot {
     pub(crate) ty: Ty,
     /// capnpc's accessor stem of the `hasX` field, for an `Option`.
     pub(crate) has: Option<String>,
+    /// Whether the field's declared type is a generic parameter (capnpc's
+    /// setters then return a `Result`, and lists are made with `initn_`).
+    pub(crate) generic: bool,
 }
+
+/// The type arguments in scope, by (generic node id, parameter index).
+pub(crate) type Bindings = Vec<((u64, u16), Ty)>;
 
 impl Ty {
     pub(crate) fn from_capnp(
         schema: &Schema<'_>,
         ty: type_::Reader<'_>,
         closures: &[u64],
+        bindings: &Bindings,
     ) -> capnp::Result<Ty> {
         Ok(match ty.which()? {
             type_::Void(()) => Ty::Void,
@@ -59,6 +70,7 @@ impl Ty {
                 schema,
                 list.get_element_type()?,
                 closures,
+                bindings,
             )?)),
             type_::Enum(e) => Ty::Enum(schema.name(e.get_type_id())?.clone()),
             type_::Struct(s) => {
@@ -68,13 +80,49 @@ impl Ty {
                         return Err(unsupported("a group"));
                     }
                 }
-                if node.get_is_generic() {
+                let name = schema.name(s.get_type_id())?.clone();
+                if !node.get_is_generic() {
+                    return Ok(Ty::Struct(name));
+                }
+                // The brand binds the struct's parameters: to types, or (in
+                // a generic struct's own fields) to the parameters in scope.
+                let mut args = Vec::new();
+                for scope in s.get_brand()?.get_scopes()? {
+                    if scope.get_scope_id() != s.get_type_id() {
+                        continue;
+                    }
+                    match scope.which()? {
+                        capnp::schema_capnp::brand::scope::Bind(binds) => {
+                            for bind in binds? {
+                                match bind.which()? {
+                                    capnp::schema_capnp::brand::binding::Type(t) => {
+                                        args.push(Ty::from_capnp(schema, t?, closures, bindings)?)
+                                    }
+                                    capnp::schema_capnp::brand::binding::Unbound(()) => {
+                                        return Err(unsupported(&format!(
+                                            "{} with an unbound parameter",
+                                            name.display
+                                        )));
+                                    }
+                                }
+                            }
+                        }
+                        capnp::schema_capnp::brand::scope::Inherit(()) => {
+                            return Err(unsupported(&format!(
+                                "{} inheriting its parameters",
+                                name.display
+                            )));
+                        }
+                    }
+                }
+                let expected = node.get_parameters()?.len() as usize;
+                if args.len() != expected {
                     return Err(unsupported(&format!(
-                        "the generic struct {}",
-                        schema.name(s.get_type_id())?.display
+                        "{} without its {expected} type arguments",
+                        name.display
                     )));
                 }
-                Ty::Struct(schema.name(s.get_type_id())?.clone())
+                Ty::Generic(name, args)
             }
             type_::Interface(i) => {
                 let name = schema.name(i.get_type_id())?.clone();
@@ -84,7 +132,59 @@ impl Ty {
                     Ty::Interface(name)
                 }
             }
-            type_::AnyPointer(_) => return Err(unsupported("AnyPointer")),
+            type_::AnyPointer(any) => match any.which()? {
+                type_::any_pointer::Parameter(param) => {
+                    let key = (param.get_scope_id(), param.get_parameter_index());
+                    match bindings.iter().find(|(k, _)| *k == key) {
+                        Some((_, ty)) => ty.clone(),
+                        None => {
+                            let node = schema.node(key.0)?;
+                            let params = node.get_parameters()?;
+                            if u32::from(key.1) >= params.len() {
+                                return Err(unsupported("a parameter out of range"));
+                            }
+                            Ty::Param(params.get(u32::from(key.1)).get_name()?.to_string()?)
+                        }
+                    }
+                }
+                _ => return Err(unsupported("AnyPointer")),
+            },
+        })
+    }
+
+    /// capnp's `Owned` type for it, as capnpc's code names it.
+    pub(crate) fn capnp_owned(&self) -> capnp::Result<String> {
+        Ok(match self {
+            Ty::Text => "::capnp::text::Owned".into(),
+            Ty::Data => "::capnp::data::Owned".into(),
+            Ty::Struct(n) => format!("{}::Owned", n.capnp),
+            Ty::Generic(n, args) => {
+                let args: Vec<String> = args
+                    .iter()
+                    .map(Ty::capnp_owned)
+                    .collect::<capnp::Result<_>>()?;
+                format!("{}::Owned<{}>", n.capnp, args.join(", "))
+            }
+            Ty::Interface(n) | Ty::Closure(n) => format!("{}::Client", n.capnp),
+            Ty::List(inner) => match &**inner {
+                Ty::Prim(p) => format!("::capnp::primitive_list::Owned<{p}>"),
+                Ty::Void => "::capnp::primitive_list::Owned<()>".into(),
+                Ty::Enum(n) => format!("::capnp::enum_list::Owned<{}>", n.capnp),
+                Ty::Text => "::capnp::text_list::Owned".into(),
+                Ty::Data => "::capnp::data_list::Owned".into(),
+                Ty::Struct(_) | Ty::Generic(..) => {
+                    format!("::capnp::struct_list::Owned<{}>", inner.capnp_owned()?)
+                }
+                Ty::List(_) => format!("::capnp::list_list::Owned<{}>", inner.capnp_owned()?),
+                Ty::Interface(_) | Ty::Closure(_) => {
+                    format!("::capnp::capability_list::Owned<{}>", inner.capnp_owned()?)
+                }
+                Ty::Param(p) => return Err(unsupported(&format!("a list of the parameter {p}"))),
+            },
+            Ty::Param(p) => p.clone(),
+            Ty::Void | Ty::Prim(_) | Ty::Enum(_) => {
+                return Err(unsupported("a generic argument that is not a pointer"));
+            }
         })
     }
 
@@ -108,6 +208,11 @@ impl Ty {
             Ty::Data => "Vec<u8>".into(),
             Ty::Enum(n) => n.capnp.clone(),
             Ty::Struct(n) => format!("{}::{}", n.proxy_mod, n.rust),
+            Ty::Generic(n, args) => {
+                let args: Vec<String> = args.iter().map(|a| a.owned(rt)).collect();
+                format!("{}::{}<{}>", n.proxy_mod, n.rust, args.join(", "))
+            }
+            Ty::Param(p) => p.clone(),
             Ty::List(inner) => format!("Vec<{}>", inner.owned(rt)),
             Ty::Interface(n) => format!("::std::sync::Arc<dyn {}::{}>", n.proxy_mod, n.rust),
             Ty::Closure(n) => format!("{}::{}", n.proxy_mod, n.rust),
@@ -120,7 +225,7 @@ impl Ty {
             Ty::Text => "&str".into(),
             Ty::Data => "&[u8]".into(),
             Ty::List(inner) => format!("&[{}]", inner.owned(rt)),
-            Ty::Struct(n) => format!("&{}::{}", n.proxy_mod, n.rust),
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => format!("&{}", self.owned(rt)),
             other => other.owned(rt),
         }
     }
@@ -139,14 +244,18 @@ impl Ty {
             Ty::Void | Ty::Prim(_) | Ty::Enum(_) => format!("*{expr}"),
             Ty::Text => format!("{expr}.as_str()"),
             Ty::Data | Ty::List(_) => format!("{expr}.as_slice()"),
-            Ty::Struct(_) | Ty::Interface(_) | Ty::Closure(_) => expr.to_string(),
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Interface(_) | Ty::Closure(_) => {
+                expr.to_string()
+            }
         }
     }
 
     /// From an owned variable to the parameter an implementation takes.
     pub(crate) fn param_from_owned(&self, var: &str) -> String {
         match self {
-            Ty::Text | Ty::Data | Ty::List(_) | Ty::Struct(_) => format!("&{var}"),
+            Ty::Text | Ty::Data | Ty::List(_) | Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
+                format!("&{var}")
+            }
             _ => var.to_string(),
         }
     }
@@ -155,7 +264,7 @@ impl Ty {
     pub(crate) fn option_param_from_owned(&self, var: &str) -> String {
         match self {
             Ty::Text | Ty::Data | Ty::List(_) => format!("{var}.as_deref()"),
-            Ty::Struct(_) => format!("{var}.as_ref()"),
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => format!("{var}.as_ref()"),
             _ => var.to_string(),
         }
     }
@@ -186,13 +295,33 @@ impl Emit<'_> {
         input: &str,
         depth: usize,
     ) -> String {
+        self.set_field(ty, b, accessor, input, depth, false)
+    }
+
+    /// [`set`](Self::set), for a field whose declared type is a parameter
+    /// of its generic struct (`generic`: capnpc's setters for those return a
+    /// `Result`, and lists are made with `initn_`) or not.
+    pub(crate) fn set_field(
+        &self,
+        ty: &Ty,
+        b: &str,
+        accessor: &str,
+        input: &str,
+        depth: usize,
+        generic: bool,
+    ) -> String {
         let p = self.private();
+        let (init_list, fallible) = if generic {
+            ("initn", "?")
+        } else {
+            ("init", "")
+        };
         match ty {
             Ty::Void => String::new(),
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
-                format!("{b}.set_{accessor}({input});\n")
+                format!("{b}.set_{accessor}({input}){fallible};\n")
             }
-            Ty::Struct(_) => {
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
                 format!("{p}::Wire::write({input}, {b}.reborrow().init_{accessor}())?;\n")
             }
             Ty::List(inner) => {
@@ -202,17 +331,17 @@ impl Emit<'_> {
                     format!("item{depth}"),
                 );
                 format!(
-                    "{{\n let items = {input};\n let mut {list} = {b}.reborrow().init_{accessor}({p}::list_len(items.len())?);\n \
+                    "{{\n let items = {input};\n let mut {list} = {b}.reborrow().{init_list}_{accessor}({p}::list_len(items.len())?);\n \
                      for ({i}, {item}) in items.iter().enumerate() {{\n let {i} = {i} as u32;\n {}}}\n}}\n",
                     self.set_elem(inner, &list, &i, &inner.input_from_ref(&item), depth + 1)
                 )
             }
             Ty::Interface(n) => format!(
-                "{b}.set_{accessor}(<dyn {}::{} as {}::Interface>::to_capnp({input}, &ctx));\n",
+                "{b}.set_{accessor}(<dyn {}::{} as {}::Interface>::to_capnp({input}, &mp_ctx)){fallible};\n",
                 n.proxy_mod, n.rust, self.rt
             ),
             Ty::Closure(n) => format!(
-                "{b}.set_{accessor}({}::__{}_to_capnp({input}, &ctx));\n",
+                "{b}.set_{accessor}({}::__{}_to_capnp({input}, &mp_ctx)){fallible};\n",
                 n.proxy_mod,
                 snake(&n.rust)
             ),
@@ -226,7 +355,9 @@ impl Emit<'_> {
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
                 format!("{list}.set({i}, {input});\n")
             }
-            Ty::Struct(_) => format!("{p}::Wire::write({input}, {list}.reborrow().get({i}))?;\n"),
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
+                format!("{p}::Wire::write({input}, {list}.reborrow().get({i}))?;\n")
+            }
             Ty::List(inner) => {
                 let (sub, j, item) = (
                     format!("list{depth}"),
@@ -240,11 +371,11 @@ impl Emit<'_> {
                 )
             }
             Ty::Interface(n) => format!(
-                "{list}.set({i}, {p}::capnp::capability::FromClientHook::into_client_hook(<dyn {}::{} as {}::Interface>::to_capnp({input}, &ctx)));\n",
+                "{list}.set({i}, {p}::capnp::capability::FromClientHook::into_client_hook(<dyn {}::{} as {}::Interface>::to_capnp({input}, &mp_ctx)));\n",
                 n.proxy_mod, n.rust, self.rt
             ),
             Ty::Closure(n) => format!(
-                "{list}.set({i}, {p}::capnp::capability::FromClientHook::into_client_hook({}::__{}_to_capnp({input}, &ctx)));\n",
+                "{list}.set({i}, {p}::capnp::capability::FromClientHook::into_client_hook({}::__{}_to_capnp({input}, &mp_ctx)));\n",
                 n.proxy_mod,
                 snake(&n.rust)
             ),
@@ -272,9 +403,9 @@ impl Emit<'_> {
                 "{r}.get_{accessor}()?.to_string().map_err(|e| {p}::bad_value({label:?}, e))?"
             ),
             Ty::Data => format!("{r}.get_{accessor}()?.to_vec()"),
-            Ty::Struct(n) => format!(
-                "<{}::{} as {p}::Wire>::read({r}.get_{accessor}()?)?",
-                n.proxy_mod, n.rust
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => format!(
+                "<{} as {p}::Wire>::read({r}.get_{accessor}()?)?",
+                ty.owned(self.rt)
             ),
             Ty::List(inner) => {
                 let (list, i) = (format!("list{depth}"), format!("i{depth}"));
@@ -285,11 +416,11 @@ impl Emit<'_> {
                 )
             }
             Ty::Interface(n) => format!(
-                "<dyn {}::{} as {}::Interface>::from_capnp({r}.get_{accessor}()?, &ctx)?",
+                "<dyn {}::{} as {}::Interface>::from_capnp({r}.get_{accessor}()?, &mp_ctx)?",
                 n.proxy_mod, n.rust, self.rt
             ),
             Ty::Closure(n) => format!(
-                "{}::__{}_from_capnp({r}.get_{accessor}()?, &ctx)?",
+                "{}::__{}_from_capnp({r}.get_{accessor}()?, &mp_ctx)?",
                 n.proxy_mod,
                 snake(&n.rust)
             ),
@@ -306,10 +437,12 @@ impl Emit<'_> {
                 format!("{list}.get({i})?.to_string().map_err(|e| {p}::bad_value({label:?}, e))?")
             }
             Ty::Data => format!("{list}.get({i})?.to_vec()"),
-            Ty::Struct(n) => format!(
-                "<{}::{} as {p}::Wire>::read({list}.get({i}))?",
-                n.proxy_mod, n.rust
-            ),
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
+                format!(
+                    "<{} as {p}::Wire>::read({list}.get({i}))?",
+                    ty.owned(self.rt)
+                )
+            }
             Ty::List(inner) => {
                 let (sub, j) = (format!("list{depth}"), format!("i{depth}"));
                 format!(
@@ -319,11 +452,11 @@ impl Emit<'_> {
                 )
             }
             Ty::Interface(n) => format!(
-                "<dyn {}::{} as {}::Interface>::from_capnp({list}.get({i})?, &ctx)?",
+                "<dyn {}::{} as {}::Interface>::from_capnp({list}.get({i})?, &mp_ctx)?",
                 n.proxy_mod, n.rust, self.rt
             ),
             Ty::Closure(n) => format!(
-                "{}::__{}_from_capnp({list}.get({i})?, &ctx)?",
+                "{}::__{}_from_capnp({list}.get({i})?, &mp_ctx)?",
                 n.proxy_mod,
                 snake(&n.rust)
             ),
@@ -341,10 +474,17 @@ impl Emit<'_> {
         option_input: impl Fn(&str) -> String,
     ) -> String {
         match &slot.has {
-            None => self.set(&slot.ty, b, &slot.accessor, input, 0),
+            None => self.set_field(&slot.ty, b, &slot.accessor, input, 0, slot.generic),
             Some(has) => format!(
                 "if let Some(value) = {input} {{\n {b}.set_{has}(true);\n {}}}\n",
-                self.set(&slot.ty, b, &slot.accessor, &option_input("value"), 0)
+                self.set_field(
+                    &slot.ty,
+                    b,
+                    &slot.accessor,
+                    &option_input("value"),
+                    0,
+                    slot.generic
+                )
             ),
         }
     }

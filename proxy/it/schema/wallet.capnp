@@ -24,6 +24,10 @@ interface Wallet $Proxy.wrap("app::Wallet") {
     # Returns the closure it was given.
     compare @8 (context :Proxy.Context, other :Wallet) -> (same :Bool, otherName :Text);
     # Whether `other` is this very wallet (unwrapped to the local object).
+    label @9 (context :Proxy.Context, request :Text, params :Text, results :Text, client :Text,
+              cx :Text, ctx :Text, object :Text, value :Text, response :Text) -> (result :Text);
+    # Joins its arguments: parameters named as the generated code's own
+    # variables must not be mistaken for them.
 }
 
 interface Notify $Proxy.wrap("ProxyCallback<std::function<void(int)>>") {

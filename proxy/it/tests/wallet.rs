@@ -82,6 +82,11 @@ fn every_mapping_crosses_and_comes_back() {
         assert_eq!(wallet.last_tx().expect("last_tx"), Some(tx));
         assert_eq!(Tx::default().kind, Kind::Receive, "the schema's default");
         assert_eq!(wallet.history("alice", 0).expect("history"), Vec::new());
+        // Parameters named as the generated code's own variables.
+        let label = wallet
+            .label("1", "2", "3", "4", "5", "6", "7", "8", "9")
+            .expect("label");
+        assert_eq!(label, "1,2,3,4,5,6,7,8,9");
         drop(wallet);
         peer.hang_up();
     })
@@ -228,6 +233,25 @@ fn a_remote_wallet_and_a_local_one_are_the_same_to_code_that_uses_them() {
         fn pass_back(&self, notify: Notify) -> multiprocess::Result<Notify> {
             Ok(notify)
         }
+        #[allow(clippy::too_many_arguments)]
+        fn label(
+            &self,
+            request: &str,
+            params: &str,
+            results: &str,
+            client: &str,
+            cx: &str,
+            ctx: &str,
+            object: &str,
+            value: &str,
+            response: &str,
+        ) -> multiprocess::Result<String> {
+            Ok([
+                request, params, results, client, cx, ctx, object, value, response,
+            ]
+            .join(","))
+        }
+
         fn compare(
             &self,
             other: Arc<dyn Wallet>,

@@ -107,6 +107,25 @@ impl Wallet for MyWallet {
         Ok(notify)
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn label(
+        &self,
+        request: &str,
+        params: &str,
+        results: &str,
+        client: &str,
+        cx: &str,
+        ctx: &str,
+        object: &str,
+        value: &str,
+        response: &str,
+    ) -> multiprocess::Result<String> {
+        Ok([
+            request, params, results, client, cx, ctx, object, value, response,
+        ]
+        .join(","))
+    }
+
     fn compare(
         &self,
         other: Arc<dyn Wallet>,
