@@ -6,6 +6,9 @@ fn main() {
         .file("schema/wallet.capnp")
         .file("schema/foo.capnp")
         .file("schema/foo_init.capnp")
+        // Ids are hashes: [u8; 32] in Rust, Data on the wire.
+        .carry("Tx.txid", "[u8; 32]")
+        .carry("wallet.capnp:Wallet.lookup.txid", "[u8; 32]")
         .compile()
         .expect("generating the test schemas' proxies");
 }

@@ -4,9 +4,9 @@ use std::borrow::Cow;
 
 /// A Rust type carried on the wire as a type the mapping already knows:
 /// a hash as `Data`, an amount as `Int64`, a transaction serialised into
-/// `Data`. It is the conversion the generator will call for a field,
-/// parameter or result whose Rust type the build names (not wired into the
-/// generator yet: today generated signatures use the mapping's own types).
+/// `Data`. Implement it once; then name the type for a field, parameter or
+/// result in the build (`Builder::carry("Tx.txid", "[u8; 32]")`) and the
+/// generated signatures use it.
 ///
 /// This is what libmultiprocess's `CustomBuildField` / `CustomReadField`
 /// overloads do for C++ types.

@@ -44,6 +44,8 @@ pub(crate) struct FileGen<'s, 'a> {
     /// The generic structs' instances the generation has met (shared by
     /// every file of the run, so each gets one `Wire` impl).
     instances: &'s RefCell<Vec<Ty>>,
+    /// `Builder::carry`: (field path, Rust type).
+    carries: &'s [(String, String)],
     closures: Vec<u64>,
     out: String,
 }
@@ -57,6 +59,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         schema: &'s Schema<'a>,
         rt: &'s str,
         instances: &'s RefCell<Vec<Ty>>,
+        carries: &'s [(String, String)],
     ) -> capnp::Result<Self> {
         // Closure interfaces: wrapped as a `ProxyCallback<std::function<..>>`
         // with a `call` method.
@@ -78,6 +81,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             schema,
             rt,
             instances,
+            carries,
             closures,
             out: String::new(),
         })
@@ -125,17 +129,20 @@ impl<'s, 'a> FileGen<'s, 'a> {
         &self,
         fields: capnp::struct_list::Reader<'a, field::Owned>,
         skip_context: bool,
+        owner: &str,
     ) -> capnp::Result<(Vec<Slot>, bool, Option<Slot>)> {
-        self.slots_bound(fields, skip_context, &Vec::new())
+        self.slots_bound(fields, skip_context, &Vec::new(), owner)
     }
 
     /// The slots of a struct's fields, its type parameters bound to
-    /// `bindings` (none: they stay parameters).
+    /// `bindings` (none: they stay parameters). `owner` names the struct
+    /// (`Tx`) or the method (`Wallet.balance`), for `Builder::carry`.
     fn slots_bound(
         &self,
         fields: capnp::struct_list::Reader<'a, field::Owned>,
         skip_context: bool,
         bindings: &Bindings,
+        owner: &str,
     ) -> capnp::Result<(Vec<Slot>, bool, Option<Slot>)> {
         let mut fields: Vec<field::Reader<'a>> = fields.iter().collect();
         fields.sort_by_key(|f| f.get_code_order());
@@ -178,10 +185,19 @@ impl<'s, 'a> FileGen<'s, 'a> {
             }
             let has_name = format!("has{}", pascal(name));
             let has = names.contains(&has_name).then(|| snake(&has_name));
+            let mut mapped = Ty::from_capnp(self.schema, ty, &self.closures, bindings)?;
+            if let Some(rust) = self.carried(owner, name) {
+                if mapped.needs_ctx() {
+                    return Err(capnp::Error::failed(format!(
+                        "{owner}.{name}: a capability cannot be carried as {rust}"
+                    )));
+                }
+                mapped = Ty::Carried(rust, Box::new(mapped));
+            }
             let made = Slot {
                 name: self.schema.field_name(*field)?,
                 accessor: snake(name),
-                ty: Ty::from_capnp(self.schema, ty, &self.closures, bindings)?,
+                ty: mapped,
                 generic: matches!(ty.which()?, capnp::schema_capnp::type_::AnyPointer(_)),
                 has,
             };
@@ -193,6 +209,16 @@ impl<'s, 'a> FileGen<'s, 'a> {
             }
         }
         Ok((slots, has_context, exception))
+    }
+
+    /// The Rust type `Builder::carry` names for field `name` of `owner`,
+    /// given as `Owner.field` or `file.capnp:Owner.field`.
+    fn carried(&self, owner: &str, name: &str) -> Option<String> {
+        let path = format!("{owner}.{name}");
+        self.carries.iter().find_map(|(spec, rust)| {
+            let local = spec.rsplit_once(':').map_or(spec.as_str(), |(_, l)| l);
+            (local == path).then(|| rust.clone())
+        })
     }
 
     /// Records the generic instances in `ty`.
@@ -219,7 +245,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let node::Struct(st) = node.which()? else {
             return Ok(());
         };
-        let (slots, _, _) = self.slots(st.get_fields()?, false)?;
+        let (slots, _, _) = self.slots(st.get_fields()?, false, &name.display)?;
         let rt = self.rt;
         let params: Vec<String> = node
             .get_parameters()?
@@ -377,7 +403,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             .enumerate()
             .map(|(i, t)| ((id, i as u16), t.clone()))
             .collect();
-        let (slots, _, _) = self.slots_bound(st.get_fields()?, false, &bindings)?;
+        let (slots, _, _) = self.slots_bound(st.get_fields()?, false, &bindings, &name.display)?;
         self.wire_impl(ty, &slots)
     }
 
@@ -484,12 +510,16 @@ impl<'s, 'a> FileGen<'s, 'a> {
             let (params, has_context, _) = if kind == Kind::Construct {
                 (Vec::new(), false, None)
             } else {
-                self.slots(ps.get_fields()?, true)?
+                self.slots(ps.get_fields()?, true, &format!("{}.{name}", iname.display))?
             };
             let (results, _, exception) = if kind == Kind::Construct {
                 (Vec::new(), false, None)
             } else {
-                self.slots(rs.get_fields()?, false)?
+                self.slots(
+                    rs.get_fields()?,
+                    false,
+                    &format!("{}.{name}", iname.display),
+                )?
             };
             let rust = match Schema::text_annotation(m.get_annotations()?, self.schema.proxy.name)?
             {

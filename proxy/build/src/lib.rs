@@ -77,6 +77,7 @@ pub struct Builder {
     runtime: String,
     parent_module: Vec<String>,
     index: Index,
+    carries: Vec<(String, String)>,
 }
 
 /// How the index file names the generated files.
@@ -106,6 +107,7 @@ impl Builder {
             runtime: "multiprocess".into(),
             parent_module: Vec::new(),
             index: Index::OutDir,
+            carries: Vec::new(),
         }
     }
 
@@ -152,6 +154,26 @@ impl Builder {
     /// the root). `out_dir("src/generated")` wants `["generated"]`.
     pub fn parent_module(mut self, path: &[&str]) -> Self {
         self.parent_module = path.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Carries `field` as the Rust type `rust_type`, which implements
+    /// `multiprocess::Carry` with the field's wire type (`[u8; 32]` for a
+    /// hash in `Data` is built in). `field` is `Struct.field`, or
+    /// `Interface.method.param` / `Interface.method.result` for a method's
+    /// parameter or result, optionally after `file.capnp:`.
+    ///
+    /// ```no_run
+    /// multiprocess_proxy_build::Builder::new()
+    ///     .file("schema/mining.capnp")
+    ///     .carry("BlockRef.hash", "[u8; 32]")
+    ///     .carry("Mining.waitTipChanged.currentTip", "[u8; 32]")
+    ///     .compile()
+    ///     .expect("mining.capnp");
+    /// ```
+    pub fn carry(mut self, field: &str, rust_type: &str) -> Self {
+        self.carries
+            .push((field.to_string(), rust_type.to_string()));
         self
     }
 
@@ -247,7 +269,8 @@ impl Builder {
                     format!("{stem}_capnp.rs"),
                     null_capability_on_init(&capnpc_text, &self.runtime),
                 ));
-                let proxy = emit::FileGen::new(&schema, &rt, &instances)?.file(id)?;
+                let proxy =
+                    emit::FileGen::new(&schema, &rt, &instances, &self.carries)?.file(id)?;
                 files.push((format!("{stem}.rs"), proxy));
                 stems.push(stem);
             }
@@ -258,8 +281,8 @@ impl Builder {
             while done < instances.borrow().len() {
                 let instance = instances.borrow()[done].clone();
                 done += 1;
-                let text =
-                    emit::FileGen::new(&schema, &rt, &instances)?.instance_impl(&instance)?;
+                let text = emit::FileGen::new(&schema, &rt, &instances, &self.carries)?
+                    .instance_impl(&instance)?;
                 let declared_in = match &instance {
                     types::Ty::Generic(name, _) => schema.file_stems.get(&name.file_id).cloned(),
                     _ => None,

@@ -19,6 +19,9 @@ pub(crate) enum Ty {
     Generic(NodeName, Vec<Ty>),
     /// A generic struct's type parameter, inside its own definition.
     Param(String),
+    /// A Rust type of the user's (`Builder::carry`), carried as the wire
+    /// type it implements `Carry` for.
+    Carried(String, Box<Ty>),
     List(Box<Ty>),
     Interface(NodeName),
     /// An interface with one `call` method, wrapped as a `std::function`:
@@ -180,8 +183,10 @@ impl Ty {
                     format!("::capnp::capability_list::Owned<{}>", inner.capnp_owned()?)
                 }
                 Ty::Param(p) => return Err(unsupported(&format!("a list of the parameter {p}"))),
+                Ty::Carried(_, wire) => Ty::List(wire.clone()).capnp_owned()?,
             },
             Ty::Param(p) => p.clone(),
+            Ty::Carried(_, wire) => wire.capnp_owned()?,
             Ty::Void | Ty::Prim(_) | Ty::Enum(_) => {
                 return Err(unsupported("a generic argument that is not a pointer"));
             }
@@ -213,6 +218,7 @@ impl Ty {
                 format!("{}::{}<{}>", n.proxy_mod, n.rust, args.join(", "))
             }
             Ty::Param(p) => p.clone(),
+            Ty::Carried(rust, _) => rust.clone(),
             Ty::List(inner) => format!("Vec<{}>", inner.owned(rt)),
             Ty::Interface(n) => format!("::std::sync::Arc<dyn {}::{}>", n.proxy_mod, n.rust),
             Ty::Closure(n) => format!("{}::{}", n.proxy_mod, n.rust),
@@ -225,7 +231,9 @@ impl Ty {
             Ty::Text => "&str".into(),
             Ty::Data => "&[u8]".into(),
             Ty::List(inner) => format!("&[{}]", inner.owned(rt)),
-            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => format!("&{}", self.owned(rt)),
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Carried(..) => {
+                format!("&{}", self.owned(rt))
+            }
             other => other.owned(rt),
         }
     }
@@ -244,16 +252,25 @@ impl Ty {
             Ty::Void | Ty::Prim(_) | Ty::Enum(_) => format!("*{expr}"),
             Ty::Text => format!("{expr}.as_str()"),
             Ty::Data | Ty::List(_) => format!("{expr}.as_slice()"),
-            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Interface(_) | Ty::Closure(_) => {
-                expr.to_string()
-            }
+            Ty::Struct(_)
+            | Ty::Generic(..)
+            | Ty::Param(_)
+            | Ty::Carried(..)
+            | Ty::Interface(_)
+            | Ty::Closure(_) => expr.to_string(),
         }
     }
 
     /// From an owned variable to the parameter an implementation takes.
     pub(crate) fn param_from_owned(&self, var: &str) -> String {
         match self {
-            Ty::Text | Ty::Data | Ty::List(_) | Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
+            Ty::Text
+            | Ty::Data
+            | Ty::List(_)
+            | Ty::Struct(_)
+            | Ty::Generic(..)
+            | Ty::Param(_)
+            | Ty::Carried(..) => {
                 format!("&{var}")
             }
             _ => var.to_string(),
@@ -264,7 +281,9 @@ impl Ty {
     pub(crate) fn option_param_from_owned(&self, var: &str) -> String {
         match self {
             Ty::Text | Ty::Data | Ty::List(_) => format!("{var}.as_deref()"),
-            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => format!("{var}.as_ref()"),
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Carried(..) => {
+                format!("{var}.as_ref()")
+            }
             _ => var.to_string(),
         }
     }
@@ -284,6 +303,24 @@ pub(crate) struct Emit<'r> {
 impl Emit<'_> {
     fn private(&self) -> String {
         format!("{}::__private", self.rt)
+    }
+
+    /// From `input` (a `&T`, `T: Carry`) to what the setters of `wire` take.
+    fn to_wire(&self, wire: &Ty, input: &str) -> String {
+        let converted = format!("{}::Carry::to_wire({input})", self.rt);
+        match wire {
+            Ty::Void | Ty::Prim(_) | Ty::Enum(_) => format!("*{converted}"),
+            _ => format!("&*{converted}"),
+        }
+    }
+
+    /// From `value` (an owned wire value) to the carried type `rust`.
+    fn from_wire(&self, rust: &str, value: &str, label: &str) -> String {
+        format!(
+            "<{rust} as {}::Carry>::from_wire(&{value}).map_err(|e| {}::bad_value({label:?}, e))?",
+            self.rt,
+            self.private()
+        )
     }
 
     /// Statements that set field `accessor` of builder `b` from `input`.
@@ -317,6 +354,10 @@ impl Emit<'_> {
             ("init", "")
         };
         match ty {
+            Ty::Carried(_, wire) => {
+                let input = self.to_wire(wire, input);
+                self.set_field(wire, b, accessor, &input, depth, generic)
+            }
             Ty::Void => String::new(),
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
                 format!("{b}.set_{accessor}({input}){fallible};\n")
@@ -351,6 +392,7 @@ impl Emit<'_> {
     fn set_elem(&self, ty: &Ty, list: &str, i: &str, input: &str, depth: usize) -> String {
         let p = self.private();
         match ty {
+            Ty::Carried(_, wire) => self.set_elem(wire, list, i, &self.to_wire(wire, input), depth),
             Ty::Void => String::new(),
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
                 format!("{list}.set({i}, {input});\n")
@@ -394,6 +436,9 @@ impl Emit<'_> {
     ) -> String {
         let p = self.private();
         match ty {
+            Ty::Carried(rust, wire) => {
+                self.from_wire(rust, &self.get(wire, r, accessor, label, depth), label)
+            }
             Ty::Void => "()".into(),
             Ty::Prim(_) => format!("{r}.get_{accessor}()"),
             Ty::Enum(_) => {
@@ -430,6 +475,9 @@ impl Emit<'_> {
     fn get_elem(&self, ty: &Ty, list: &str, i: &str, label: &str, depth: usize) -> String {
         let p = self.private();
         match ty {
+            Ty::Carried(rust, wire) => {
+                self.from_wire(rust, &self.get_elem(wire, list, i, label, depth), label)
+            }
             Ty::Void => "()".into(),
             Ty::Prim(_) => format!("{list}.get({i})"),
             Ty::Enum(_) => format!("{list}.get({i}).map_err(|e| {p}::bad_value({label:?}, e))?"),

@@ -28,6 +28,9 @@ interface Wallet $Proxy.wrap("app::Wallet") {
               cx :Text, ctx :Text, object :Text, value :Text, response :Text) -> (result :Text);
     # Joins its arguments: parameters named as the generated code's own
     # variables must not be mistaken for them.
+    lookup @10 (context :Proxy.Context, txid :Data) -> (result :Tx, hasResult :Bool);
+    # The transaction with this id (32 bytes: the build carries it as a
+    # [u8; 32]).
 }
 
 interface Notify $Proxy.wrap("ProxyCallback<std::function<void(int)>>") {

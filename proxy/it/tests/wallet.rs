@@ -56,14 +56,14 @@ fn every_mapping_crosses_and_comes_back() {
         assert_eq!(
             history,
             vec![Tx {
-                txid: vec![1; 32],
+                txid: [1; 32],
                 amount: 50,
                 memo: Some("coinbase".into()),
                 kind: Kind::Receive
             }]
         );
         let tx = Tx {
-            txid: vec![7; 32],
+            txid: [7; 32],
             amount: 5,
             memo: None,
             kind: Kind::Send,
@@ -252,6 +252,9 @@ fn a_remote_wallet_and_a_local_one_are_the_same_to_code_that_uses_them() {
             .join(","))
         }
 
+        fn lookup(&self, _: &[u8; 32]) -> multiprocess::Result<Option<Tx>> {
+            Ok(None)
+        }
         fn compare(
             &self,
             other: Arc<dyn Wallet>,
@@ -280,4 +283,67 @@ fn a_remote_wallet_and_a_local_one_are_the_same_to_code_that_uses_them() {
         drop(remote);
         peer.hang_up();
     })
+}
+
+#[test]
+fn a_hash_of_the_wrong_length_fails_that_call_only() {
+    use multiprocess_proxy_tests::wallet_capnp::{init, wallet};
+    guard(
+        "a_hash_of_the_wrong_length_fails_that_call_only",
+        BOUND,
+        || {
+            let peer = Peer::spawn();
+            let wallet = peer.init().make_wallet("main").expect("make_wallet");
+            assert_eq!(
+                wallet.lookup(&[1; 32]).expect("lookup").map(|tx| tx.amount),
+                Some(50)
+            );
+            assert_eq!(wallet.lookup(&[9; 32]).expect("lookup"), None);
+            // A peer that does not use our Rust types (C++, or a buggy one):
+            // a raw capnp client on a second connection sends 31 bytes.
+            let (raw_child, stream) =
+                multiprocess::spawn_process(&mut Command::new(env!("CARGO_BIN_EXE_wallet-child")))
+                    .expect("spawn a second wallet-child");
+            let _registration =
+                mp_testkit::children::register(raw_child.id(), "wallet-child (raw)");
+            let event_loop = multiprocess::default_loop().expect("loop");
+            let (_connection, raw_init) =
+                multiprocess::Connection::connect::<init::Client>(event_loop, stream)
+                    .expect("connect");
+            let raw_wallet = raw_init
+                .call("Init.makeWallet", |client, cx| {
+                    let mut request = client.make_wallet_request();
+                    cx.set_context(request.get().init_context());
+                    request.get().set_name("raw");
+                    let adopter = cx.adopter();
+                    let response = request.send().promise;
+                    async move { adopter.adopt(response.await?.get()?.get_result()?) }
+                })
+                .expect("makeWallet");
+            let lookup = |bytes: Vec<u8>| {
+                raw_wallet.call("Wallet.lookup", move |client: &wallet::Client, cx| {
+                    let mut request = client.lookup_request();
+                    cx.set_context(request.get().init_context());
+                    request.get().set_txid(&bytes);
+                    let response = request.send().promise;
+                    async move { Ok(response.await?.get()?.get_has_result()) }
+                })
+            };
+            match lookup(vec![1; 31]) {
+                Err(multiprocess::Error::Failed(failure)) => {
+                    assert!(
+                        failure.message.contains("expected 32 bytes, got 31"),
+                        "{failure:?}"
+                    )
+                }
+                other => panic!("expected the call to fail on its argument, got {other:?}"),
+            }
+            assert!(lookup(vec![1; 32]).expect("a good lookup on the same connection"));
+            drop((raw_wallet, raw_init, _connection));
+            let mut raw_child = raw_child;
+            assert!(raw_child.wait().expect("wait").success());
+            drop(wallet);
+            peer.hang_up();
+        },
+    )
 }

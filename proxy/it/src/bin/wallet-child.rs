@@ -19,7 +19,7 @@ impl Init for MyInit {
         Ok(Arc::new(MyWallet {
             name: name.to_string(),
             history: Mutex::new(vec![Tx {
-                txid: vec![1; 32],
+                txid: [1; 32],
                 amount: 50,
                 memo: Some("coinbase".into()),
                 kind: Kind::Receive,
@@ -124,6 +124,11 @@ impl Wallet for MyWallet {
             request, params, results, client, cx, ctx, object, value, response,
         ]
         .join(","))
+    }
+
+    fn lookup(&self, txid: &[u8; 32]) -> Result<Option<Tx>> {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(history.iter().find(|tx| tx.txid == *txid).cloned())
     }
 
     fn compare(
