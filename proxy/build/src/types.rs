@@ -306,7 +306,7 @@ impl Emit<'_> {
     }
 
     /// From `input` (a `&T`, `T: Carry`) to what the setters of `wire` take.
-    fn to_wire(&self, wire: &Ty, input: &str) -> String {
+    fn write_carried(&self, wire: &Ty, input: &str) -> String {
         let converted = format!("{}::Carry::to_wire({input})", self.rt);
         match wire {
             Ty::Void | Ty::Prim(_) | Ty::Enum(_) => format!("*{converted}"),
@@ -315,7 +315,7 @@ impl Emit<'_> {
     }
 
     /// From `value` (an owned wire value) to the carried type `rust`.
-    fn from_wire(&self, rust: &str, value: &str, label: &str) -> String {
+    fn read_carried(&self, rust: &str, value: &str, label: &str) -> String {
         format!(
             "<{rust} as {}::Carry>::from_wire(&{value}).map_err(|e| {}::bad_value({label:?}, e))?",
             self.rt,
@@ -355,7 +355,7 @@ impl Emit<'_> {
         };
         match ty {
             Ty::Carried(_, wire) => {
-                let input = self.to_wire(wire, input);
+                let input = self.write_carried(wire, input);
                 self.set_field(wire, b, accessor, &input, depth, generic)
             }
             Ty::Void => String::new(),
@@ -392,7 +392,9 @@ impl Emit<'_> {
     fn set_elem(&self, ty: &Ty, list: &str, i: &str, input: &str, depth: usize) -> String {
         let p = self.private();
         match ty {
-            Ty::Carried(_, wire) => self.set_elem(wire, list, i, &self.to_wire(wire, input), depth),
+            Ty::Carried(_, wire) => {
+                self.set_elem(wire, list, i, &self.write_carried(wire, input), depth)
+            }
             Ty::Void => String::new(),
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
                 format!("{list}.set({i}, {input});\n")
@@ -437,7 +439,7 @@ impl Emit<'_> {
         let p = self.private();
         match ty {
             Ty::Carried(rust, wire) => {
-                self.from_wire(rust, &self.get(wire, r, accessor, label, depth), label)
+                self.read_carried(rust, &self.get(wire, r, accessor, label, depth), label)
             }
             Ty::Void => "()".into(),
             Ty::Prim(_) => format!("{r}.get_{accessor}()"),
@@ -476,7 +478,7 @@ impl Emit<'_> {
         let p = self.private();
         match ty {
             Ty::Carried(rust, wire) => {
-                self.from_wire(rust, &self.get_elem(wire, list, i, label, depth), label)
+                self.read_carried(rust, &self.get_elem(wire, list, i, label, depth), label)
             }
             Ty::Void => "()".into(),
             Ty::Prim(_) => format!("{list}.get({i})"),
