@@ -12,6 +12,7 @@
 //! Users depend on the `multiprocess` facade, which re-exports all of it.
 
 mod carry;
+mod closures;
 mod detached;
 mod interface;
 
@@ -23,6 +24,7 @@ pub use multiprocess_event_loop::{Error, Failure, Result};
 /// What generated code names, kept out of the user's way.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::closures::{PeerClosureKey, peer_closure};
     pub use capnp;
     pub use capnp_rpc;
     pub use multiprocess_event_loop::Error;

@@ -1109,6 +1109,14 @@ impl<'s, 'a> FileGen<'s, 'a> {
             );
         }
         let _ = writeln!(o, "}}\n");
+        let has_destroy = methods.iter().any(|m| m.kind == Kind::Destroy);
+        // What the closures of the peer's capture: the type to look for when
+        // one is passed back.
+        let holder = if has_destroy {
+            format!("{p}::DestroyOnDrop<{}::Client>", name.capnp)
+        } else {
+            format!("{p}::RemoteObject<{}::Client>", name.capnp)
+        };
         let set = format!("{}_SERVERS", lower.to_uppercase());
         let _ = writeln!(
             o,
@@ -1119,10 +1127,15 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let _ = writeln!(
             o,
             "#[doc(hidden)]\npub fn __{lower}_to_capnp(object: &{n}, ctx: &{p}::ServeContext) -> {c}::Client {{\n    \
+             let address = ::std::sync::Arc::as_ptr(object) as *const () as usize;\n    \
+             if let Some(holder) = {p}::peer_closure(address, ctx.connection_id()) {{\n        \
+             if let Some(remote) = holder.downcast_ref::<{holder}>() {{\n            \
+             if let Some(capability) = remote.client_on_loop() {{\n                return capability;\n            }}\n        }}\n    }}\n    \
              let server = __{n}Server {{ object: {p}::ObjectSlot::from_arc(object.clone()), ctx: ctx.clone() }};\n    \
              {set}.with(|set| {{\n        let (added, set) = &mut *set.borrow_mut();\n        *added += 1;\n        if *added % 64 == 0 {{\n            set.gc();\n        }}\n        set.new_client(server)\n    }})\n}}\n",
             n = name.rust,
-            c = name.capnp
+            c = name.capnp,
+            holder = holder,
         );
         let remote_ty = "mp_remote";
         let _ = writeln!(
@@ -1149,11 +1162,19 @@ impl<'s, 'a> FileGen<'s, 'a> {
             .collect();
         let _ = writeln!(
             o,
-            "    Ok(::std::sync::Arc::new(move |{}| {{",
-            params.join(", ")
+            "    let mp_remote = ::std::sync::Arc::new(mp_remote);\n    \
+             let mp_key = ::std::sync::Arc::new({p}::PeerClosureKey::default());\n    \
+             let mp_closure_key = mp_key.clone();\n    \
+             let mp_weak: ::std::sync::Weak<dyn ::std::any::Any + Send + Sync> = ::std::sync::Arc::downgrade(&mp_remote) as _;\n    \
+             let mp_closure: {n} = ::std::sync::Arc::new(move |{}| {{\n let _ = &mp_closure_key;",
+            params.join(", "),
+            n = name.rust
         );
         o.push_str(&self.client_call(call, "mp_remote", &name.capnp, None));
-        let _ = writeln!(o, "    }}))\n}}\n");
+        let _ = writeln!(
+            o,
+            "    }});\n    mp_key.register(::std::sync::Arc::as_ptr(&mp_closure) as *const () as usize, ctx.connection_id(), mp_weak);\n    Ok(mp_closure)\n}}\n"
+        );
         self.out.push_str(&o);
         Ok(())
     }

@@ -127,13 +127,15 @@ fn a_closure_runs_on_the_calling_thread() {
         });
         wallet.subscribe(notify.clone()).expect("subscribe");
         assert_eq!(*seen.lock().expect("heights"), vec![840_000, 840_001]);
-        // Our own closure, passed and handed back, still runs here, on the
-        // thread that calls it. (It comes back as the peer's forwarding
-        // closure: closures, unlike interfaces, are not yet unwrapped.)
+        // Our own closure, passed and handed back by the peer, is ours again:
+        // the peer sends back our capability, not one of its own.
         let back = wallet.pass_back(notify.clone()).expect("pass_back");
+        assert!(
+            Arc::ptr_eq(&back, &notify),
+            "a closure of ours comes back unwrapped"
+        );
         back(7).expect("the closure handed back");
         assert_eq!(*seen.lock().expect("heights"), vec![840_000, 840_001, 7]);
-        // Like any handle of the peer's, the closure keeps the connection.
         drop(back);
         drop(wallet);
         peer.hang_up();
