@@ -1,0 +1,47 @@
+//! Bitcoin Core's IPC interfaces in Rust, and a mock node that serves them.
+//!
+//! `schema/` holds schemas wire-identical to Bitcoin Core's
+//! `src/ipc/capnp/{init,echo,rpc,common,mining}.capnp` (see each file's
+//! header for the commit they match); `build.rs` generates the modules
+//! [`init`], [`echo`], [`rpc`], [`common`] and [`mining`] from them: the
+//! traits `Init`, `Echo`, `Rpc`, `Mining`, `BlockTemplate`, their clients
+//! and servers, and the structs `BlockRef`, `BlockCreateOptions`,
+//! `BlockWaitOptions`, `BlockCheckOptions`, `CoinbaseTx`.
+//!
+//! [`mock::MockNode`] implements them over a small in-memory chain
+//! ([`block`]); the `mock-node` binary serves it to the process that spawns
+//! it, as `bitcoin-node` serves a miner.
+//!
+//! # Examples
+//!
+//! A miner's round against a mock node in a child process:
+//!
+//! ```no_run
+//! use multiprocess_proxy_bitcoin::init::Init;
+//! use multiprocess_proxy_bitcoin::mining::BlockCreateOptions;
+//! use std::process::Command;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut command = Command::new("mock-node");
+//! let (_child, init) = multiprocess::spawn::<dyn Init>(&mut command)?;
+//! let mining = init.make_mining()?;
+//! let template = mining.create_new_block(&BlockCreateOptions::default(), true)?;
+//! println!("{} fees", template.get_tx_fees()?.iter().sum::<i64>());
+//! # Ok(())
+//! # }
+//! ```
+
+multiprocess::include_proxies!();
+
+pub mod block;
+pub mod json;
+pub mod mock;
+
+/// Installs a `tracing` subscriber for `RUST_LOG` (`multiprocess=debug`
+/// traces every request and response), as every program we ship does.
+pub fn install_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
