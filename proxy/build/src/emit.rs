@@ -7,7 +7,7 @@ use capnp::schema_capnp::{field, node, value};
 use crate::model::{NodeName, Schema, ident, pascal, snake};
 use std::cell::RefCell;
 
-use crate::types::{Bindings, Emit, Slot, Ty, slot_owned, slot_param};
+use crate::types::{Bindings, Emit, MAP, Slot, Ty, slot_owned, slot_param};
 
 /// What a method is to the generator.
 #[derive(Debug, PartialEq)]
@@ -186,7 +186,9 @@ impl<'s, 'a> FileGen<'s, 'a> {
             let has_name = format!("has{}", pascal(name));
             let has = names.contains(&has_name).then(|| snake(&has_name));
             let mut mapped = Ty::from_capnp(self.schema, ty, &self.closures, bindings)?;
-            if let Some(rust) = self.carried(owner, name) {
+            if self.carried(owner, name).as_deref() == Some(MAP) {
+                mapped = self.map_of(&mapped, owner, name)?;
+            } else if let Some(rust) = self.carried(owner, name) {
                 if mapped.needs_ctx() {
                     return Err(capnp::Error::failed(format!(
                         "{owner}.{name}: a capability cannot be carried as {rust}"
@@ -219,6 +221,54 @@ impl<'s, 'a> FileGen<'s, 'a> {
             let local = spec.rsplit_once(':').map_or(spec.as_str(), |(_, l)| l);
             (local == path).then(|| rust.clone())
         })
+    }
+
+    /// The map `Builder::map` asks for, from `list`, a list of two-field
+    /// structs (key, value).
+    fn map_of(&self, list: &Ty, owner: &str, name: &str) -> capnp::Result<Ty> {
+        let not_a_map = || {
+            capnp::Error::failed(format!(
+                "{owner}.{name} is mapped to a map, but it is not a list of two-field structs"
+            ))
+        };
+        let Ty::List(entry) = list else {
+            return Err(not_a_map());
+        };
+        let (id, bindings) = match &**entry {
+            Ty::Struct(n) | Ty::Generic(n, _) => {
+                let id = self.node_id(n)?;
+                let bindings: Bindings = match &**entry {
+                    Ty::Generic(_, args) => args
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| ((id, i as u16), t.clone()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                (id, bindings)
+            }
+            _ => return Err(not_a_map()),
+        };
+        let node::Struct(st) = self.schema.node(id)?.which()? else {
+            return Err(not_a_map());
+        };
+        let display = self.schema.name(id)?.display.clone();
+        let (slots, _, _) = self.slots_bound(st.get_fields()?, false, &bindings, &display)?;
+        let [key, value] = <[Slot; 2]>::try_from(slots).map_err(|_| not_a_map())?;
+        if key.has.is_some() || value.has.is_some() {
+            return Err(not_a_map());
+        }
+        Ok(Ty::Map(Box::new((key, value))))
+    }
+
+    /// The id of the node named `name`.
+    fn node_id(&self, name: &NodeName) -> capnp::Result<u64> {
+        self.schema
+            .names
+            .iter()
+            .find(|(_, n)| n.capnp == name.capnp)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| capnp::Error::failed(format!("unknown node {}", name.display)))
     }
 
     /// Records the generic instances in `ty`.

@@ -177,6 +177,16 @@ impl Builder {
         self
     }
 
+    /// Maps `field`, a `List` of two-field structs (`Pair(K, V)`,
+    /// `StringIntPair`), to a `BTreeMap<K, V>`, as libmultiprocess maps such
+    /// a list to a `std::map` where the C++ type says so. `field` is named
+    /// as for [`carry`](Self::carry). A key sent twice keeps its last value.
+    pub fn map(mut self, field: &str) -> Self {
+        self.carries
+            .push((field.to_string(), types::MAP.to_string()));
+        self
+    }
+
     /// Compiles the schemas (with the embedded compiler) and generates.
     pub fn compile(self) -> Result<(), Error> {
         let request = self.compile_request()?;

@@ -22,6 +22,9 @@ pub(crate) enum Ty {
     /// A Rust type of the user's (`Builder::carry`), carried as the wire
     /// type it implements `Carry` for.
     Carried(String, Box<Ty>),
+    /// A `List` of (key, value) structs as a `BTreeMap` (`Builder::map`):
+    /// the entry struct's two slots.
+    Map(Box<(Slot, Slot)>),
     List(Box<Ty>),
     Interface(NodeName),
     /// An interface with one `call` method, wrapped as a `std::function`:
@@ -43,6 +46,9 @@ pub(crate) struct Slot {
     /// setters then return a `Result`, and lists are made with `initn_`).
     pub(crate) generic: bool,
 }
+
+/// The marker `Builder::map` leaves among the carried types.
+pub(crate) const MAP: &str = "@map";
 
 /// The type arguments in scope, by (generic node id, parameter index).
 pub(crate) type Bindings = Vec<((u64, u16), Ty)>;
@@ -158,6 +164,7 @@ impl Ty {
     /// capnp's `Owned` type for it, as capnpc's code names it.
     pub(crate) fn capnp_owned(&self) -> capnp::Result<String> {
         Ok(match self {
+            Ty::Map(_) => return Err(unsupported("a map as a generic argument")),
             Ty::Text => "::capnp::text::Owned".into(),
             Ty::Data => "::capnp::data::Owned".into(),
             Ty::Struct(n) => format!("{}::Owned", n.capnp),
@@ -184,6 +191,7 @@ impl Ty {
                 }
                 Ty::Param(p) => return Err(unsupported(&format!("a list of the parameter {p}"))),
                 Ty::Carried(_, wire) => Ty::List(wire.clone()).capnp_owned()?,
+                Ty::Map(_) => return Err(unsupported("a list of maps")),
             },
             Ty::Param(p) => p.clone(),
             Ty::Carried(_, wire) => wire.capnp_owned()?,
@@ -199,14 +207,19 @@ impl Ty {
         match self {
             Ty::Interface(_) | Ty::Closure(_) => true,
             Ty::List(inner) => inner.needs_ctx(),
+            Ty::Map(entry) => entry.0.ty.needs_ctx() || entry.1.ty.needs_ctx(),
             _ => false,
         }
     }
 
     /// The owned Rust type: what results and struct fields hold.
     pub(crate) fn owned(&self, rt: &str) -> String {
-        let _ = rt;
         match self {
+            Ty::Map(entry) => format!(
+                "::std::collections::BTreeMap<{}, {}>",
+                entry.0.ty.owned(rt),
+                entry.1.ty.owned(rt)
+            ),
             Ty::Void => "()".into(),
             Ty::Prim(p) => (*p).into(),
             Ty::Text => "String".into(),
@@ -231,7 +244,7 @@ impl Ty {
             Ty::Text => "&str".into(),
             Ty::Data => "&[u8]".into(),
             Ty::List(inner) => format!("&[{}]", inner.owned(rt)),
-            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Carried(..) => {
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Carried(..) | Ty::Map(_) => {
                 format!("&{}", self.owned(rt))
             }
             other => other.owned(rt),
@@ -256,6 +269,7 @@ impl Ty {
             | Ty::Generic(..)
             | Ty::Param(_)
             | Ty::Carried(..)
+            | Ty::Map(_)
             | Ty::Interface(_)
             | Ty::Closure(_) => expr.to_string(),
         }
@@ -270,7 +284,8 @@ impl Ty {
             | Ty::Struct(_)
             | Ty::Generic(..)
             | Ty::Param(_)
-            | Ty::Carried(..) => {
+            | Ty::Carried(..)
+            | Ty::Map(_) => {
                 format!("&{var}")
             }
             _ => var.to_string(),
@@ -281,7 +296,7 @@ impl Ty {
     pub(crate) fn option_param_from_owned(&self, var: &str) -> String {
         match self {
             Ty::Text | Ty::Data | Ty::List(_) => format!("{var}.as_deref()"),
-            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Carried(..) => {
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Carried(..) | Ty::Map(_) => {
                 format!("{var}.as_ref()")
             }
             _ => var.to_string(),
@@ -303,6 +318,32 @@ pub(crate) struct Emit<'r> {
 impl Emit<'_> {
     fn private(&self) -> String {
         format!("{}::__private", self.rt)
+    }
+
+    /// Statements that write one map entry (`key`, `value`, references)
+    /// into the entry struct `builder`.
+    fn set_entry(&self, entry: &(Slot, Slot), builder: &str, depth: usize) -> String {
+        let (k, v) = entry;
+        let e = format!("entry{depth}");
+        format!(
+            "let mut {e} = {builder};\n{}{}",
+            self.set_field(
+                &k.ty,
+                &e,
+                &k.accessor,
+                &k.ty.input_from_ref("key"),
+                depth,
+                k.generic
+            ),
+            self.set_field(
+                &v.ty,
+                &e,
+                &v.accessor,
+                &v.ty.input_from_ref("value"),
+                depth,
+                v.generic
+            ),
+        )
     }
 
     /// From `input` (a `&T`, `T: Carry`) to what the setters of `wire` take.
@@ -358,6 +399,18 @@ impl Emit<'_> {
                 let input = self.write_carried(wire, input);
                 self.set_field(wire, b, accessor, &input, depth, generic)
             }
+            Ty::Map(entry) => {
+                let list = format!("list{depth}");
+                format!(
+                    "{{\n let items = {input};\n let mut {list} = {b}.reborrow().{init_list}_{accessor}({p}::list_len(items.len())?);\n \
+                     for (i, (key, value)) in items.iter().enumerate() {{\n{}}}\n}}\n",
+                    self.set_entry(
+                        entry,
+                        &format!("{list}.reborrow().get(i as u32)"),
+                        depth + 1
+                    )
+                )
+            }
             Ty::Void => String::new(),
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
                 format!("{b}.set_{accessor}({input}){fallible};\n")
@@ -395,6 +448,7 @@ impl Emit<'_> {
             Ty::Carried(_, wire) => {
                 self.set_elem(wire, list, i, &self.write_carried(wire, input), depth)
             }
+            Ty::Map(_) => "compile_error!(\"a list of maps is not supported\");\n".into(),
             Ty::Void => String::new(),
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
                 format!("{list}.set({i}, {input});\n")
@@ -441,6 +495,27 @@ impl Emit<'_> {
             Ty::Carried(rust, wire) => {
                 self.read_carried(rust, &self.get(wire, r, accessor, label, depth), label)
             }
+            Ty::Map(entry) => {
+                let list = format!("list{depth}");
+                format!(
+                    "{{\n let {list} = {r}.get_{accessor}()?;\n let mut map = ::std::collections::BTreeMap::new();\n \
+                     for i in 0..{list}.len() {{\n let entry = {list}.get(i);\n map.insert({}, {});\n }}\n map\n }}",
+                    self.get(
+                        &entry.0.ty,
+                        "entry",
+                        &entry.0.accessor,
+                        &format!("{label}[].{}", entry.0.accessor),
+                        depth + 1
+                    ),
+                    self.get(
+                        &entry.1.ty,
+                        "entry",
+                        &entry.1.accessor,
+                        &format!("{label}[].{}", entry.1.accessor),
+                        depth + 1
+                    ),
+                )
+            }
             Ty::Void => "()".into(),
             Ty::Prim(_) => format!("{r}.get_{accessor}()"),
             Ty::Enum(_) => {
@@ -480,6 +555,7 @@ impl Emit<'_> {
             Ty::Carried(rust, wire) => {
                 self.read_carried(rust, &self.get_elem(wire, list, i, label, depth), label)
             }
+            Ty::Map(_) => "compile_error!(\"a list of maps is not supported\")".into(),
             Ty::Void => "()".into(),
             Ty::Prim(_) => format!("{list}.get({i})"),
             Ty::Enum(_) => format!("{list}.get({i}).map_err(|e| {p}::bad_value({label:?}, e))?"),

@@ -7,7 +7,7 @@ use multiprocess::Result;
 
 use crate::foo::{
     ExtendedCallback, FooCallback, FooCustom, FooEmpty, FooFn, FooInterface, FooMessage,
-    FooMutable, FooStruct, Pair,
+    FooMutable, FooStruct,
 };
 
 /// libmultiprocess's `FooImplementation`, in Rust.
@@ -28,7 +28,7 @@ impl FooInterface for FooImpl {
     fn add(&self, a: i32, b: i32) -> Result<i32> {
         Ok(a.wrapping_add(b))
     }
-    fn map_size(&self, map: &[Pair<String, String>]) -> Result<i32> {
+    fn map_size(&self, map: &std::collections::BTreeMap<String, String>) -> Result<i32> {
         Ok(i32::try_from(map.len()).unwrap_or(i32::MAX))
     }
     fn pass(&self, arg: &FooStruct) -> Result<FooStruct> {

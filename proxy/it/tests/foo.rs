@@ -9,7 +9,7 @@ use mp_testkit::children::Registration;
 use mp_testkit::watchdog::guard;
 use multiprocess_proxy_tests::foo::{
     ExtendedCallback, FooCallback, FooCustom, FooEmpty, FooFn, FooInterface, FooMessage,
-    FooMutable, FooStruct, Pair, StringIntPair,
+    FooMutable, FooStruct,
 };
 use multiprocess_proxy_tests::foo_init::FooInit;
 
@@ -53,16 +53,7 @@ fn a_foo_struct() -> FooStruct {
         vector_bool: vec![false, true, false],
         optional_int: Some(-7),
         unordered_set_int: vec![],
-        map_string_int: vec![
-            StringIntPair {
-                first: "a".into(),
-                second: 1,
-            },
-            StringIntPair {
-                first: "b".into(),
-                second: i32::MIN,
-            },
-        ],
+        map_string_int: [("a".to_string(), 1), ("b".to_string(), i32::MIN)].into(),
     }
 }
 
@@ -74,17 +65,18 @@ fn every_value_method_round_trips() {
         assert_eq!(zoo.add(1, 2).expect("add"), 3);
         assert_eq!(zoo.add_out(3, 4).expect("addOut"), 7);
         assert_eq!(zoo.add_in_out(3, 4).expect("addInOut"), 7);
-        let map = vec![
-            Pair {
-                first: "k1".to_string(),
-                second: "v1".to_string(),
-            },
-            Pair {
-                first: "k2".to_string(),
-                second: "v2".to_string(),
-            },
-        ];
+        // List(Pair(Text, Text)) and List(StringIntPair), mapped (by the
+        // build) to BTreeMaps as libmultiprocess maps them to std::maps.
+        let map = [
+            ("k1".to_string(), "v1".to_string()),
+            ("k2".to_string(), "v2".to_string()),
+        ]
+        .into();
         assert_eq!(zoo.map_size(&map).expect("mapSize"), 2);
+        assert_eq!(
+            zoo.map_size(&Default::default()).expect("mapSize of none"),
+            0
+        );
         let arg = a_foo_struct();
         assert_eq!(zoo.pass(&arg).expect("pass"), arg);
         let empty = FooStruct::default();
