@@ -275,9 +275,9 @@ impl<'s, 'a> FileGen<'s, 'a> {
     fn note_instances(&self, ty: &Ty) {
         match ty {
             Ty::Generic(_, args) => {
-                let key = ty.owned(self.rt);
+                let key = ty.owned();
                 let mut instances = self.instances.borrow_mut();
-                if !instances.iter().any(|t| t.owned(self.rt) == key) {
+                if !instances.iter().any(|t| t.owned() == key) {
                     instances.push(ty.clone());
                 }
                 drop(instances);
@@ -296,7 +296,6 @@ impl<'s, 'a> FileGen<'s, 'a> {
             return Ok(());
         };
         let (slots, _, _) = self.slots(st.get_fields()?, false, &name.display)?;
-        let rt = self.rt;
         let params: Vec<String> = node
             .get_parameters()?
             .iter()
@@ -320,7 +319,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 "    /// `{}`.\n    pub {}: {},",
                 slot.accessor,
                 slot.name,
-                slot_owned(slot, rt)
+                slot_owned(slot)
             );
         }
         let _ = writeln!(o, "}}\n");
@@ -381,7 +380,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
     fn wire_impl(&self, ty: &Ty, slots: &[Slot]) -> capnp::Result<String> {
         let p = self.p();
         let e = self.emit();
-        let rust = ty.owned(self.rt);
+        let rust = ty.owned();
         let capnp = ty.capnp_owned()?;
         let builder = format!("<Self::Capnp as {p}::capnp::traits::Owned>::Builder<'_>");
         let reader = format!("<Self::Capnp as {p}::capnp::traits::Owned>::Reader<'_>");
@@ -634,13 +633,13 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let rt = self.rt;
         let value = match (&m.output, m.results.first()) {
             (Some(output), _) => output.clone(),
-            (None, Some(slot)) => slot_owned(slot, rt),
+            (None, Some(slot)) => slot_owned(slot),
             (None, None) => "()".into(),
         };
         match &m.exception {
             Some(ex) => format!(
                 "{rt}::Result<::std::result::Result<{value}, {}>>",
-                slot_owned(ex, rt)
+                slot_owned(ex)
             ),
             None => format!("{rt}::Result<{value}>"),
         }
@@ -649,7 +648,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
     fn signature(&self, m: &Method) -> String {
         let mut s = format!("fn {}(&self", m.rust);
         for slot in &m.params {
-            let _ = write!(s, ", {}: {}", slot.name, slot_param(slot, self.rt));
+            let _ = write!(s, ", {}: {}", slot.name, slot_param(slot));
         }
         let _ = write!(s, ") -> {}", self.return_type(m));
         s
@@ -664,7 +663,6 @@ impl<'s, 'a> FileGen<'s, 'a> {
     }
 
     fn output_structs(&mut self, methods: &[Method]) {
-        let rt = self.rt;
         for m in methods {
             let Some(output) = &m.output else { continue };
             let mut o = format!(
@@ -677,7 +675,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
                     "    /// `{}`.\n    pub {}: {},",
                     slot.accessor,
                     slot.name,
-                    slot_owned(slot, rt)
+                    slot_owned(slot)
                 );
             }
             o.push_str("}\n\n");
@@ -1116,7 +1114,6 @@ impl<'s, 'a> FileGen<'s, 'a> {
 
     fn closure(&mut self, id: u64, node: node::Reader<'a>) -> capnp::Result<()> {
         let name = self.schema.name(id)?.clone();
-        let rt = self.rt;
         let p = self.p();
         let methods = self.methods(id)?;
         self.output_structs(&methods);
@@ -1125,7 +1122,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let Some(call) = methods.iter().find(|m| m.rust == "call") else {
             return Ok(());
         };
-        let args: Vec<String> = call.params.iter().map(|s| slot_param(s, rt)).collect();
+        let args: Vec<String> = call.params.iter().map(slot_param).collect();
         let ret = self.return_type(call);
         let fn_ty = format!("dyn Fn({}) -> {ret} + Send + Sync", args.join(", "));
         let lower = snake(&name.rust);
@@ -1208,7 +1205,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let params: Vec<String> = call
             .params
             .iter()
-            .map(|s| format!("{}: {}", s.name, slot_param(s, rt)))
+            .map(|s| format!("{}: {}", s.name, slot_param(s)))
             .collect();
         let _ = writeln!(
             o,

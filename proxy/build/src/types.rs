@@ -213,12 +213,12 @@ impl Ty {
     }
 
     /// The owned Rust type: what results and struct fields hold.
-    pub(crate) fn owned(&self, rt: &str) -> String {
+    pub(crate) fn owned(&self) -> String {
         match self {
             Ty::Map(entry) => format!(
                 "::std::collections::BTreeMap<{}, {}>",
-                entry.0.ty.owned(rt),
-                entry.1.ty.owned(rt)
+                entry.0.ty.owned(),
+                entry.1.ty.owned()
             ),
             Ty::Void => "()".into(),
             Ty::Prim(p) => (*p).into(),
@@ -227,27 +227,27 @@ impl Ty {
             Ty::Enum(n) => n.capnp.clone(),
             Ty::Struct(n) => format!("{}::{}", n.proxy_mod, n.rust),
             Ty::Generic(n, args) => {
-                let args: Vec<String> = args.iter().map(|a| a.owned(rt)).collect();
+                let args: Vec<String> = args.iter().map(|a| a.owned()).collect();
                 format!("{}::{}<{}>", n.proxy_mod, n.rust, args.join(", "))
             }
             Ty::Param(p) => p.clone(),
             Ty::Carried(rust, _) => rust.clone(),
-            Ty::List(inner) => format!("Vec<{}>", inner.owned(rt)),
+            Ty::List(inner) => format!("Vec<{}>", inner.owned()),
             Ty::Interface(n) => format!("::std::sync::Arc<dyn {}::{}>", n.proxy_mod, n.rust),
             Ty::Closure(n) => format!("{}::{}", n.proxy_mod, n.rust),
         }
     }
 
     /// The parameter type: borrowed where the owned type has a heap part.
-    pub(crate) fn param(&self, rt: &str) -> String {
+    pub(crate) fn param(&self) -> String {
         match self {
             Ty::Text => "&str".into(),
             Ty::Data => "&[u8]".into(),
-            Ty::List(inner) => format!("&[{}]", inner.owned(rt)),
+            Ty::List(inner) => format!("&[{}]", inner.owned()),
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) | Ty::Carried(..) | Ty::Map(_) => {
-                format!("&{}", self.owned(rt))
+                format!("&{}", self.owned())
             }
-            other => other.owned(rt),
+            other => other.owned(),
         }
     }
 
@@ -527,7 +527,7 @@ impl Emit<'_> {
             Ty::Data => format!("{r}.get_{accessor}()?.to_vec()"),
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => format!(
                 "<{} as {p}::Wire>::read({r}.get_{accessor}()?)?",
-                ty.owned(self.rt)
+                ty.owned()
             ),
             Ty::List(inner) => {
                 let (list, i) = (format!("list{depth}"), format!("i{depth}"));
@@ -564,10 +564,7 @@ impl Emit<'_> {
             }
             Ty::Data => format!("{list}.get({i})?.to_vec()"),
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
-                format!(
-                    "<{} as {p}::Wire>::read({list}.get({i}))?",
-                    ty.owned(self.rt)
-                )
+                format!("<{} as {p}::Wire>::read({list}.get({i}))?", ty.owned())
             }
             Ty::List(inner) => {
                 let (sub, j) = (format!("list{depth}"), format!("i{depth}"));
@@ -626,17 +623,17 @@ impl Emit<'_> {
 }
 
 /// The owned type of a slot.
-pub(crate) fn slot_owned(slot: &Slot, rt: &str) -> String {
+pub(crate) fn slot_owned(slot: &Slot) -> String {
     match slot.has {
-        None => slot.ty.owned(rt),
-        Some(_) => format!("Option<{}>", slot.ty.owned(rt)),
+        None => slot.ty.owned(),
+        Some(_) => format!("Option<{}>", slot.ty.owned()),
     }
 }
 
 /// The parameter type of a slot.
-pub(crate) fn slot_param(slot: &Slot, rt: &str) -> String {
+pub(crate) fn slot_param(slot: &Slot) -> String {
     match slot.has {
-        None => slot.ty.param(rt),
-        Some(_) => format!("Option<{}>", slot.ty.param(rt)),
+        None => slot.ty.param(),
+        Some(_) => format!("Option<{}>", slot.ty.param()),
     }
 }
