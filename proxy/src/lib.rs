@@ -45,6 +45,12 @@ pub mod __private {
         fn read(reader: <Self::Capnp as capnp::traits::Owned>::Reader<'_>) -> capnp::Result<Self>;
     }
 
+    /// Runs `build` (what builds and sends a request, with `?` inside):
+    /// its error, if any, becomes the call's.
+    pub fn attempt<T>(build: impl FnOnce() -> capnp::Result<T>) -> capnp::Result<T> {
+        build()
+    }
+
     /// Reads a list's length as capnp wants it, failing (rather than
     /// truncating) for a list longer than a message can hold.
     pub fn list_len(len: usize) -> capnp::Result<u32> {

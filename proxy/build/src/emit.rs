@@ -306,43 +306,11 @@ impl<'s, 'a> FileGen<'s, 'a> {
         } else {
             format!("<{}>", params.join(", "))
         };
-        let mut o = String::new();
-        let _ = writeln!(o, "/// The capnp struct `{}`.", name.display);
-        let _ = writeln!(
-            o,
-            "#[derive(Debug, Clone, PartialEq)]\npub struct {}{generics} {{",
-            name.rust
-        );
-        for slot in &slots {
-            let _ = writeln!(
-                o,
-                "    /// `{}`.\n    pub {}: {},",
-                slot.accessor,
-                slot.name,
-                slot_owned(slot)
-            );
-        }
-        let _ = writeln!(o, "}}\n");
-        // Default: the schema's defaults.
-        let bounds = if params.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<{}>",
-                params
-                    .iter()
-                    .map(|p| format!("{p}: Default"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let _ = writeln!(
-            o,
-            "impl{bounds} Default for {}{generics} {{\n    fn default() -> Self {{\n        Self {{",
-            name.rust
-        );
+        // Default: the schema's defaults; derived where those are the
+        // types' own.
         let mut fields: Vec<field::Reader<'a>> = st.get_fields()?.iter().collect();
         fields.sort_by_key(|f| f.get_code_order());
+        let mut defaults = Vec::new();
         for slot in &slots {
             let default = if slot.has.is_some() {
                 "None".to_string()
@@ -360,9 +328,52 @@ impl<'s, 'a> FileGen<'s, 'a> {
                     None => "Default::default()".to_string(),
                 }
             };
-            let _ = writeln!(o, "            {}: {default},", slot.name);
+            defaults.push(default);
         }
-        let _ = writeln!(o, "        }}\n    }}\n}}\n");
+        let derived = defaults
+            .iter()
+            .all(|d| d == "Default::default()" || d == "None");
+        let mut o = String::new();
+        let _ = writeln!(o, "/// The capnp struct `{}`.", name.display);
+        let _ = writeln!(
+            o,
+            "#[derive(Debug, Clone, PartialEq{})]\npub struct {}{generics} {{",
+            if derived { ", Default" } else { "" },
+            name.rust
+        );
+        for slot in &slots {
+            let _ = writeln!(
+                o,
+                "    /// `{}`.\n    pub {}: {},",
+                slot.accessor,
+                slot.name,
+                slot_owned(slot)
+            );
+        }
+        let _ = writeln!(o, "}}\n");
+        if !derived {
+            let bounds = if params.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "<{}>",
+                    params
+                        .iter()
+                        .map(|p| format!("{p}: Default"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let _ = writeln!(
+                o,
+                "impl{bounds} Default for {}{generics} {{\n    fn default() -> Self {{\n        Self {{",
+                name.rust
+            );
+            for (slot, default) in slots.iter().zip(&defaults) {
+                let _ = writeln!(o, "            {}: {default},", slot.name);
+            }
+            let _ = writeln!(o, "        }}\n    }}\n}}\n");
+        }
         if slots.iter().any(|s| s.ty.needs_ctx()) {
             return Err(capnp::Error::failed(format!(
                 "struct {} holds an interface: capabilities in structs are not supported by the proxy generator yet",
@@ -646,7 +657,13 @@ impl<'s, 'a> FileGen<'s, 'a> {
     }
 
     fn signature(&self, m: &Method) -> String {
-        let mut s = format!("fn {}(&self", m.rust);
+        // The schema decides how many parameters a method takes.
+        let allow = if m.params.len() > 6 {
+            "#[allow(clippy::too_many_arguments)]\n"
+        } else {
+            ""
+        };
+        let mut s = format!("{allow}fn {}(&self", m.rust);
         for slot in &m.params {
             let _ = write!(s, ", {}: {}", slot.name, slot_param(slot));
         }
@@ -713,7 +730,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         if needs_ctx {
             let _ = writeln!(o, "let mp_ctx = mp_cx.serve_context();");
         }
-        let _ = writeln!(o, "let mp_sent = (|| -> {p}::capnp::Result<_> {{");
+        let _ = writeln!(o, "let mp_sent = {p}::attempt(|| {{");
         let binding = if m.has_context || !m.params.is_empty() {
             "let mut mp_request"
         } else {
@@ -745,7 +762,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 )
             );
         }
-        let _ = writeln!(o, "Ok(mp_request.send().promise)\n}})();");
+        let _ = writeln!(o, "Ok(mp_request.send().promise)\n}});");
         let _ = writeln!(o, "async move {{\nlet mp_response = mp_sent?.await?;");
         if m.results.is_empty() && m.exception.is_none() {
             let _ = writeln!(o, "let _ = mp_response;\nOk(())\n}}\n}})");
@@ -763,7 +780,15 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 );
             }
             None => {
-                let _ = writeln!(o, "Ok({value})");
+                // `Ok(x?)` is `x`, when the value is one fallible read.
+                match value.strip_suffix('?') {
+                    Some(fallible) => {
+                        let _ = writeln!(o, "{fallible}");
+                    }
+                    None => {
+                        let _ = writeln!(o, "Ok({value})");
+                    }
+                }
             }
         }
         let _ = writeln!(o, "}}\n}})");
@@ -927,22 +952,22 @@ impl<'s, 'a> FileGen<'s, 'a> {
             "let mp_object = self.object.get().map_err(|e| e.to_capnp())?;"
         );
         let job = format!("move || {call}");
+        let unit = m.results.is_empty() && m.exception.is_none();
+        let binding = if unit { "" } else { "let mp_value = " };
         if m.has_context {
             let _ = writeln!(
                 o,
-                "let mp_value = self.ctx.run(mp_params.get_context(), {:?}, {job}).await?;",
+                "{binding}self.ctx.run(mp_params.get_context(), {:?}, {job}).await?;",
                 m.trace
             );
         } else {
             let _ = writeln!(
                 o,
-                "let mp_value = {}::run_detached({:?}, {job}).await?;",
+                "{binding}{}::run_detached({:?}, {job}).await?;",
                 self.rt, m.trace
             );
         }
-        if m.results.is_empty() && m.exception.is_none() {
-            let _ = writeln!(o, "let () = mp_value;");
-        } else {
+        if !unit {
             let _ = writeln!(o, "let mut mp_results = mp_results.get();");
             o.push_str(&self.write_results(m, "mp_results"));
         }
@@ -1095,14 +1120,13 @@ impl<'s, 'a> FileGen<'s, 'a> {
              fn from_remote(object: {p}::RemoteObject<{c}::Client>) -> ::std::sync::Arc<Self> {{\n        ::std::sync::Arc::new({n}Client::new(object))\n    }}\n\n    \
              fn to_capnp(object: &::std::sync::Arc<Self>, ctx: &{p}::ServeContext) -> {c}::Client {{\n        \
              let any: &dyn ::std::any::Any = &**object;\n        \
-             if let Some(client) = any.downcast_ref::<{n}Client>() {{\n            \
-             if client.object.connection_id() == ctx.connection_id() {{\n                \
-             if let Some(capability) = client.object.client_on_loop() {{\n                    return capability;\n                }}\n            }}\n        }}\n        \
+             let ours = any\n            .downcast_ref::<{n}Client>()\n            .filter(|client| client.object.connection_id() == ctx.connection_id())\n            .and_then(|client| client.object.client_on_loop());\n        \
+             if let Some(capability) = ours {{\n            return capability;\n        }}\n        \
              let server = {n}Server {{ object: {p}::ObjectSlot::from_arc(object.clone()), ctx: ctx.clone() }};\n        \
              {set}.with(|set| {{\n            let (added, set) = &mut *set.borrow_mut();\n            *added += 1;\n            if *added % 64 == 0 {{\n                set.gc();\n            }}\n            set.new_client(server)\n        }})\n    }}\n\n    \
              fn from_capnp(client: {c}::Client, ctx: &{p}::ServeContext) -> {p}::capnp::Result<::std::sync::Arc<Self>> {{\n        \
              let local = {set}.with(|set| set.borrow().1.get_local_server_of_resolved(&client));\n        \
-             if let Some(server) = local {{\n            if let Ok(object) = server.object.get() {{\n                return Ok(object);\n            }}\n        }}\n        \
+             if let Some(object) = local.and_then(|server| server.object.get().ok()) {{\n            return Ok(object);\n        }}\n        \
              ctx.adopt(client).map(Self::from_remote).map_err(|e| e.to_capnp())\n    }}\n}}\n",
             n = name.rust,
             c = name.capnp,
@@ -1175,9 +1199,9 @@ impl<'s, 'a> FileGen<'s, 'a> {
             o,
             "#[doc(hidden)]\npub fn __{lower}_to_capnp(object: &{n}, ctx: &{p}::ServeContext) -> {c}::Client {{\n    \
              let address = ::std::sync::Arc::as_ptr(object) as *const () as usize;\n    \
-             if let Some(holder) = {p}::peer_closure(address, ctx.connection_id()) {{\n        \
-             if let Some(remote) = holder.downcast_ref::<{holder}>() {{\n            \
-             if let Some(capability) = remote.client_on_loop() {{\n                return capability;\n            }}\n        }}\n    }}\n    \
+             let theirs = {p}::peer_closure(address, ctx.connection_id()).and_then(|holder| {{\n        \
+             holder.downcast_ref::<{holder}>().and_then(|remote| remote.client_on_loop())\n    }});\n    \
+             if let Some(capability) = theirs {{\n        return capability;\n    }}\n    \
              let server = __{n}Server {{ object: {p}::ObjectSlot::from_arc(object.clone()), ctx: ctx.clone() }};\n    \
              {set}.with(|set| {{\n        let (added, set) = &mut *set.borrow_mut();\n        *added += 1;\n        if *added % 64 == 0 {{\n            set.gc();\n        }}\n        set.new_client(server)\n    }})\n}}\n",
             n = name.rust,
@@ -1189,7 +1213,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             o,
             "#[doc(hidden)]\npub fn __{lower}_from_capnp(client: {c}::Client, ctx: &{p}::ServeContext) -> {p}::capnp::Result<{n}> {{\n    \
              let local = {set}.with(|set| set.borrow().1.get_local_server_of_resolved(&client));\n    \
-             if let Some(server) = local {{\n        if let Ok(object) = server.object.get() {{\n            return Ok(object);\n        }}\n    }}\n    \
+             if let Some(object) = local.and_then(|server| server.object.get().ok()) {{\n        return Ok(object);\n    }}\n    \
              let {remote_ty} = ctx.adopt(client).map_err(|e| e.to_capnp())?;",
             n = name.rust,
             c = name.capnp

@@ -326,13 +326,13 @@ impl Builder {
                 Index::OutDir => {
                     text.push_str(&format!(
                         "/// capnpc's code for `{stem}.capnp`.\n{allow}\npub mod {stem}_capnp {{\n    include!(concat!(env!(\"OUT_DIR\"), \"/{stem}_capnp.rs\"));\n}}\n\
-                         /// The proxies of `{stem}.capnp`: traits, clients, servers and structs.\n#[allow(missing_docs, clippy::all)]\npub mod {module} {{\n    include!(concat!(env!(\"OUT_DIR\"), \"/{stem}.rs\"));\n}}\n"
+                         /// The proxies of `{stem}.capnp`: traits, clients, servers and structs.\npub mod {module} {{\n    include!(concat!(env!(\"OUT_DIR\"), \"/{stem}.rs\"));\n}}\n"
                     ));
                 }
                 Index::Folder => {
                     text.push_str(&format!(
                         "/// capnpc's code for `{stem}.capnp`.\n{allow}\npub mod {stem}_capnp;\n\
-                         /// The proxies of `{stem}.capnp`: traits, clients, servers and structs.\n#[allow(missing_docs, clippy::all)]\npub mod {module};\n"
+                         /// The proxies of `{stem}.capnp`: traits, clients, servers and structs.\npub mod {module};\n"
                     ));
                 }
             }

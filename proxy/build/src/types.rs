@@ -262,9 +262,14 @@ impl Ty {
     /// From an expression of type `&Owned` to what the setters take.
     pub(crate) fn input_from_ref(&self, expr: &str) -> String {
         match self {
-            Ty::Void | Ty::Prim(_) | Ty::Enum(_) => format!("*{expr}"),
-            Ty::Text => format!("{expr}.as_str()"),
-            Ty::Data | Ty::List(_) => format!("{expr}.as_slice()"),
+            Ty::Void | Ty::Prim(_) | Ty::Enum(_) => match expr.strip_prefix('&') {
+                Some(place) => place.to_string(),
+                None => format!("*{expr}"),
+            },
+            Ty::Text => format!("{}.as_str()", expr.strip_prefix('&').unwrap_or(expr)),
+            Ty::Data | Ty::List(_) => {
+                format!("{}.as_slice()", expr.strip_prefix('&').unwrap_or(expr))
+            }
             Ty::Struct(_)
             | Ty::Generic(..)
             | Ty::Param(_)
@@ -347,18 +352,34 @@ impl Emit<'_> {
     }
 
     /// From `input` (a `&T`, `T: Carry`) to what the setters of `wire` take.
-    fn write_carried(&self, wire: &Ty, input: &str) -> String {
+    fn write_carried(&self, wire: &Ty, input: &str, generic: bool) -> String {
         let converted = format!("{}::Carry::to_wire({input})", self.rt);
         match wire {
             Ty::Void | Ty::Prim(_) | Ty::Enum(_) => format!("*{converted}"),
+            // capnpc's Data setters take `&[u8]`, which a `&Cow` becomes by
+            // itself; its other setters are generic, and need the `&*`.
+            Ty::Data if !generic => format!("&{converted}"),
             _ => format!("&*{converted}"),
         }
     }
 
-    /// From `value` (an owned wire value) to the carried type `rust`.
+    /// A read of field `accessor` of `r` that borrows from the message
+    /// where the wire type allows (`&[u8]`, `&str`), to convert from.
+    /// (`owned` is the owned read, for the other wire types.)
+    fn borrowed_get(&self, wire: &Ty, read: &str, label: &str, owned: &str) -> String {
+        let p = self.private();
+        match wire {
+            Ty::Data => format!("{read}?"),
+            Ty::Text => format!("{read}?.to_str().map_err(|e| {p}::bad_value({label:?}, e))?"),
+            _ => format!("&{owned}"),
+        }
+    }
+
+    /// From `value` (a reference to the wire value) to the carried type
+    /// `rust`.
     fn read_carried(&self, rust: &str, value: &str, label: &str) -> String {
         format!(
-            "<{rust} as {}::Carry>::from_wire(&{value}).map_err(|e| {}::bad_value({label:?}, e))?",
+            "<{rust} as {}::Carry>::from_wire({value}).map_err(|e| {}::bad_value({label:?}, e))?",
             self.rt,
             self.private()
         )
@@ -396,7 +417,7 @@ impl Emit<'_> {
         };
         match ty {
             Ty::Carried(_, wire) => {
-                let input = self.write_carried(wire, input);
+                let input = self.write_carried(wire, input, generic);
                 self.set_field(wire, b, accessor, &input, depth, generic)
             }
             Ty::Map(entry) => {
@@ -446,7 +467,7 @@ impl Emit<'_> {
         let p = self.private();
         match ty {
             Ty::Carried(_, wire) => {
-                self.set_elem(wire, list, i, &self.write_carried(wire, input), depth)
+                self.set_elem(wire, list, i, &self.write_carried(wire, input, true), depth)
             }
             Ty::Map(_) => "compile_error!(\"a list of maps is not supported\");\n".into(),
             Ty::Void => String::new(),
@@ -493,7 +514,9 @@ impl Emit<'_> {
         let p = self.private();
         match ty {
             Ty::Carried(rust, wire) => {
-                self.read_carried(rust, &self.get(wire, r, accessor, label, depth), label)
+                let read = format!("{r}.get_{accessor}()");
+                let owned = self.get(wire, r, accessor, label, depth);
+                self.read_carried(rust, &self.borrowed_get(wire, &read, label, &owned), label)
             }
             Ty::Map(entry) => {
                 let list = format!("list{depth}");
@@ -553,7 +576,9 @@ impl Emit<'_> {
         let p = self.private();
         match ty {
             Ty::Carried(rust, wire) => {
-                self.read_carried(rust, &self.get_elem(wire, list, i, label, depth), label)
+                let read = format!("{list}.get({i})");
+                let owned = self.get_elem(wire, list, i, label, depth);
+                self.read_carried(rust, &self.borrowed_get(wire, &read, label, &owned), label)
             }
             Ty::Map(_) => "compile_error!(\"a list of maps is not supported\")".into(),
             Ty::Void => "()".into(),
