@@ -35,6 +35,8 @@ struct Method {
     exception: Option<Slot>,
     /// The generated struct for several results (`CheckBlockOutput`).
     output: Option<String>,
+    /// The method's doc comment in the schema.
+    doc: Option<String>,
 }
 
 /// One generated file.
@@ -335,20 +337,34 @@ impl<'s, 'a> FileGen<'s, 'a> {
             .all(|d| d == "Default::default()" || d == "None");
         let mut o = String::new();
         let _ = writeln!(o, "/// The capnp struct `{}`.", name.display);
+        if let Some(doc) = self.schema.doc(id) {
+            let _ = write!(o, "///\n{}", doc_lines(doc, ""));
+        }
         let _ = writeln!(
             o,
             "#[derive(Debug, Clone, PartialEq{})]\npub struct {}{generics} {{",
             if derived { ", Default" } else { "" },
             name.rust
         );
+        let field_names: Vec<String> = st
+            .get_fields()?
+            .iter()
+            .map(|f| f.get_name().and_then(|n| Ok(snake(n.to_str()?))))
+            .collect::<capnp::Result<_>>()?;
         for slot in &slots {
-            let _ = writeln!(
-                o,
-                "    /// `{}`.\n    pub {}: {},",
-                slot.accessor,
-                slot.name,
-                slot_owned(slot)
-            );
+            let doc = field_names
+                .iter()
+                .position(|n| *n == slot.accessor)
+                .and_then(|index| self.schema.member_doc(id, index));
+            match doc {
+                Some(doc) => {
+                    let _ = write!(o, "{}", doc_lines(doc, "    "));
+                }
+                None => {
+                    let _ = writeln!(o, "    /// `{}`.", slot.accessor);
+                }
+            }
+            let _ = writeln!(o, "    pub {}: {},", slot.name, slot_owned(slot));
         }
         let _ = writeln!(o, "}}\n");
         if !derived {
@@ -522,6 +538,9 @@ impl<'s, 'a> FileGen<'s, 'a> {
 
     fn enumeration(&mut self, id: u64) -> capnp::Result<()> {
         let name = self.schema.name(id)?;
+        if let Some(doc) = self.schema.doc(id) {
+            let _ = write!(self.out, "{}///\n", doc_lines(doc, ""));
+        }
         let _ = writeln!(
             self.out,
             "/// The capnp enum `{}` (capnpc's type: a value the peer sends that this build\n/// does not know fails the call with a protocol error).\npub type {} = {};\n",
@@ -538,7 +557,8 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let iname = self.schema.name(iface_id)?;
         let mut methods = Vec::new();
         let mut output_names = Vec::new();
-        for m in iface.get_methods()? {
+        for (index, m) in iface.get_methods()?.iter().enumerate() {
+            let doc = self.schema.member_doc(iface_id, index).map(str::to_string);
             let name = m.get_name()?.to_str()?.to_string();
             let params_node = self.schema.node(m.get_param_struct_type())?;
             let results_node = self.schema.node(m.get_result_struct_type())?;
@@ -607,6 +627,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 results,
                 exception,
                 output,
+                doc,
             });
         }
         Ok(methods)
@@ -1007,6 +1028,9 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 .map(|w| format!(" (C++: `{w}`)"))
                 .unwrap_or_default()
         );
+        if let Some(doc) = self.schema.doc(id) {
+            let _ = write!(o, "///\n{}", doc_lines(doc, ""));
+        }
         let _ = writeln!(
             o,
             "///\n/// Implement it to serve the interface; a client of another process's object\n/// ([`{}Client`]) implements it too, so code that takes a `dyn {}` cannot\n/// tell a local object from a remote one.",
@@ -1025,7 +1049,11 @@ impl<'s, 'a> FileGen<'s, 'a> {
         }
         let _ = writeln!(o, "pub trait {}: {} {{", name.rust, bounds.join(" + "));
         for m in methods.iter().filter(|m| m.kind == Kind::Regular) {
-            let _ = writeln!(o, "    /// `{}`. {}", m.trace, Self::thread_doc(m));
+            let _ = writeln!(o, "    /// `{}`.\n    ///", m.trace);
+            if let Some(doc) = &m.doc {
+                let _ = write!(o, "{}    ///\n", doc_lines(doc, "    "));
+            }
+            let _ = writeln!(o, "    /// {}", Self::thread_doc(m));
             let _ = writeln!(o, "    {};", self.signature(m));
         }
         let _ = writeln!(o, "}}\n");
@@ -1038,7 +1066,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         };
         let _ = writeln!(
             o,
-            "/// A `{}` of another process: each method is a blocking call that runs on the\n/// worker thread the peer dedicates to the calling thread.\npub struct {}Client {{\n    object: {object_ty},\n}}\n",
+            "/// Another process's `{}`: each method is a blocking call that runs on the\n/// worker thread the peer dedicates to the calling thread.\npub struct {}Client {{\n    object: {object_ty},\n}}\n",
             name.display, name.rust
         );
         let _ = writeln!(
@@ -1249,6 +1277,20 @@ impl<'s, 'a> FileGen<'s, 'a> {
         self.out.push_str(&o);
         Ok(())
     }
+}
+
+/// A doc comment's text as `///` lines at `indent`.
+fn doc_lines(text: &str, indent: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let line = line.trim_end();
+            if line.is_empty() {
+                format!("{indent}///\n")
+            } else {
+                format!("{indent}/// {line}\n")
+            }
+        })
+        .collect()
 }
 
 fn float_literal(x: f64, suffix: &str) -> String {

@@ -81,6 +81,9 @@ pub(crate) struct Schema<'a> {
     pub(crate) proxy: ProxyAnnotations,
     /// Each file's module stem (`wallet` for `wallet.capnp`).
     pub(crate) file_stems: HashMap<u64, String>,
+    /// The schema's doc comments: a node's own, and its members' (fields,
+    /// enumerants or methods, in the node's order).
+    pub(crate) docs: HashMap<u64, (String, Vec<String>)>,
 }
 
 /// Where the generated modules sit: `crate::` plus the parent modules.
@@ -151,12 +154,39 @@ impl<'a> Schema<'a> {
                 _ => {}
             }
         }
+        let mut docs = HashMap::new();
+        if request.has_source_info() {
+            for info in request.get_source_info()? {
+                let own = info.get_doc_comment()?.to_string()?;
+                let members = info
+                    .get_members()?
+                    .iter()
+                    .map(|m| Ok(m.get_doc_comment()?.to_string()?))
+                    .collect::<capnp::Result<Vec<String>>>()?;
+                docs.insert(info.get_id(), (own, members));
+            }
+        }
         Ok(Self {
             nodes,
             names,
             proxy,
             file_stems,
+            docs,
         })
+    }
+
+    /// Node `id`'s doc comment, if it has one.
+    pub(crate) fn doc(&self, id: u64) -> Option<&str> {
+        let (own, _) = self.docs.get(&id)?;
+        let own = own.trim();
+        (!own.is_empty()).then_some(own)
+    }
+
+    /// The doc comment of member `index` of node `id`, if it has one.
+    pub(crate) fn member_doc(&self, id: u64, index: usize) -> Option<&str> {
+        let (_, members) = self.docs.get(&id)?;
+        let doc = members.get(index)?.trim();
+        (!doc.is_empty()).then_some(doc)
     }
 
     pub(crate) fn node(&self, id: u64) -> capnp::Result<node::Reader<'a>> {
