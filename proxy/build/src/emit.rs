@@ -539,7 +539,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
     fn enumeration(&mut self, id: u64) -> capnp::Result<()> {
         let name = self.schema.name(id)?;
         if let Some(doc) = self.schema.doc(id) {
-            let _ = write!(self.out, "{}///\n", doc_lines(doc, ""));
+            let _ = writeln!(self.out, "{}///", doc_lines(doc, ""));
         }
         let _ = writeln!(
             self.out,
@@ -1051,7 +1051,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         for m in methods.iter().filter(|m| m.kind == Kind::Regular) {
             let _ = writeln!(o, "    /// `{}`.\n    ///", m.trace);
             if let Some(doc) = &m.doc {
-                let _ = write!(o, "{}    ///\n", doc_lines(doc, "    "));
+                let _ = writeln!(o, "{}    ///", doc_lines(doc, "    "));
             }
             let _ = writeln!(o, "    /// {}", Self::thread_doc(m));
             let _ = writeln!(o, "    {};", self.signature(m));
