@@ -61,14 +61,6 @@ pub const TARGETS: &[Target] = &[
         proxy_from_crate: false,
     },
     Target {
-        schema: "testkit/schema/probe.capnp",
-        import_dirs: &["thread-map/schema"],
-        src_prefix: "testkit/schema",
-        out_dir: "testkit/src/generated",
-        depends_on: &["thread-map/schema/mp/proxy.capnp"],
-        proxy_from_crate: true,
-    },
-    Target {
         schema: "interop/schema/printer.capnp",
         import_dirs: &["thread-map/schema"],
         src_prefix: "interop/schema",

@@ -1,7 +1,7 @@
 //! Arbitrary bytes from a peer on a served connection.
 //!
 //! One server event loop is started on first use and serves `Init` (the
-//! test child's bootstrap, `InitServer::bootstrap`) on a new socketpair per
+//! test child's bootstrap, `mp_testkit::probe_server::serve`) on a new socketpair per
 //! input. The input is written to the other end, whose write side is then
 //! shut down; the server must close the connection (EOF on our side, and
 //! its own end reports the disconnect) within `TIMEOUT`. A crash, a panic on
@@ -24,8 +24,7 @@ use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use mp_testkit::probe::InitServer;
-use multiprocess_thread_map::{Connection, EventLoop, LoopHandle};
+use multiprocess_thread_map::{EventLoop, LoopHandle};
 
 /// How long the server may take to close a connection whose peer has sent
 /// everything and shut down its write side.
@@ -97,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
     install_panic_hook();
     let event_loop = server_loop();
     let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
-    let served = Connection::serve(event_loop, theirs, InitServer::bootstrap).expect("serve");
+    let served = mp_testkit::probe_server::serve(event_loop, theirs).expect("serve");
     ours.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
     ours.set_write_timeout(Some(TIMEOUT))
         .expect("write timeout");

@@ -26,6 +26,10 @@
 //! - [`ctxsw`]: context switches of every thread of a process, from `/proc/PID/task/*/status`.
 //! - [`stats`]: median and p99 from the per-call samples.
 //! - [`run`]: the measurement loop (warm-up, interleaved rounds) and the JSON/table output.
+//! - [`bench`] and [`bench_capnp`]: `schema/bench.capnp`, the `capnp` scenario's interface,
+//!   compiled in `build.rs` (the scenario serves and calls it by hand, on capnpc's code).
+
+multiprocess::include_proxies!();
 
 pub mod child;
 pub mod ctxsw;

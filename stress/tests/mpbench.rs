@@ -147,6 +147,15 @@ fn call_200_calls_across_two_processes() {
 }
 
 #[test]
+fn hand_written_baselines_200_calls_across_two_processes() {
+    // `call`, `callback` and `payload` with the hand-written client and server that the
+    // generated proxies are compared with.
+    for name in ["call-hand", "callback-hand", "payload-hand"] {
+        one_scenario_200_calls(name, "20");
+    }
+}
+
+#[test]
 fn all_prints_one_line_per_scenario_in_order_and_a_table_without_json() {
     let output = mpbench(&["all", "--calls", "100", "--warmup", "10", "--round", "30"]);
     let lines = stdout_lines(&output);

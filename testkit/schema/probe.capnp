@@ -2,7 +2,8 @@
 #
 # `Init` is the bootstrap interface, shaped as Bitcoin Core's: method @0 is
 # `construct`, which exchanges ThreadMaps, and the other methods hand out the
-# interfaces to call.
+# interfaces to call. (Ordinal @2 of `Init` was `makeBench`, mpbench's plain
+# capnp-rpc baseline, which now has a schema of its own in `stress/`.)
 
 @0x83ffbee7799c73d0;
 
@@ -11,7 +12,6 @@ using Proxy = import "/mp/proxy.capnp";
 interface Init $Proxy.wrap("mptest::Init") {
     construct @0 (threadMap :Proxy.ThreadMap) -> (threadMap :Proxy.ThreadMap);
     makeProbe @1 (context :Proxy.Context) -> (result :Probe);
-    makeBench @2 () -> (result :Bench);
 }
 
 struct ThreadInfo {
@@ -39,8 +39,8 @@ interface Probe $Proxy.wrap("mptest::Probe") {
     callFn @8 (context :Proxy.Context, fn :IntFn, arg :Int32) -> (result :Int32, tid :Int64);
     # Calls `fn(arg)` from the serving worker; returns the result and the
     # worker's thread id.
-    saveFn @9 (context :Proxy.Context, fn :IntFn) -> ();
-    # Keeps `fn` (or, if unset, drops the kept one).
+    saveFn @9 (context :Proxy.Context, fn :IntFn, hasFn :Bool) -> ();
+    # Keeps `fn` (or, without one, drops the kept one).
     callSaved @10 (context :Proxy.Context, arg :Int32) -> (result :Int32);
     # Calls the kept `fn(arg)` from the serving worker.
     callSavedFromNotifier @11 (context :Proxy.Context, arg :Int32) -> (result :Int32, tid :Int64);
@@ -56,8 +56,8 @@ interface Probe $Proxy.wrap("mptest::Probe") {
     disconnect @15 (context :Proxy.Context, thenBlockOn :Text) -> ();
     # Closes the server's end of this connection from inside the call, then,
     # if `thenBlockOn` is not empty, blocks on that gate.
-    makeCounter @16 (context :Proxy.Context) -> (result :Counter, id :UInt64);
-    # A new Counter, and its id (unique in the serving process).
+    makeCounter @16 (context :Proxy.Context) -> (result :Counter);
+    # A new Counter (its `id` names it in `counterDrops`).
     counterDrops @17 (context :Proxy.Context) -> (tids :List(Int64), ids :List(UInt64));
     # The thread ids on which this process's Counters were destroyed, in
     # order, and the ids of those Counters (`ids[i]` was destroyed on
@@ -69,14 +69,11 @@ interface Counter $Proxy.wrap("mptest::Counter") {
     # object on the worker thread mapped to the dropping thread.
     destroy @0 (context :Proxy.Context) -> ();
     increment @1 (context :Proxy.Context) -> (value :Int32);
+    id @2 (context :Proxy.Context) -> (result :UInt64);
+    # Unique in the serving process: names the Counter in `counterDrops`.
 }
 
 interface IntFn $Proxy.wrap("ProxyCallback<std::function<int(int)>>") {
     # A closure `int(int)`, passed by capability.
     call @0 (context :Proxy.Context, arg :Int32) -> (result :Int32);
-}
-
-interface Bench {
-    # Calls without a Context: answered on the event-loop thread.
-    ping @0 (value :UInt64) -> (value :UInt64);
 }

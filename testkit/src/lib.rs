@@ -1,25 +1,16 @@
 //! Test support for the multiprocess workspace: the `Probe` test interface
-//! and its server, the child process that serves it (`mp-child`), a demo
-//! (`mp-demo`), and a watchdog that turns a hang into a failure with a dump
-//! of the stuck threads, in this process and in the child processes it
-//! spawned (registered in [`children`]).
+//! (its proxies, [`probe`], generated from `schema/probe.capnp` in
+//! `build.rs`) and its server ([`probe_server`]), the child process that
+//! serves it (`mp-child`), a demo (`mp-demo`), and a watchdog that turns a
+//! hang into a failure with a dump of the stuck threads, in this process and
+//! in the child processes it spawned (registered in [`children`]).
 
-pub mod probe_capnp {
-    //! Generated from `schema/probe.capnp`.
-    #![allow(
-        missing_docs,
-        unreachable_pub,
-        clippy::all,
-        clippy::unwrap_used,
-        unused
-    )]
-    include!("generated/probe_capnp.rs");
-}
+multiprocess::include_proxies!();
 
 pub mod child_waits;
 pub mod children;
 pub mod peer;
-pub mod probe;
+pub mod probe_server;
 pub mod watchdog;
 
 /// Installs a tracing subscriber driven by `RUST_LOG` (e.g.
@@ -40,13 +31,17 @@ pub fn init_tracing() {
 pub fn serve_child(
     stream: std::os::unix::net::UnixStream,
 ) -> Result<(), multiprocess_thread_map::Error> {
-    serve_child_with("child-loop", stream, probe::InitServer::bootstrap)
+    let event_loop = multiprocess_thread_map::EventLoop::start("child-loop")?;
+    let connection = probe_server::serve(&event_loop, stream)?;
+    // With no deadline, this returns only once the connection has closed.
+    connection.wait_disconnected(std::time::Duration::MAX);
+    Ok(())
 }
 
 /// Serves the capability `bootstrap` makes on `stream`, on a new event loop
 /// named `loop_name`, until the peer disconnects: the body of a child
-/// process serving any interface ([`serve_child`] serves the Probe's
-/// `Init`).
+/// process serving a hand-written bootstrap capability (mpbench's baselines;
+/// [`serve_child`] serves the Probe's generated `Init`).
 ///
 /// Call it from an ordinary thread (a child's main thread, say): on an
 /// event-loop thread, which must never block, it would not wait.

@@ -7,10 +7,11 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
-use multiprocess_thread_map::{Connection, EventLoop, LoopHandle, Result};
+use multiprocess::Interface;
+use multiprocess_thread_map::{Connection, EventLoop, LoopHandle, RemoteObject, Result};
 
 use crate::children::{self, Registration};
-use crate::probe::{InitClient, InitServer};
+use crate::probe::Init;
 use crate::probe_capnp::init;
 
 /// Where the serving end runs.
@@ -28,8 +29,8 @@ pub enum Server {
 
 /// A connected peer: our connection and its `Init`.
 pub struct Peer {
-    /// The `Init` capability of the peer.
-    pub init: InitClient,
+    /// The `Init` of the peer (a generated client).
+    pub init: Arc<dyn Init>,
     /// Our end of the connection (shared, so a test can hand it to a loop).
     pub connection: Arc<Connection>,
     /// The serving end.
@@ -38,6 +39,28 @@ pub struct Peer {
     pub event_loop: LoopHandle,
     /// The child in the [`children`] registry, until it is reaped.
     registration: Option<Registration>,
+    /// The peer's `Init` as a bare capability, for [`raw`](Self::raw).
+    raw_init: RemoteObject<init::Client>,
+}
+
+/// What [`connect`] gives: our end, the generated `Init` and the bare one.
+type Connected = (Connection, Arc<dyn Init>, RemoteObject<init::Client>);
+
+/// Connects on `stream` (the `construct` handshake included), keeping the
+/// connection ([`multiprocess::connect`] drops it), so tests can watch and
+/// close it, and a second handle on the peer's `Init` capability for
+/// [`Peer::raw`].
+fn connect(event_loop: &LoopHandle, stream: UnixStream) -> Result<Connected> {
+    let (connection, object) = Connection::connect::<init::Client>(event_loop, stream)?;
+    let raw_init = object.call("(a second handle on Init)", |init, cx| {
+        let (init, adopter) = (init.clone(), cx.adopter());
+        async move { adopter.adopt(init) }
+    })?;
+    Ok((
+        connection,
+        <dyn Init as Interface>::from_remote(object),
+        raw_init,
+    ))
 }
 
 impl Peer {
@@ -60,9 +83,10 @@ impl Peer {
             |name| name.to_string_lossy().into_owned(),
         );
         let registration = Some(children::register(child.id(), label));
-        let (connection, init) = Connection::connect::<init::Client>(&event_loop, stream)?;
+        let (connection, init, raw_init) = connect(&event_loop, stream)?;
         Ok(Peer {
-            init: InitClient(init),
+            init,
+            raw_init,
             connection: Arc::new(connection),
             server: Server::Child(child),
             event_loop,
@@ -75,10 +99,11 @@ impl Peer {
         let server_loop = EventLoop::start("server-loop")?;
         let event_loop = EventLoop::start("client-loop")?;
         let (ours, theirs) = UnixStream::pair()?;
-        let server_conn = Connection::serve(&server_loop, theirs, InitServer::bootstrap)?;
-        let (connection, init) = Connection::connect::<init::Client>(&event_loop, ours)?;
+        let server_conn = crate::probe_server::serve(&server_loop, theirs)?;
+        let (connection, init, raw_init) = connect(&event_loop, ours)?;
         Ok(Peer {
-            init: InitClient(init),
+            init,
+            raw_init,
             connection: Arc::new(connection),
             server: Server::InProcess {
                 event_loop: Some(server_loop),
@@ -87,6 +112,21 @@ impl Peer {
             event_loop,
             registration: None,
         })
+    }
+    /// The bare capnp capability behind `object`, a generated client of
+    /// this peer's, for tests that build requests by hand (a `Context` of
+    /// their own, several requests at once): the same object on the peer,
+    /// named by a second handle.
+    pub fn raw<I: Interface + ?Sized>(&self, object: &Arc<I>) -> Result<RemoteObject<I::Capnp>> {
+        let object = object.clone();
+        self.raw_init
+            .call("(the capability of a client)", move |_, cx| {
+                // On the loop: a client of this connection's peer gives back the
+                // peer's own capability, not a new one of ours.
+                let capability = I::to_capnp(&object, &cx.serve_context());
+                let adopter = cx.adopter();
+                async move { adopter.adopt(capability) }
+            })
     }
 
     /// Kills the server abruptly: SIGKILL for a child; for an in-process

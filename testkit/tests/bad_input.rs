@@ -24,9 +24,13 @@ use std::time::Duration;
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
 use capnp::traits::{HasTypeId, ImbueMut};
 use capnp_rpc::rpc_capnp::{message, return_};
-use mp_testkit::probe::{InitClient, InitServer, ProbeClient};
+use std::sync::Arc;
+
+use mp_testkit::probe::{Init, Probe};
 use mp_testkit::probe_capnp::{init, probe};
+use mp_testkit::probe_server::serve;
 use mp_testkit::watchdog::guard;
+use multiprocess::Interface;
 use multiprocess_thread_map::proxy_capnp::{thread, thread_map};
 use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
 
@@ -540,8 +544,8 @@ impl Raw {
 
 struct Server {
     // Fields drop in order: the good client's handles, then the loops.
-    probe: ProbeClient,
-    _init: InitClient,
+    probe: Arc<dyn Probe>,
+    _init: Arc<dyn Init>,
     good: Connection,
     good_served: Connection,
     client_loop: LoopHandle,
@@ -553,11 +557,10 @@ impl Server {
         let server_loop = EventLoop::start("bad-input-server").expect("server loop");
         let client_loop = EventLoop::start("bad-input-client").expect("client loop");
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let good_served =
-            Connection::serve(&server_loop, theirs, InitServer::bootstrap).expect("serve");
+        let good_served = serve(&server_loop, theirs).expect("serve");
         let (good, init) =
             Connection::connect::<init::Client>(&client_loop, ours).expect("connect");
-        let init = InitClient(init);
+        let init = <dyn Init as Interface>::from_remote(init);
         let probe = init.make_probe().expect("makeProbe");
         assert_eq!(probe.add(1, 2).expect("add"), 3);
         Self {
@@ -574,8 +577,7 @@ impl Server {
     /// raw bytes to.
     fn raw(&self) -> (Raw, Connection) {
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let served =
-            Connection::serve(&self.server_loop, theirs, InitServer::bootstrap).expect("serve");
+        let served = serve(&self.server_loop, theirs).expect("serve");
         (Raw::new(ours), served)
     }
 
@@ -590,18 +592,16 @@ impl Server {
         );
         let before = self.probe.whoami().expect("whoami");
         assert_eq!(self.probe.add(20, 22).expect("add"), 42);
-        assert_eq!(
-            self.probe.echo(b"still here".to_vec()).expect("echo"),
-            b"still here"
-        );
+        assert_eq!(self.probe.echo(b"still here").expect("echo"), b"still here");
         assert_eq!(self.probe.whoami().expect("whoami"), before);
         // And a new well-behaved client can still connect.
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let served =
-            Connection::serve(&self.server_loop, theirs, InitServer::bootstrap).expect("serve");
+        let served = serve(&self.server_loop, theirs).expect("serve");
         let (connection, init) =
             Connection::connect::<init::Client>(&self.client_loop, ours).expect("connect");
-        let probe = InitClient(init).make_probe().expect("makeProbe");
+        let probe = <dyn Init as Interface>::from_remote(init)
+            .make_probe()
+            .expect("makeProbe");
         assert_eq!(probe.add(2, 3).expect("add"), 5);
         drop(probe);
         connection.disconnect();
@@ -974,7 +974,7 @@ fn a_cancelled_call_is_accounted_until_its_job_ends() {
             assert_ne!(second, first, "a call was queued behind the cancelled job");
             assert_eq!(whoami(&mut raw, 100), second);
 
-            mp_testkit::probe::open_gate(&gate);
+            mp_testkit::probe_server::open_gate(&gate);
             // Once the job has run, `first` is idle again and gets the calls. A
             // request whose count was never undone would keep it away forever.
             let deadline = std::time::Instant::now() + IO_TIMEOUT;
@@ -1022,11 +1022,12 @@ fn good_client_survives_a_bad_neighbour_mid_call() {
                 });
                 // A second client thread, with a worker of its own.
                 let (ours, theirs) = UnixStream::pair().expect("socketpair");
-                let _served = Connection::serve(&server.server_loop, theirs, InitServer::bootstrap)
-                    .expect("serve");
+                let _served = serve(&server.server_loop, theirs).expect("serve");
                 let (_conn, init) = Connection::connect::<init::Client>(&server.client_loop, ours)
                     .expect("connect");
-                let other = InitClient(init).make_probe().expect("makeProbe");
+                let other = <dyn Init as Interface>::from_remote(init)
+                    .make_probe()
+                    .expect("makeProbe");
                 other.wait_blocked(&gate, 1).expect("waitBlocked");
                 closes_connection_without_checks(&server, &[0x55; 100]);
                 other.open(&gate).expect("open");

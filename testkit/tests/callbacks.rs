@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mp_testkit::peer::Peer;
-use mp_testkit::probe::{ProbeClient, tid};
+use mp_testkit::probe::{CallFnOutput, IntFn, Probe};
+use mp_testkit::probe_server::{counter_drops_of, tid};
 use mp_testkit::watchdog::guard;
-use multiprocess_callbacks::Closure;
 use multiprocess_thread_map::Error;
 use parking_lot::ReentrantMutex;
 
@@ -35,10 +35,11 @@ fn callback_runs_on_the_calling_thread(peer: Peer) {
             Arc::new(move |x| {
                 assert_eq!(tid(), me, "the callback ran on another thread");
                 assert_eq!(MARK.with(|m| m.get()), 7, "not our thread-locals");
-                x * 2
+                Ok(x * 2)
             }),
             21,
         )
+        .map(|out| (out.result, out.tid))
         .expect("callFn");
     assert_eq!(result, 42);
     assert_eq!(
@@ -68,11 +69,11 @@ fn callback_runs_on_the_calling_thread_in_process() {
 /// that the server level above ran on the one worker, and that the lock
 /// `caller` holds can be taken again; then it recurses once more.
 fn recursive(
-    probe: Arc<ProbeClient>,
+    probe: Arc<dyn Probe>,
     caller: i64,
     worker: Arc<OnceLock<i64>>,
     lock: Arc<ReentrantMutex<Cell<u32>>>,
-) -> Closure<i32, i32> {
+) -> IntFn {
     Arc::new(move |depth| {
         assert_eq!(tid(), caller, "level {depth} ran on another thread");
         let guard = lock
@@ -80,25 +81,31 @@ fn recursive(
             .expect("the caller's lock is ours again inside the callback");
         guard.set(guard.get() + 1);
         if depth == 0 {
-            return 0;
+            return Ok(0);
         }
         let next = recursive(probe.clone(), caller, worker.clone(), lock.clone());
-        let (result, served_by) = probe.recurse(next, depth - 1).expect("nested recurse");
+        let (result, served_by) = probe
+            .recurse(next, depth - 1)
+            .map(|out| (out.result, out.tid))
+            .expect("nested recurse");
         let first = *worker.get_or_init(|| served_by);
         assert_eq!(
             served_by, first,
             "level {depth} was served by another worker"
         );
-        result + 1
+        Ok(result + 1)
     })
 }
 
 /// Recursion across the process boundary: thread ids at every level, no
 /// new threads, no deadlock; the caller's reentrant lock is held throughout.
 fn nested_recursion(peer: Peer, depth: i32, count_threads: bool) {
-    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let probe = peer.init.make_probe().expect("makeProbe");
     let worker = probe.whoami().expect("whoami").tid;
-    let (workers_before, threads_before) = probe.stats().expect("stats");
+    let (workers_before, threads_before) = probe
+        .stats()
+        .map(|s| (s.workers, s.os_threads))
+        .expect("stats");
     let lock = Arc::new(ReentrantMutex::new(Cell::new(0)));
     let held = lock.lock();
     let served = Arc::new(OnceLock::new());
@@ -107,6 +114,7 @@ fn nested_recursion(peer: Peer, depth: i32, count_threads: bool) {
             recursive(probe.clone(), tid(), served.clone(), lock.clone()),
             depth,
         )
+        .map(|out| (out.result, out.tid))
         .expect("recurse");
     assert_eq!(result, depth, "every level ran once");
     assert_eq!(top, worker, "the top level ran on our worker");
@@ -123,7 +131,10 @@ fn nested_recursion(peer: Peer, depth: i32, count_threads: bool) {
     // in parallel.
     if count_threads {
         assert_eq!(
-            probe.stats().expect("stats"),
+            probe
+                .stats()
+                .map(|s| (s.workers, s.os_threads))
+                .expect("stats"),
             (workers_before, threads_before),
             "no new threads"
         );
@@ -163,12 +174,12 @@ impl Drop for DropSignal {
     }
 }
 
-fn closure_with_signal() -> (Closure<i32, i32>, mpsc::Receiver<String>) {
+fn closure_with_signal() -> (IntFn, mpsc::Receiver<String>) {
     let (sender, dropped) = mpsc::channel();
     let signal = DropSignal(sender);
-    let closure: Closure<i32, i32> = Arc::new(move |x| {
+    let closure: IntFn = Arc::new(move |x| {
         let _ = &signal;
-        x + 1
+        Ok(x + 1)
     });
     (closure, dropped)
 }
@@ -179,7 +190,7 @@ fn closures_are_dropped_off_the_loop(peer: Peer) {
     let probe = peer.init.make_probe().expect("makeProbe");
     // Passed for one call: released when the call is over.
     let (closure, dropped) = closure_with_signal();
-    assert_eq!(probe.call_fn(closure, 1).expect("callFn").0, 2);
+    assert_eq!(probe.call_fn(closure, 1).expect("callFn").result, 2);
     let thread = dropped
         .recv_timeout(Duration::from_secs(10))
         .expect("dropped after the call");
@@ -240,11 +251,11 @@ fn three_processes_callback_forwards_to_a_third() {
             let b = child();
             let c = child();
             let probe_b = b.init.make_probe().expect("makeProbe B");
-            let probe_c = Arc::new(c.init.make_probe().expect("makeProbe C"));
+            let probe_c = c.init.make_probe().expect("makeProbe C");
             let c_worker = probe_c.whoami().expect("whoami C");
             let me = tid();
             let forward = probe_c.clone();
-            let (result, _) = probe_b
+            let result = probe_b
                 .call_fn(
                     Arc::new(move |x| {
                         assert_eq!(tid(), me, "the callback ran on A's calling thread");
@@ -252,11 +263,12 @@ fn three_processes_callback_forwards_to_a_third() {
                             forward.whoami().expect("whoami C from the callback"),
                             c_worker
                         );
-                        forward.add(x, 100).expect("C.add")
+                        Ok(forward.add(x, 100).expect("C.add"))
                     }),
                     1,
                 )
-                .expect("B.callFn");
+                .expect("B.callFn")
+                .result;
             assert_eq!(result, 101);
         },
     );
@@ -267,11 +279,15 @@ fn three_processes_callback_forwards_to_a_third() {
 /// `victim`. Returns the outer call's outcome, how long after the kill it
 /// came back, and whether the closure was dropped afterwards.
 fn kill_while_a_callback_blocks(
-    outer: Arc<ProbeClient>,
-    blocked_in: Arc<ProbeClient>,
+    outer: Arc<dyn Probe>,
+    blocked_in: Arc<dyn Probe>,
     victim: &mut Peer,
     gate: &'static str,
-) -> (multiprocess_thread_map::Result<(i32, i64)>, Duration, bool) {
+) -> (
+    multiprocess_thread_map::Result<CallFnOutput>,
+    Duration,
+    bool,
+) {
     let (sender, dropped) = mpsc::channel();
     let signal = DropSignal(sender);
     let nested = blocked_in.clone();
@@ -281,7 +297,7 @@ fn kill_while_a_callback_blocks(
                 Arc::new(move |_| {
                     let _ = &signal;
                     match nested.block(gate) {
-                        Err(Error::Disconnected(_)) => -1,
+                        Err(Error::Disconnected(_)) => Ok(-1),
                         other => panic!("expected Disconnected, got {other:?}"),
                     }
                 }),
@@ -309,11 +325,11 @@ fn kill_any_process_of_a_nested_chain() {
         // Kill C: the closure's call fails at once, and the chain unwinds.
         let b = child();
         let mut c = child();
-        let probe_b = Arc::new(b.init.make_probe().expect("makeProbe B"));
-        let probe_c = Arc::new(c.init.make_probe().expect("makeProbe C"));
+        let probe_b = b.init.make_probe().expect("makeProbe B");
+        let probe_c = c.init.make_probe().expect("makeProbe C");
         let (outcome, unwound, dropped) =
             kill_while_a_callback_blocks(probe_b, probe_c, &mut c, "nest-c");
-        assert_eq!(outcome.expect("B's call completes").0, -1);
+        assert_eq!(outcome.expect("B's call completes").result, -1);
         assert!(unwound < Duration::from_secs(1), "unwound in {unwound:?}");
         assert!(dropped, "the closure was dropped");
 
@@ -321,7 +337,7 @@ fn kill_any_process_of_a_nested_chain() {
         // B's worker nested in its own callback. Kill B: both waits on A's
         // thread end with Disconnected.
         let mut b = child();
-        let probe_b = Arc::new(b.init.make_probe().expect("makeProbe B"));
+        let probe_b = b.init.make_probe().expect("makeProbe B");
         let (outcome, unwound, dropped) =
             kill_while_a_callback_blocks(probe_b.clone(), probe_b, &mut b, "nest-b");
         assert!(
@@ -342,23 +358,25 @@ fn kill_any_process_of_a_nested_chain() {
 fn destroy_runs_on_the_mapped_worker(peer: Peer) {
     let probe = peer.init.make_probe().expect("makeProbe");
     let worker = probe.whoami().expect("whoami").tid;
-    let (counter, id) = probe.make_counter_with_id().expect("makeCounter");
+    let counter = probe.make_counter().expect("makeCounter");
+    let id = counter.id().expect("id");
     for expected in 1..=3 {
         assert_eq!(counter.increment().expect("increment"), expected);
     }
     assert_eq!(
-        probe.counter_drops_of(id).expect("drops"),
+        counter_drops_of(&*probe, id).expect("drops"),
         [],
         "destroyed while we still hold it"
     );
     drop(counter);
     assert_eq!(
-        probe.counter_drops_of(id).expect("drops"),
+        counter_drops_of(&*probe, id).expect("drops"),
         [worker],
         "dropping the client destroyed the object, once, on our mapped worker"
     );
     // A counter dropped by another thread is destroyed on that thread's worker.
-    let (counter, other_id) = probe.make_counter_with_id().expect("makeCounter");
+    let counter = probe.make_counter().expect("makeCounter");
+    let other_id = counter.id().expect("id");
     assert_ne!(other_id, id, "two counters, one id");
     let other_worker = std::thread::scope(|scope| {
         scope
@@ -371,7 +389,7 @@ fn destroy_runs_on_the_mapped_worker(peer: Peer) {
             .expect("thread")
     });
     assert_eq!(
-        probe.counter_drops_of(other_id).expect("drops"),
+        counter_drops_of(&*probe, other_id).expect("drops"),
         [other_worker],
         "dropping the client destroyed the object, once, on the dropping thread's worker"
     );
@@ -404,10 +422,11 @@ fn leftover_objects_are_dropped_on_the_cleanup_thread() {
         || {
             let mut peer = in_process();
             let probe = peer.init.make_probe().expect("makeProbe");
-            let (counter, id) = probe.make_counter_with_id().expect("makeCounter");
+            let counter = probe.make_counter().expect("makeCounter");
+            let id = counter.id().expect("id");
             assert_eq!(counter.increment().expect("increment"), 1);
             assert_eq!(
-                probe.counter_drops_of(id).expect("drops"),
+                counter_drops_of(&*probe, id).expect("drops"),
                 [],
                 "destroyed while we still hold it"
             );
@@ -416,7 +435,8 @@ fn leftover_objects_are_dropped_on_the_cleanup_thread() {
             // The server's loop thread hands the object to its cleanup
             // thread. Other tests drop Counters of their own in this process
             // meanwhile: look at this one's drops only.
-            let drops = mp_testkit::probe::local_counter_drops_of(id, Duration::from_secs(10));
+            let drops =
+                mp_testkit::probe_server::local_counter_drops_of(id, Duration::from_secs(10));
             assert_eq!(
                 drops.len(),
                 1,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mp_testkit::probe::tid;
+use mp_testkit::probe_server::tid;
 use mp_testkit::watchdog::guard;
 
 mod common;
@@ -23,12 +23,15 @@ fn stored_callback_from_a_thread_serving_no_call() {
             assert_eq!(multiprocess_thread_map::live_workers(), 0);
             let me = tid();
             probe
-                .save_fn(Some(Arc::new(|_| i32::try_from(tid()).unwrap_or(-1))))
+                .save_fn(Some(Arc::new(|_| Ok(i32::try_from(tid()).unwrap_or(-1)))))
                 .expect("saveFn");
             // From the worker serving our call: runs on us.
             assert_eq!(i64::from(probe.call_saved(0).expect("callSaved")), me);
             // From the child's notifier thread: runs on a worker of ours made for it.
-            let (first, notifier) = probe.call_saved_from_notifier(0).expect("from notifier");
+            let (first, notifier) = probe
+                .call_saved_from_notifier(0)
+                .map(|out| (out.result, out.tid))
+                .expect("from notifier");
             assert_ne!(
                 i64::from(first),
                 me,
@@ -40,7 +43,7 @@ fn stored_callback_from_a_thread_serving_no_call() {
                 1,
                 "one worker for the notifier"
             );
-            let (second, _) = probe.call_saved_from_notifier(0).expect("again");
+            let second = probe.call_saved_from_notifier(0).expect("again").result;
             assert_eq!(second, first, "the notifier's worker is reused");
             assert_eq!(multiprocess_thread_map::live_workers(), 1);
             // The notifier thread exits: its worker here is freed.

@@ -18,8 +18,8 @@ fn only_imported_capabilities_have_a_non_zero_brand() {
     guard("brands", Duration::from_secs(60), || {
         let peer = common::in_process();
         let brands = peer
-            .init
-            .0
+            .raw(&peer.init)
+            .expect("the Init's capability")
             .call("brands", |init, cx| {
                 let imported_bootstrap = init.client.hook.get_brand();
                 let imported_thread_map =

@@ -4,12 +4,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mp_testkit::peer::{Peer, Server};
 use mp_testkit::watchdog::guard;
-use multiprocess_thread_map::Error;
+use multiprocess_thread_map::{Error, RemoteObject};
 
 mod common;
 use common::{child, in_process};
@@ -52,7 +51,7 @@ fn one_thread_one_worker_in_process() {
 /// (b) Four application threads get four distinct workers, and a call that
 /// blocks on the server does not delay the other three.
 fn four_threads_four_workers(peer: Peer) {
-    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let probe = peer.init.make_probe().expect("makeProbe");
     let gate = "four-threads";
     let blocked = {
         let probe = probe.clone();
@@ -128,15 +127,21 @@ fn exited_thread_frees_worker(peer: Peer) {
         Server::Child(child) => Some(child.id()),
         Server::InProcess { .. } => None,
     };
-    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
-    let (workers_before, threads_before) = probe.stats().expect("stats");
+    let probe = peer.init.make_probe().expect("makeProbe");
+    let (workers_before, threads_before) = probe
+        .stats()
+        .map(|s| (s.workers, s.os_threads))
+        .expect("stats");
     let (worker, during) = {
         let probe = probe.clone();
         std::thread::spawn(move || {
             probe.add(1, 2).expect("add");
             (
                 probe.whoami().expect("whoami"),
-                probe.stats().expect("stats"),
+                probe
+                    .stats()
+                    .map(|s| (s.workers, s.os_threads))
+                    .expect("stats"),
             )
         })
         .join()
@@ -148,7 +153,10 @@ fn exited_thread_frees_worker(peer: Peer) {
         worker.tid
     );
     // The exited thread's release reaches the server before this call does.
-    let (workers_after, threads_after) = probe.stats().expect("stats");
+    let (workers_after, threads_after) = probe
+        .stats()
+        .map(|s| (s.workers, s.os_threads))
+        .expect("stats");
     assert!(
         !Path::new(&task).exists(),
         "the worker's OS thread {} ({task}) is still there",
@@ -253,18 +261,19 @@ fn echo_large_payload() {
         let peer = child();
         let probe = peer.init.make_probe().expect("makeProbe");
         let data: Vec<u8> = (0..(1 << 20)).map(|i| (i * 7 % 251) as u8).collect();
-        assert_eq!(probe.echo(data.clone()).expect("echo"), data);
+        assert_eq!(probe.echo(&data).expect("echo"), data);
     });
 }
 
-/// Calls `Probe.add` with a hand-built `Context`.
+/// Calls `Probe.add` with a hand-built `Context` (on `probe`, the bare
+/// capability of a generated client: see `Peer::raw`).
 fn add_with_context(
-    probe: &mp_testkit::probe::ProbeClient,
+    probe: &RemoteObject<mp_testkit::probe_capnp::probe::Client>,
     thread: fn(
         &multiprocess_thread_map::CallContext<'_>,
     ) -> Option<multiprocess_thread_map::proxy_capnp::thread::Client>,
 ) -> multiprocess_thread_map::Result<i32> {
-    probe.0.call("Probe.add", move |client, cx| {
+    probe.call("Probe.add", move |client, cx| {
         let mut request = client.add_request();
         {
             let mut params = request.get();
@@ -285,15 +294,16 @@ fn add_with_context(
 /// clear `InvalidThread` error for the caller; the connection carries on.
 fn invalid_threads(peer: Peer) {
     let probe = peer.init.make_probe().expect("makeProbe");
+    let raw = peer.raw(&probe).expect("the Probe's capability");
     // Our own callback thread is not a thread the server made.
-    match add_with_context(&probe, |cx| Some(cx.callback_thread())) {
+    match add_with_context(&raw, |cx| Some(cx.callback_thread())) {
         Err(Error::InvalidThread(message)) => assert!(
             message.contains("not a thread this process made"),
             "{message}"
         ),
         other => panic!("expected InvalidThread, got {other:?}"),
     }
-    match add_with_context(&probe, |_| None) {
+    match add_with_context(&raw, |_| None) {
         Err(Error::InvalidThread(message)) => {
             assert!(message.contains("no thread specified"), "{message}")
         }
@@ -301,7 +311,7 @@ fn invalid_threads(peer: Peer) {
     }
     // The proper thread still works, on the same connection.
     assert_eq!(
-        add_with_context(&probe, |cx| Some(cx.remote_thread())).expect("add"),
+        add_with_context(&raw, |cx| Some(cx.remote_thread())).expect("add"),
         3
     );
     assert_eq!(probe.add(2, 2).expect("add"), 4);
@@ -322,7 +332,7 @@ fn invalid_threads_in_process() {
 /// A second request for a worker busy with a request from the same client
 /// thread waits its turn (FIFO) instead of being rejected.
 fn busy_worker_queues_fifo(peer: Peer) {
-    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let probe = peer.init.make_probe().expect("makeProbe");
     let gate = "busy-worker-fifo";
     let opener = {
         let probe = probe.clone();
@@ -331,8 +341,9 @@ fn busy_worker_queues_fifo(peer: Peer) {
             probe.open(gate).expect("open");
         })
     };
-    let first_finished_first = probe
-        .0
+    let first_finished_first = peer
+        .raw(&probe)
+        .expect("the Probe's capability")
         .call("Probe.block+add", move |client, cx| {
             let mut block = client.block_request();
             cx.set_context(block.get().init_context());
@@ -411,7 +422,7 @@ fn no_thread_is_pinned(peer: Peer) {
         Server::Child(child) => child.id(),
         Server::InProcess { .. } => std::process::id(),
     };
-    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let probe = peer.init.make_probe().expect("makeProbe");
     let gate = "placement";
     // Two workers alive at once: this thread's, and a blocked thread's.
     // Many calls, so that with spinning off every one of them wakes the
@@ -545,7 +556,7 @@ fn waiting_for_a_disconnection_on_a_loop_thread_only_looks_in_process() {
 /// `WrongThread` instead of hanging: on the connection's own loop it would
 /// wait for a reply that only that loop can deliver.
 fn blocking_call_on_a_loop_thread_fails(peer: Peer) {
-    let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+    let probe = peer.init.make_probe().expect("makeProbe");
     let on_loop = probe.clone();
     let outcome = peer
         .event_loop

@@ -74,7 +74,7 @@ fn disconnect_while_blocked() {
         let peer = in_process();
         let probe = peer.init.make_probe().expect("makeProbe");
         assert!(disconnected(probe.disconnect("disconnect-while-blocked")));
-        mp_testkit::probe::open_gate("disconnect-while-blocked");
+        mp_testkit::probe_server::open_gate("disconnect-while-blocked");
     });
 }
 
@@ -86,7 +86,7 @@ fn worker_destroyed_before_it_starts() {
         // nothing hangs, crashes or leaks.
         for _ in 0..20 {
             let peer = child();
-            let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+            let probe = peer.init.make_probe().expect("makeProbe");
             let caller = {
                 let probe = probe.clone();
                 std::thread::spawn(move || probe.add(2, 2))
@@ -108,7 +108,7 @@ fn server_disconnect_racing_an_asynchronous_call() {
         || {
             for _ in 0..20 {
                 let mut peer = in_process();
-                let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+                let probe = peer.init.make_probe().expect("makeProbe");
                 let caller = {
                     let probe = probe.clone();
                     std::thread::spawn(move || probe.add(3, 3))
@@ -148,7 +148,7 @@ fn destroy_after_peer_disconnect() {
         // closure after the connection is gone, without crashing.
         let mut peer = child();
         let probe = peer.init.make_probe().expect("makeProbe");
-        probe.save_fn(Some(Arc::new(|x| x))).expect("saveFn");
+        probe.save_fn(Some(Arc::new(Ok))).expect("saveFn");
         drop(probe);
         peer.connection.disconnect();
         assert!(
@@ -169,8 +169,9 @@ fn simultaneous_calls_on_one_remote_thread() {
         // in the order sent.
         let peer = child();
         let probe = peer.init.make_probe().expect("makeProbe");
-        let order = probe
-            .0
+        let order = peer
+            .raw(&probe)
+            .expect("the Probe's capability")
             .call("Probe.add x3", |client, cx| {
                 let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
                 let futures: Vec<_> = [100, 200, 300]
@@ -207,8 +208,9 @@ fn pool_dispatch() {
         // makePool(2), then requests with no Context.thread run on the pool.
         let peer = child();
         let probe = peer.init.make_probe().expect("makeProbe");
-        let names = probe
-            .0
+        let names = peer
+            .raw(&probe)
+            .expect("the Probe's capability")
             .call("ThreadMap.makePool + Probe.whoami x3", |client, cx| {
                 let map = cx.peer_thread_map().expect("the peer's ThreadMap");
                 let mut pool = map.make_pool_request();
@@ -252,7 +254,8 @@ fn no_thread_and_no_pool() {
     guard("no_thread_and_no_pool", LIMIT, || {
         let peer = child();
         let probe = peer.init.make_probe().expect("makeProbe");
-        let result = probe.0.call("Probe.add", |client, cx| {
+        let raw = peer.raw(&probe).expect("the Probe's capability");
+        let result = raw.call("Probe.add", |client, cx| {
             let mut request = client.add_request();
             request
                 .get()

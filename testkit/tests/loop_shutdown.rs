@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mp_testkit::peer::{Peer, Server};
-use mp_testkit::probe::{InitServer, ProbeClient};
+use mp_testkit::probe::Probe;
 use mp_testkit::watchdog::guard;
 use multiprocess_event_loop::LoopContext;
-use multiprocess_thread_map::{Connection, Error, EventLoop};
+use multiprocess_thread_map::{Error, EventLoop};
 
 mod common;
 use common::in_process;
@@ -40,7 +40,7 @@ const CHILD_TEST: &str = "serving_child";
 /// Starts a thread blocked in `probe.block(gate)` and returns once the
 /// peer's worker is in the gate.
 fn block_a_caller(
-    probe: &Arc<ProbeClient>,
+    probe: &Arc<dyn Probe>,
     gate: &'static str,
 ) -> std::thread::JoinHandle<multiprocess_thread_map::Result<()>> {
     let caller = {
@@ -56,7 +56,7 @@ fn block_a_caller(
 /// closed.
 fn assert_the_call_failed(
     peer: &Peer,
-    probe: &ProbeClient,
+    probe: &dyn Probe,
     caller: std::thread::JoinHandle<multiprocess_thread_map::Result<()>>,
 ) {
     let result = caller.join().expect("the caller thread");
@@ -85,7 +85,7 @@ fn serving_loop_shut_down_mid_call_fails_the_call_in_process() {
         || {
             const GATE: &str = "loop-shutdown-in-process";
             let mut peer = in_process();
-            let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+            let probe = peer.init.make_probe().expect("makeProbe");
             let caller = block_a_caller(&probe, GATE);
             let Server::InProcess {
                 event_loop,
@@ -117,11 +117,11 @@ fn serving_loop_shut_down_mid_call_fails_the_call_in_process() {
                 exited.try_recv().is_ok(),
                 "the serving loop exited before its last handle's drop returned"
             );
-            assert_the_call_failed(&peer, &probe, caller);
+            assert_the_call_failed(&peer, &*probe, caller);
             // The worker is still in user code; released, it ends although
             // its loop is gone. (This file's other tests make no worker in
             // this process.)
-            mp_testkit::probe::open_gate(GATE);
+            mp_testkit::probe_server::open_gate(GATE);
             assert!(
                 multiprocess_thread_map::wait_for_workers(0, Duration::from_secs(10)),
                 "the worker ended once released"
@@ -156,7 +156,7 @@ fn serving_loop_shut_down_mid_call_fails_the_call_child() {
             };
             let mut control = child.stdin.take().expect("the child's stdin");
             let mut report = BufReader::new(child.stdout.take().expect("the child's stdout"));
-            let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+            let probe = peer.init.make_probe().expect("makeProbe");
             let caller = block_a_caller(&probe, GATE);
             // The child shuts its loop down now, while its worker runs the call.
             control.write_all(b"shut down\n").expect("tell the child");
@@ -172,7 +172,7 @@ fn serving_loop_shut_down_mid_call_fails_the_call_child() {
             }
             // The child process is alive until we close its stdin: what
             // failed the call is its loop's shutdown, not its exit.
-            assert_the_call_failed(&peer, &probe, caller);
+            assert_the_call_failed(&peer, &*probe, caller);
             drop(control);
             // Whatever else the child prints (libtest's summary) is read to
             // its end, so that no write of the child's fails on a closed pipe.
@@ -207,7 +207,7 @@ fn serving_child() {
         Err(e) => panic!("the IPC socket: {e}"),
     };
     let event_loop = EventLoop::start("serving-child-loop").expect("loop");
-    let connection = Connection::serve(&event_loop, stream, InitServer::bootstrap).expect("serve");
+    let connection = mp_testkit::probe_server::serve(&event_loop, stream).expect("serve");
     let mut stdin = std::io::stdin().lock();
     let mut line = String::new();
     // Bounded by the parent: it writes the line, or dies and closes our stdin.
@@ -219,5 +219,5 @@ fn serving_child() {
     std::io::stdout().flush().expect("flush stdout");
     let mut rest = Vec::new();
     let _ = stdin.read_to_end(&mut rest);
-    mp_testkit::probe::open_gate("loop-shutdown-child");
+    mp_testkit::probe_server::open_gate("loop-shutdown-child");
 }

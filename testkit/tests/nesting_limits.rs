@@ -10,9 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mp_testkit::probe::ProbeClient;
+use mp_testkit::probe::{IntFn, Probe};
 use mp_testkit::watchdog::guard;
-use multiprocess_callbacks::Closure;
 use multiprocess_thread_map::Error;
 
 mod limits_common;
@@ -41,7 +40,10 @@ fn pipelined_nested_requests_are_refused_not_a_stack_overflow() {
         || {
             let child = LimitsChild::spawn(&[]);
             let good = child.assert_serving("before");
-            let (workers_before, _) = good.stats().expect("stats");
+            let (workers_before, _) = good
+                .stats()
+                .map(|s| (s.workers, s.os_threads))
+                .expect("stats");
 
             let mut raw = child.raw();
             let (_init, map, thread, probe) = raw.probe("hostile");
@@ -126,7 +128,10 @@ fn pipelined_nested_requests_are_refused_not_a_stack_overflow() {
             drop(raw);
             let deadline = Instant::now() + limits_common::IO_TIMEOUT;
             loop {
-                let (workers, _) = good.stats().expect("stats");
+                let (workers, _) = good
+                    .stats()
+                    .map(|s| (s.workers, s.os_threads))
+                    .expect("stats");
                 if workers <= workers_before {
                     break;
                 }
@@ -152,22 +157,22 @@ struct Deepest {
 
 /// A closure for `recurse` that goes `depth` levels deeper, recording in
 /// `deepest` how far it got and why it stopped.
-fn recursive(probe: Arc<ProbeClient>, top: i32, deepest: Arc<Mutex<Deepest>>) -> Closure<i32, i32> {
+fn recursive(probe: Arc<dyn Probe>, top: i32, deepest: Arc<Mutex<Deepest>>) -> IntFn {
     Arc::new(move |depth| {
         {
             let mut deepest = deepest.lock().expect("lock");
             deepest.levels = deepest.levels.max(top - depth);
         }
         if depth == 0 {
-            return 0;
+            return Ok(0);
         }
         let next = recursive(probe.clone(), top, deepest.clone());
         match probe.recurse(next, depth - 1) {
-            Ok((result, _)) if result < 0 => result,
-            Ok((result, _)) => result + 1,
+            Ok(out) if out.result < 0 => Ok(out.result),
+            Ok(out) => Ok(out.result + 1),
             Err(e) => {
                 deepest.lock().expect("lock").error.get_or_insert(e);
-                -1
+                Ok(-1)
             }
         }
     })
@@ -175,7 +180,7 @@ fn recursive(probe: Arc<ProbeClient>, top: i32, deepest: Arc<Mutex<Deepest>>) ->
 
 /// Runs `probe.recurse` as deep as `top` from a new thread with `stack`
 /// bytes of stack; returns the result and what the recursion found.
-fn recurse_from_thread(probe: Arc<ProbeClient>, top: i32, stack: usize) -> (i32, Deepest) {
+fn recurse_from_thread(probe: Arc<dyn Probe>, top: i32, stack: usize) -> (i32, Deepest) {
     let deepest = Arc::new(Mutex::new(Deepest::default()));
     let f = recursive(probe.clone(), top, deepest.clone());
     let result = std::thread::Builder::new()
@@ -187,7 +192,7 @@ fn recurse_from_thread(probe: Arc<ProbeClient>, top: i32, stack: usize) -> (i32,
         .expect("the recursing thread")
         .expect("the top-level recurse");
     let deepest = std::mem::take(&mut *deepest.lock().expect("lock"));
-    (result.0, deepest)
+    (result.result, deepest)
 }
 
 /// Legitimate recursion past what the child's worker can hold: the level
@@ -203,7 +208,7 @@ fn deep_recursion_is_refused_at_the_workers_stack_limit() {
         || {
             let child = LimitsChild::spawn(&[]);
             let (_connection, init) = child.connect();
-            let probe = Arc::new(init.make_probe().expect("makeProbe"));
+            let probe = init.make_probe().expect("makeProbe");
             let worker = probe.whoami().expect("whoami");
             let (result, deepest) = recurse_from_thread(probe.clone(), 100_000, 256 << 20);
             eprintln!(
@@ -234,7 +239,7 @@ fn deep_recursion_is_refused_at_the_workers_stack_limit() {
             let big =
                 LimitsChild::spawn(&[("MP_LIMITS_WORKER_STACK", (16usize << 20).to_string())]);
             let (_big_connection, big_init) = big.connect();
-            let big_probe = Arc::new(big_init.make_probe().expect("makeProbe"));
+            let big_probe = big_init.make_probe().expect("makeProbe");
             let (_, bigger) = recurse_from_thread(big_probe.clone(), 100_000, 256 << 20);
             eprintln!("a 16 MiB worker held {} levels", bigger.levels);
             assert!(
@@ -271,7 +276,7 @@ fn an_application_thread_refuses_callbacks_past_its_stack() {
             let child =
                 LimitsChild::spawn(&[("MP_LIMITS_WORKER_STACK", (64usize << 20).to_string())]);
             let (_connection, init) = child.connect();
-            let probe = Arc::new(init.make_probe().expect("makeProbe"));
+            let probe = init.make_probe().expect("makeProbe");
             let (result, deepest) = recurse_from_thread(probe.clone(), 100_000, 1 << 20);
             eprintln!(
                 "a 1 MiB application thread held {} levels: {:?}",

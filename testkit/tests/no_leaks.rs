@@ -7,11 +7,10 @@
 //! both ends in one process. Then: the loop shuts down and its thread is
 //! joined once the last handle goes, and the child exits when we disconnect.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mp_testkit::peer::Peer;
-use mp_testkit::probe::{os_thread_count, os_thread_count_settled};
+use mp_testkit::probe_server::{os_thread_count, os_thread_count_settled};
 use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::Error;
 
@@ -24,7 +23,7 @@ fn kill_mid_call(make: fn() -> Peer, gate: &'static str) {
     let threads_before = os_thread_count();
     {
         let mut peer = make();
-        let probe = Arc::new(peer.init.make_probe().expect("makeProbe"));
+        let probe = peer.init.make_probe().expect("makeProbe");
         let caller = {
             let probe = probe.clone();
             std::thread::spawn(move || {
@@ -54,7 +53,7 @@ fn kill_mid_call(make: fn() -> Peer, gate: &'static str) {
         );
         // An in-process server's worker is still blocked in user code (the
         // gate); release it, and it ends because its connection is gone.
-        mp_testkit::probe::open_gate(gate);
+        mp_testkit::probe_server::open_gate(gate);
         assert!(
             multiprocess_thread_map::wait_for_workers(0, Duration::from_secs(10)),
             "workers ended"

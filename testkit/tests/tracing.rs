@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock}; // sync-facade: allow (test log capture, 
 use std::time::Duration;
 
 use mp_testkit::peer::Peer;
+use mp_testkit::probe::IntFn;
 use mp_testkit::watchdog::guard;
-use multiprocess_callbacks::Closure;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -162,8 +162,8 @@ fn traced_calls(peer: &Peer) -> (String, String) {
             assert_eq!(probe.add(1, 2).expect("add"), 3);
             assert_eq!(probe.add(3, 4).expect("add"), 7);
             let worker = probe.whoami().expect("whoami").name;
-            let double: Closure<i32, i32> = Arc::new(|x| x * 2);
-            assert_eq!(probe.call_fn(double, 5).expect("callFn").0, 10);
+            let double: IntFn = Arc::new(|x| Ok(x * 2));
+            assert_eq!(probe.call_fn(double, 5).expect("callFn").result, 10);
             (me, worker)
         })
         .expect("spawn")

@@ -30,8 +30,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mp_testkit::peer::Peer;
-use mp_testkit::probe::{ProbeClient, tid};
-use multiprocess_callbacks::Closure;
+use mp_testkit::probe::{IntFn, Probe};
+use mp_testkit::probe_server::tid;
 use multiprocess_thread_map::Error;
 use parking_lot::ReentrantMutex;
 use stress::run::resources;
@@ -39,7 +39,7 @@ use stress::run::resources;
 /// One child, replaced when it is killed.
 struct Child {
     generation: u64,
-    probe: Arc<ProbeClient>,
+    probe: Arc<dyn Probe>,
     peer: Mutex<Option<Peer>>,
 }
 
@@ -51,7 +51,7 @@ struct Children {
 
 fn spawn_child(generation: u64) -> Result<Arc<Child>, Error> {
     let peer = Peer::child(&std::env::current_exe()?)?;
-    let probe = Arc::new(peer.init.make_probe()?);
+    let probe = peer.init.make_probe()?;
     Ok(Arc::new(Child {
         generation,
         probe,
@@ -178,7 +178,7 @@ fn level(
     caller: i64,
     lock: Arc<ReentrantMutex<()>>,
     forward_at: i32,
-) -> Closure<i32, i32> {
+) -> IntFn {
     Arc::new(move |n| {
         stats().callbacks.fetch_add(1, Ordering::Relaxed);
         if tid() != caller {
@@ -190,7 +190,7 @@ fn level(
         // Held (again: the caller holds it too) across the call below.
         let Some(_held) = lock.try_lock() else {
             misrouted("the caller's reentrant lock was not ours inside the callback");
-            return -1;
+            return Ok(-1);
         };
         if n == forward_at {
             let id = unique_id();
@@ -202,7 +202,7 @@ fn level(
             }
         }
         if n == 0 {
-            return 0;
+            return Ok(0);
         }
         let next = level(
             child.clone(),
@@ -212,17 +212,17 @@ fn level(
             forward_at,
         );
         match child.probe.recurse(next, n - 1) {
-            Ok((result, _)) => {
+            Ok(out) => {
                 stats().calls.fetch_add(1, Ordering::Relaxed);
-                result.wrapping_add(1)
+                Ok(out.result.wrapping_add(1))
             }
             Err(Error::Disconnected(_)) => {
                 stats().disconnected.fetch_add(1, Ordering::Relaxed);
-                -1
+                Ok(-1)
             }
             Err(e) => {
                 misrouted(&format!("nested recurse failed: {e}"));
-                -1
+                Ok(-1)
             }
         }
     })
@@ -237,7 +237,10 @@ fn call_tree(children: &Children, rng: &Rng, which: usize) {
     let lock = Arc::new(ReentrantMutex::new(()));
     let held = lock.lock();
     let f = level(child.clone(), other, tid(), lock.clone(), forward_at);
-    let Some((result, _)) = expect_ok(child.probe.recurse(f, depth), "recurse") else {
+    let Some(result) = expect_ok(
+        child.probe.recurse(f, depth).map(|out| out.result),
+        "recurse",
+    ) else {
         return;
     };
     stats().calls.fetch_add(1, Ordering::Relaxed);
@@ -253,9 +256,9 @@ fn call_tree(children: &Children, rng: &Rng, which: usize) {
 fn stored_callback(child: &Child, rng: &Rng) {
     let me = tid();
     let token = unique_id();
-    let f: Closure<i32, i32> = Arc::new(move |x| {
+    let f: IntFn = Arc::new(move |x| {
         stats().callbacks.fetch_add(1, Ordering::Relaxed);
-        x.wrapping_add(token)
+        Ok(x.wrapping_add(token))
     });
     if expect_ok(child.probe.save_fn(Some(f)), "saveFn").is_none() {
         return;
@@ -271,7 +274,10 @@ fn stored_callback(child: &Child, rng: &Rng) {
     }
     if rng.next(4) == 0
         && let Some((result, notifier)) = expect_ok(
-            child.probe.call_saved_from_notifier(x),
+            child
+                .probe
+                .call_saved_from_notifier(x)
+                .map(|out| (out.result, out.tid)),
             "callSavedFromNotifier",
         )
     {
@@ -491,8 +497,10 @@ fn main() -> ExitCode {
     // the children made here for their notifier threads, the children. (A
     // thread just joined may still be listed for a moment: see
     // `os_thread_count_settled`.)
-    let threads_at_end =
-        mp_testkit::probe::os_thread_count_settled(threads_at_start as u32, Duration::from_secs(5));
+    let threads_at_end = mp_testkit::probe_server::os_thread_count_settled(
+        threads_at_start as u32,
+        Duration::from_secs(5),
+    );
     let leaked = i64::from(threads_at_end) - threads_at_start as i64;
     println!("{}", summary(elapsed, 0, leaked, peak_rss_kib()));
     let s = stats();

@@ -13,12 +13,19 @@
 //! capnp-rpc in place of blocking reads and channels. The child serves the test kit's `Init`
 //! (as `mp-child` does); the parent gets a `Probe` from it with `makeProbe`, whose first call
 //! also makes the worker, so the measured calls find it in place.
+//!
+//! `call` goes through the generated proxies (the `Probe` trait's client and server);
+//! `call-hand` ([`HandCall`]) makes the same request with the hand-written client and server of
+//! [`hand`](super::hand), the baseline the generated code is held to.
 
 use std::io;
 use std::os::unix::net::UnixStream;
 
-use mp_testkit::probe::ProbeClient;
+use std::sync::Arc;
 
+use mp_testkit::probe::Probe;
+
+use super::hand::{self, HandProbe};
 use super::runtime::{self, Parent};
 use super::{Client, Scenario, check_reply};
 
@@ -50,7 +57,7 @@ impl Scenario for ContextCall {
 /// The parent's half.
 struct CallClient {
     /// Declared first: dropped before the connection it lives on.
-    probe: ProbeClient,
+    probe: Arc<dyn Probe>,
     _parent: Parent,
     seq: i32,
 }
@@ -61,6 +68,29 @@ impl CallClient {
         let expected = self.seq.wrapping_add(1);
         let sum = self.probe.add(self.seq, 1).map_err(runtime::to_io)?;
         check_reply(expected, sum)
+    }
+}
+
+/// The `call-hand` scenario: `call` with the hand-written client and server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HandCall;
+
+impl Scenario for HandCall {
+    fn name(&self) -> &'static str {
+        "call-hand"
+    }
+
+    fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
+        let probe = HandProbe::connect(conn, "mpbench-call-hand-loop")?;
+        let mut seq = 0i32;
+        Ok(Client::Each(Box::new(move || {
+            seq = seq.wrapping_add(1);
+            check_reply(seq.wrapping_add(1), probe.add(seq, 1)?)
+        })))
+    }
+
+    fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
+        hand::serve(conn, "mpbench-call-hand-child-loop")
     }
 }
 
@@ -78,6 +108,11 @@ mod tests {
     }
 
     #[test]
+    fn hand_written_client_and_server_in_one_process() {
+        run_in_one_process(HandCall, &[100]);
+    }
+
+    #[test]
     fn set_up_fails_instead_of_hanging_when_the_child_is_gone() {
         watchdog::guard(
             "call::set_up_fails_instead_of_hanging_when_the_child_is_gone",
@@ -86,6 +121,9 @@ mod tests {
                 let (a, b) = UnixStream::pair().expect("socketpair");
                 drop(b);
                 assert!(ContextCall.client(a).is_err());
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                drop(b);
+                assert!(HandCall.client(a).is_err());
             },
         );
     }

@@ -12,8 +12,11 @@
 //! ```
 //!
 //! The connection is the runtime's (`Connection::connect`, same socket buffers, same executor
-//! and reactor as `call`), and the child is the same as `call`'s. To make the calls on the loop
-//! thread, a whole batch runs there: the application thread makes one [`RemoteObject::call`],
+//! and reactor as `call`); the child serves `Bench` (`schema/bench.capnp`) as its bootstrap
+//! capability with a hand-written capnp server, which answers `ping` in place on its loop
+//! thread. (A generated server would run `ping`, which declares no `Context`, on a pool thread
+//! of the child: no longer the loop-to-loop floor.) To make the calls on the loop thread, a
+//! whole batch runs there: the application thread makes one [`RemoteObject::call`],
 //! whose request builder receives the capnp `Bench` client on the loop thread and returns a
 //! future (run by the loop) that makes the batch's pings one after the other and times each
 //! with `Instant` around the request and its awaited response. So this scenario is a
@@ -27,11 +30,13 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use mp_testkit::probe_capnp::bench;
-use multiprocess_thread_map::RemoteObject;
+use std::rc::Rc;
 
-use super::runtime::{self, Parent};
+use multiprocess_thread_map::{Connection, EventLoop, LoopHandle, RemoteObject, ServeContext};
+
+use super::runtime;
 use super::{Client, Scenario};
+use crate::bench_capnp::bench;
 
 /// The `capnp` scenario.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,11 +48,13 @@ impl Scenario for Capnp {
     }
 
     fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
-        let parent = Parent::connect(conn, "mpbench-capnp-loop")?;
-        let bench = parent.init.make_bench().map_err(runtime::to_io)?;
+        let event_loop = EventLoop::start("mpbench-capnp-loop")?;
+        let (connection, bench) =
+            Connection::connect::<bench::Client>(&event_loop, conn).map_err(runtime::to_io)?;
         let mut client = CapnpClient {
             bench,
-            _parent: parent,
+            _connection: connection,
+            _event_loop: event_loop,
             seq: 0,
         };
         Ok(Client::Batch(Box::new(move |n, samples| {
@@ -56,15 +63,48 @@ impl Scenario for Capnp {
     }
 
     fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
-        runtime::serve(conn, "mpbench-capnp-child-loop")
+        mp_testkit::serve_child_with("mpbench-capnp-child-loop", conn, |ctx| {
+            let bench: bench::Client = capnp_rpc::new_client(BenchServer { ctx });
+            bench.client
+        })
+        .map_err(runtime::to_io)
+    }
+}
+
+/// The child's half: answers the handshake and every `ping` on the loop thread.
+struct BenchServer {
+    ctx: ServeContext,
+}
+
+impl bench::Server for BenchServer {
+    async fn construct(
+        self: Rc<Self>,
+        params: bench::ConstructParams,
+        mut results: bench::ConstructResults,
+    ) -> capnp::Result<()> {
+        let peer = params.get()?.get_thread_map()?;
+        let ours = self.ctx.construct(peer).map_err(|e| e.to_capnp())?;
+        results.get().set_thread_map(ours);
+        Ok(())
+    }
+
+    async fn ping(
+        self: Rc<Self>,
+        params: bench::PingParams,
+        mut results: bench::PingResults,
+    ) -> capnp::Result<()> {
+        let value = params.get()?.get_value();
+        results.get().set_value(value);
+        Ok(())
     }
 }
 
 /// The parent's half.
 struct CapnpClient {
-    /// Declared first: dropped before the connection it lives on.
+    /// Declared first: dropped before the connection it lives on, then the loop.
     bench: RemoteObject<bench::Client>,
-    _parent: Parent,
+    _connection: Connection,
+    _event_loop: LoopHandle,
     /// The value of the last ping sent.
     seq: u64,
 }

@@ -18,11 +18,14 @@
 //! - [`capnp`]: a plain capnp-rpc call on the runtime's connection, made on the parent's
 //!   event-loop thread and answered on the child's: no `Context`, no worker, no hand-off;
 //! - [`call`]: the runtime's blocking call with a `Context`, from the application thread to the
-//!   child's worker thread dedicated to it;
-//! - [`callback`] and [`nested`]: calls back into the caller's thread, once or 8 levels deep;
+//!   child's worker thread dedicated to it, through the generated proxies; `call-hand`, the
+//!   same call through the hand-written client and server of [`hand`], their baseline;
+//! - [`callback`] and [`nested`]: calls back into the caller's thread, once or 8 levels deep
+//!   (and `callback-hand`, `callback` written by hand);
 //! - [`threads`]: 1, 2, 8 and 32 application threads calling at once, each on its own worker;
 //! - [`newthread`]: the first call of a fresh thread, which also makes its worker;
-//! - [`payload`] and [`raw_1mib`]: 1 MiB each way, through the runtime and on the bare socket;
+//! - [`payload`] and [`raw_1mib`]: 1 MiB each way, through the runtime and on the bare socket
+//!   (and `payload-hand`, `payload` written by hand);
 //! - [`scale`]: 1000 short-lived application threads, and what they leave behind in the child.
 
 use std::io::{self, Read, Write};
@@ -35,6 +38,7 @@ pub mod call;
 pub mod callback;
 pub mod capnp;
 pub mod chain;
+pub mod hand;
 pub mod nested;
 pub mod newthread;
 pub mod payload;
@@ -206,7 +210,9 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(chain::Chain),
         Box::new(capnp::Capnp),
         Box::new(call::ContextCall),
+        Box::new(call::HandCall),
         Box::new(callback::Callback),
+        Box::new(callback::HandCallback),
         Box::new(nested::Nested),
     ];
     for count in threads::COUNTS {
@@ -214,6 +220,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
     }
     all.push(Box::new(newthread::NewThread));
     all.push(Box::new(payload::Payload));
+    all.push(Box::new(payload::HandPayload));
     all.push(Box::new(raw_1mib::RawMib));
     all.push(Box::new(scale::Scale::default()));
     all

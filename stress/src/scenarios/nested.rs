@@ -10,8 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mp_testkit::probe::ProbeClient;
-use multiprocess_callbacks::Closure;
+use mp_testkit::probe::{IntFn, Probe};
 
 use super::runtime::{self, Parent};
 use super::{Client, Scenario};
@@ -24,14 +23,14 @@ pub const DEPTH: i32 = 8;
 pub struct Nested;
 
 /// `f(n)`: recurse once more through the child, or stop at 0.
-fn level(probe: Arc<ProbeClient>) -> Closure<i32, i32> {
+fn level(probe: Arc<dyn Probe>) -> IntFn {
     Arc::new(move |n| {
         if n == 0 {
-            return 0;
+            return Ok(0);
         }
         match probe.recurse(level(probe.clone()), n - 1) {
-            Ok((result, _)) => result.wrapping_add(1),
-            Err(_) => i32::MIN,
+            Ok(out) => Ok(out.result.wrapping_add(1)),
+            Err(_) => Ok(i32::MIN),
         }
     })
 }
@@ -43,13 +42,13 @@ impl Scenario for Nested {
 
     fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
         let parent = Parent::connect(conn, "mpbench-nested-loop")?;
-        let probe = Arc::new(parent.init.make_probe().map_err(runtime::to_io)?);
+        let probe = parent.init.make_probe().map_err(runtime::to_io)?;
         Ok(Client::Batch(Box::new(move |n, samples| {
             let _ = &parent;
             for _ in 0..n {
                 let top = level(probe.clone());
                 let start = Instant::now();
-                let (result, _) = probe.recurse(top, DEPTH).map_err(runtime::to_io)?;
+                let result = probe.recurse(top, DEPTH).map_err(runtime::to_io)?.result;
                 samples.push(start.elapsed() / DEPTH as u32);
                 super::check_reply(DEPTH, result)?;
             }

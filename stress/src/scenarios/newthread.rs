@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mp_testkit::probe::ProbeClient;
+use mp_testkit::probe::Probe;
 
 use super::check_reply;
 use super::runtime::{self, Parent};
@@ -52,7 +52,7 @@ impl Scenario for NewThread {
         Ok(Client::Batch(Box::new(move |n, samples| {
             for _ in 0..n {
                 seq = seq.wrapping_add(1);
-                samples.push(first_call(&state.0, seq)?);
+                samples.push(first_call(&*state.0, seq)?);
             }
             Ok(())
         })))
@@ -65,7 +65,7 @@ impl Scenario for NewThread {
 
 /// Starts a thread whose only call is `probe.add(seq, 1)`; returns that call's latency once the
 /// thread has exited.
-fn first_call(probe: &ProbeClient, seq: i32) -> io::Result<Duration> {
+fn first_call(probe: &dyn Probe, seq: i32) -> io::Result<Duration> {
     thread::scope(|scope| {
         let thread = thread::Builder::new()
             .name("mpbench-newthread".into())

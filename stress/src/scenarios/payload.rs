@@ -11,12 +11,16 @@
 //! the whole batch) compare.
 //!
 //! `calls` counts echoes. Fewer by default (200): each moves 2 MiB.
+//!
+//! `payload` goes through the generated proxies; `payload-hand` ([`HandPayload`]) makes the
+//! same request with the hand-written client and server of [`hand`](super::hand).
 
 use std::io;
 use std::mem;
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
+use super::hand::{self, HandProbe};
 use super::runtime::{self, Parent};
 use super::{Client, Plan, Scenario};
 use crate::run::Options;
@@ -49,32 +53,80 @@ impl Scenario for Payload {
         let probe = parent.init.make_probe().map_err(runtime::to_io)?;
         // The probe first: it must drop before the connection it lives on.
         let state = (probe, parent);
-        // What the next echo must return, and the buffer it sends (the last echo's reply).
-        let mut expected = pattern();
-        let mut data = expected.clone();
-        let mut seq = 0u64;
-        Ok(Client::Batch(Box::new(move |n, samples| {
-            for _ in 0..n {
-                seq = seq.wrapping_add(1);
-                stamp(&mut expected, seq);
-                if data.len() != BYTES {
-                    // The last echo failed and took the buffer with it.
-                    data = expected.clone();
-                }
-                stamp(&mut data, seq);
-                let start = Instant::now();
-                let echoed = state.0.echo(mem::take(&mut data)).map_err(runtime::to_io)?;
-                samples.push(start.elapsed());
-                check(&echoed, &expected)?;
-                data = echoed;
-            }
-            Ok(())
-        })))
+        // The generated `echo` borrows the data: the buffer stays with the batch, which drops
+        // it after the clock.
+        Ok(echoes(move |data| {
+            state.0.echo(data).map_err(runtime::to_io)
+        }))
     }
 
     fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
         runtime::serve(conn, "mpbench-payload-child-loop")
     }
+}
+
+/// The `payload-hand` scenario: `payload` with the hand-written client and server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HandPayload;
+
+impl Scenario for HandPayload {
+    fn name(&self) -> &'static str {
+        "payload-hand"
+    }
+
+    fn plan(&mut self, opts: &Options) -> Plan {
+        Plan::with_default(opts, DEFAULT_CALLS)
+    }
+
+    fn bytes_per_call(&self) -> Option<u64> {
+        Some(2 * BYTES as u64)
+    }
+
+    fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
+        let probe = HandProbe::connect(conn, "mpbench-payload-hand-loop")?;
+        // The hand-written `echo` takes the data, as the request builder's closure must own it.
+        Ok(echoes(move |data| probe.echo(mem::take(data))))
+    }
+
+    fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
+        hand::serve(conn, "mpbench-payload-hand-child-loop")
+    }
+}
+
+/// The batch both variants time: each echo of [`BYTES`] bytes, made by `echo` (which may take
+/// the buffer it sends, or leave it) and returning the reply, is one sample; the reply is
+/// checked after the clock stops and becomes the next echo's data, the buffer sent being
+/// dropped only then.
+fn echoes(mut echo: impl FnMut(&mut Vec<u8>) -> io::Result<Vec<u8>> + 'static) -> Client {
+    // What the next echo must return, and the buffer it sends (the last echo's reply).
+    let mut expected = pattern();
+    let mut data = expected.clone();
+    let mut seq = 0u64;
+    Client::Batch(Box::new(move |n, samples| {
+        for _ in 0..n {
+            seq = seq.wrapping_add(1);
+            stamp(&mut expected, seq);
+            if data.len() != BYTES {
+                // The last echo failed and took the buffer with it.
+                data = expected.clone();
+            }
+            stamp(&mut data, seq);
+            let start = Instant::now();
+            let echoed = echo(&mut data);
+            let echoed = match echoed {
+                Ok(echoed) => echoed,
+                Err(e) => {
+                    // Whatever the echo left is not the next one's data.
+                    data.clear();
+                    return Err(e);
+                }
+            };
+            samples.push(start.elapsed());
+            check(&echoed, &expected)?;
+            data = echoed;
+        }
+        Ok(())
+    }))
 }
 
 /// [`BYTES`] bytes that are not all alike, so a reply shifted or cut short cannot pass.
@@ -111,6 +163,11 @@ mod tests {
     fn client_and_server_in_one_process() {
         // Two batches: the second's echoes reuse the buffers the first left behind.
         crate::scenarios::run_in_one_process(Payload, &[3, 2]);
+    }
+
+    #[test]
+    fn hand_written_client_and_server_in_one_process() {
+        crate::scenarios::run_in_one_process(HandPayload, &[3, 2]);
     }
 
     #[test]

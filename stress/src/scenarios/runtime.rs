@@ -1,11 +1,14 @@
-//! What the runtime scenarios (`capnp`, `call`) share: the child serves the test kit's `Init`
-//! on the runtime's event loop, the parent connects to it with the runtime's `Connection`.
+//! What the runtime scenarios share: the child serves the test kit's `Init` (its generated
+//! server over [`mp_testkit::probe_server`], as `mp-child` does) on the runtime's event loop;
+//! the parent connects with the runtime's `Connection` and calls through the generated clients.
 
 use std::io;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
-use mp_testkit::probe::{InitClient, InitServer};
+use mp_testkit::probe::Init;
 use mp_testkit::probe_capnp::init;
+use multiprocess::Interface;
 use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
 
 /// The parent's end of a runtime connection to the child.
@@ -14,8 +17,8 @@ use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
 /// posts to the loop, and the last handle's drop joins the loop thread, which exits once it has
 /// run what was posted and dropped its tasks: bounded, whether the child is alive or not.
 pub(crate) struct Parent {
-    /// The child's bootstrap capability.
-    pub(crate) init: InitClient,
+    /// The child's bootstrap object (a generated client).
+    pub(crate) init: Arc<dyn Init>,
     /// Kept so the connection stays open as long as the scenario's client.
     _connection: Connection,
     /// Kept so the loop outlives everything above.
@@ -30,7 +33,7 @@ impl Parent {
         let (connection, init) =
             Connection::connect::<init::Client>(&event_loop, conn).map_err(to_io)?;
         Ok(Parent {
-            init: InitClient(init),
+            init: <dyn Init as Interface>::from_remote(init),
             _connection: connection,
             _event_loop: event_loop,
         })
@@ -40,9 +43,12 @@ impl Parent {
 /// In the child: serves `Init` over `conn` on an event loop called `loop_name` until the parent
 /// closes the connection.
 pub(crate) fn serve(conn: UnixStream, loop_name: &str) -> io::Result<()> {
+    let event_loop = EventLoop::start(loop_name)?;
+    let connection = mp_testkit::probe_server::serve(&event_loop, conn).map_err(to_io)?;
     // The only way a connection ends is a disconnect: the parent closed it (EOF) or died, which
     // is the end of the run for the child either way.
-    mp_testkit::serve_child_with(loop_name, conn, InitServer::bootstrap).map_err(to_io)
+    connection.wait_disconnected(std::time::Duration::MAX);
+    Ok(())
 }
 
 /// The runtime's error as an I/O error, keeping what kind of failure it was.

@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mp_testkit::probe::ProbeClient;
+use mp_testkit::probe::Probe;
 
 use super::check_reply;
 use super::runtime::{self, Parent};
@@ -84,7 +84,7 @@ impl Scenario for Scale {
         // The probe first: it must drop before the connection it lives on.
         let state = (probe, parent);
         Ok(Client::Batch(Box::new(move |n, samples| {
-            run_threads(&state.0, n, samples)
+            run_threads(&*state.0, n, samples)
         })))
     }
 
@@ -95,7 +95,7 @@ impl Scenario for Scale {
 
 /// Makes `n` calls from `n / 10` (rounded up) threads that start calling together, and appends
 /// every latency to `samples` once all the threads have exited.
-fn run_threads(probe: &ProbeClient, n: usize, samples: &mut Vec<Duration>) -> io::Result<()> {
+fn run_threads(probe: &dyn Probe, n: usize, samples: &mut Vec<Duration>) -> io::Result<()> {
     let count = n.div_ceil(CALLS_PER_THREAD);
     // Nobody ever sends on the gate: dropping the sender opens it for every thread at once.
     let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
@@ -138,11 +138,7 @@ fn run_threads(probe: &ProbeClient, n: usize, samples: &mut Vec<Duration>) -> io
 }
 
 /// Thread `index`'s `calls` calls, each timed, in its own range of numbers.
-fn calls_of_one_thread(
-    probe: &ProbeClient,
-    index: usize,
-    calls: usize,
-) -> io::Result<Vec<Duration>> {
+fn calls_of_one_thread(probe: &dyn Probe, index: usize, calls: usize) -> io::Result<Vec<Duration>> {
     let base = i32::try_from(index)
         .map_err(io::Error::other)?
         .wrapping_mul(1 << 10);

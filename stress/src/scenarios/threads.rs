@@ -20,7 +20,7 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use mp_testkit::probe::ProbeClient;
+use mp_testkit::probe::Probe;
 
 use super::check_reply;
 use super::runtime::{self, Parent};
@@ -55,7 +55,7 @@ impl Scenario for Threads {
 
     fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
         let parent = Parent::connect(conn, "mpbench-threads-loop")?;
-        let probe = Arc::new(parent.init.make_probe().map_err(runtime::to_io)?);
+        let probe = parent.init.make_probe().map_err(runtime::to_io)?;
         let team = Team::spawn("mpbench-threads", self.count, move |index| {
             member_call(probe.clone(), index)
         })?;
@@ -71,7 +71,7 @@ impl Scenario for Threads {
 /// On member thread `index`: one unmeasured call, which makes this thread's worker in the child,
 /// then the call to time. Each thread adds in its own range of numbers, so a reply meant for
 /// another thread cannot pass the check.
-fn member_call(probe: Arc<ProbeClient>, index: usize) -> io::Result<Call> {
+fn member_call(probe: Arc<dyn Probe>, index: usize) -> io::Result<Call> {
     let base = i32::try_from(index)
         .map_err(io::Error::other)?
         .wrapping_mul(1 << 20);

@@ -1,5 +1,11 @@
-//! The test child: serves `Init` (and through it `Probe` and `Bench`) on the
-//! socket passed as `-ipcfd=N`, and exits when the parent disconnects.
+//! The test child: serves `Init` (and through it `Probe`, whose generated
+//! server runs [`mp_testkit::probe_server`]) on the socket passed as
+//! `-ipcfd=N`, and exits when the parent disconnects.
+//!
+//! It takes the socket itself and serves with `probe_server::serve` rather
+//! than `multiprocess::serve_parent`: `Probe.disconnect` closes its own
+//! connection, so the `Init` is made once the connection exists, with its
+//! `ServeContext`, which `serve_parent` (given a ready object) cannot pass.
 //!
 //! `MP_CHILD_MAX_WORKERS=N` in its environment sets how many workers one
 //! connection's peer may have (`set_max_workers_per_connection`).

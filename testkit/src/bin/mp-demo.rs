@@ -1,26 +1,29 @@
-//! The demo: spawns a child process (`mp-child`), then four application
-//! threads each make calls into it. Every call of one application thread
-//! runs on the one server worker thread the child dedicated to it.
+//! The demo: spawns a child process (itself, serving the test kit's `Init`),
+//! then four application threads each make calls into it. Every call of one
+//! application thread runs on the one server worker thread the child
+//! dedicated to it.
 //!
 //! `cargo run -p mp-testkit --bin mp-demo` (add `RUST_LOG=multiprocess=debug`
 //! to see every request and response).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::process::Command;
 
-use mp_testkit::peer::Peer;
+use mp_testkit::probe::Init;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     mp_testkit::init_tracing();
     // Started with -ipcfd=N: this is the child; serve until the parent leaves.
-    if let Some(stream) = multiprocess_thread_map::take_ipc_fd()? {
+    if let Some(stream) = multiprocess::take_ipc_fd()? {
         return Ok(mp_testkit::serve_child(stream)?);
     }
-    let peer = Peer::child(&std::env::current_exe()?)?;
-    let probe = Arc::new(peer.init.make_probe()?);
+    let (mut child, init) =
+        multiprocess::spawn::<dyn Init>(&mut Command::new(std::env::current_exe()?))?;
+    let probe = init.make_probe()?;
     println!(
-        "parent pid {} spawned child; each application thread makes 5 calls:",
-        std::process::id()
+        "parent pid {} spawned child {}; each application thread makes 5 calls:",
+        std::process::id(),
+        child.id()
     );
     let threads: Vec<_> = (0..4)
         .map(|i| {
@@ -35,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         let info = probe.whoami()?;
                         seen.insert((info.tid, info.name));
                     }
-                    Ok::<_, multiprocess_thread_map::Error>(seen)
+                    Ok::<_, multiprocess::Error>(seen)
                 })
         })
         .collect::<Result<_, _>>()?;
@@ -47,6 +50,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if seen.len() != 1 {
             return Err(format!("app-{i}'s calls ran on {} server threads", seen.len()).into());
         }
+    }
+    // Our last handles gone, the connection closes and the child exits.
+    drop((probe, init));
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(format!("the child exited with {status}").into());
     }
     Ok(())
 }

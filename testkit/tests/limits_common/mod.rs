@@ -36,8 +36,11 @@ use std::time::{Duration, Instant};
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
 use capnp::traits::{HasTypeId, ImbueMut};
 use capnp_rpc::rpc_capnp::{message, return_};
-use mp_testkit::probe::{InitClient, InitServer, ProbeClient};
+use std::sync::Arc;
+
+use mp_testkit::probe::{Init, Probe};
 use mp_testkit::probe_capnp::{init, int_fn, probe};
+use multiprocess::Interface;
 use multiprocess_thread_map::proxy_capnp::{thread, thread_map};
 use multiprocess_thread_map::{Connection, EventLoop, LoopHandle};
 
@@ -108,8 +111,7 @@ pub(crate) fn child_main() {
     for stream in listener.incoming() {
         let stream = stream.expect("accept");
         connections.retain(|c| !c.is_disconnected());
-        connections
-            .push(Connection::serve(&event_loop, stream, InitServer::bootstrap).expect("serve"));
+        connections.push(mp_testkit::probe_server::serve(&event_loop, stream).expect("serve"));
     }
 }
 
@@ -211,11 +213,11 @@ impl LimitsChild {
     }
 
     /// A new connection to the child, through the runtime.
-    pub(crate) fn connect(&self) -> (Connection, InitClient) {
+    pub(crate) fn connect(&self) -> (Connection, Arc<dyn Init>) {
         let stream = UnixStream::connect(&self.path).expect("connect to the child");
         let (connection, init) =
             Connection::connect::<init::Client>(&self.event_loop, stream).expect("handshake");
-        (connection, InitClient(init))
+        (connection, <dyn Init as Interface>::from_remote(init))
     }
 
     /// The child's live and orphaned workers (`live_workers`,
@@ -258,12 +260,12 @@ impl LimitsChild {
 
     /// The child runs and serves a new connection: `makeProbe`, `add` and
     /// an echo work. Returns the probe (its connection kept alive by it).
-    pub(crate) fn assert_serving(&self, what: &str) -> ProbeClient {
+    pub(crate) fn assert_serving(&self, what: &str) -> Arc<dyn Probe> {
         self.assert_running(what);
         let (_connection, init) = self.connect();
         let probe = init.make_probe().expect("makeProbe on a new connection");
         assert_eq!(probe.add(20, 22).expect("add on a new connection"), 42);
-        assert_eq!(probe.echo(b"here".to_vec()).expect("echo"), b"here");
+        assert_eq!(probe.echo(b"here").expect("echo"), b"here");
         self.assert_running(what);
         probe
     }
