@@ -60,34 +60,6 @@ pub const TARGETS: &[Target] = &[
         depends_on: &["thread-map/schema/mp/proxy.capnp"],
         proxy_from_crate: false,
     },
-    Target {
-        schema: "interop/schema/printer.capnp",
-        import_dirs: &["thread-map/schema"],
-        src_prefix: "interop/schema",
-        out_dir: "interop/src/generated",
-        depends_on: &["thread-map/schema/mp/proxy.capnp"],
-        proxy_from_crate: true,
-    },
-    Target {
-        schema: "interop/schema/calculator.capnp",
-        import_dirs: &["thread-map/schema"],
-        src_prefix: "interop/schema",
-        out_dir: "interop/src/generated",
-        depends_on: &["thread-map/schema/mp/proxy.capnp"],
-        proxy_from_crate: true,
-    },
-    Target {
-        schema: "interop/schema/init.capnp",
-        import_dirs: &["thread-map/schema"],
-        src_prefix: "interop/schema",
-        out_dir: "interop/src/generated",
-        depends_on: &[
-            "interop/schema/calculator.capnp",
-            "interop/schema/printer.capnp",
-            "thread-map/schema/mp/proxy.capnp",
-        ],
-        proxy_from_crate: true,
-    },
 ];
 
 /// The signature capnpc gives `FromPointerBuilder::init_pointer` for an

@@ -28,14 +28,13 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use multiprocess_event_loop::os_thread_id;
-use multiprocess_thread_map::EventLoop;
-use multiprocess_thread_map::names::current_thread_name;
+use multiprocess::names::current_thread_name;
+use multiprocess::{EventLoop, os_thread_id};
 
-use crate::calculator::CalculatorClient;
+use crate::calculator::CalculatorInterface;
 use crate::equation;
-use crate::init::InitClient;
-use crate::printer::{Printer, PrinterClient};
+use crate::init::InitInterface;
+use crate::printer::PrinterInterface;
 use crate::process::spawn_with_fd;
 use crate::watchdog::Watchdog;
 
@@ -107,12 +106,12 @@ thread_local! {
 /// call ran, then forwards it to the printer process (as `mpexample` hands
 /// the calculator its printer process's printer, through itself).
 struct ForwardingPrinter {
-    forward: Option<PrinterClient>,
+    forward: Option<Arc<dyn PrinterInterface>>,
     log: Arc<CallbackLog>,
 }
 
-impl Printer for ForwardingPrinter {
-    fn print(&self, text: &str) -> multiprocess_thread_map::Result<()> {
+impl PrinterInterface for ForwardingPrinter {
+    fn print(&self, text: &str) -> multiprocess::Result<()> {
         self.log
             .prints
             .lock()
@@ -250,7 +249,7 @@ pub fn check_report(eqn: &str, text: &str) -> Result<(), String> {
 /// Solves `equations` on the calling thread, checking that each report ran
 /// here; returns the reports.
 fn solve_all(
-    calculator: &CalculatorClient,
+    calculator: &dyn CalculatorInterface,
     log: &CallbackLog,
     equations: &[String],
     progress: &(dyn Fn(&str) + Sync),
@@ -326,10 +325,11 @@ pub fn run(
         calculator_child.child.id()
     ));
 
-    let (printer_connection, printer_init) = InitClient::connect(&event_loop, printer_stream)
+    // Each connection stays open while we hold an object of its peer's.
+    let printer_init = multiprocess::connect::<dyn InitInterface>(&event_loop, printer_stream)
         .map_err(|e| format!("construct handshake with the printer failed: {e}"))?;
-    let (calculator_connection, calculator_init) =
-        InitClient::connect(&event_loop, calculator_stream)
+    let calculator_init =
+        multiprocess::connect::<dyn InitInterface>(&event_loop, calculator_stream)
             .map_err(|e| format!("construct handshake with the calculator failed: {e}"))?;
     progress("construct: ThreadMaps exchanged with both processes");
 
@@ -338,7 +338,7 @@ pub fn run(
         .map_err(|e| format!("makePrinter failed: {e}"))?;
     let log = Arc::new(CallbackLog::default());
     let calculator = calculator_init
-        .make_calculator(Box::new(ForwardingPrinter {
+        .make_calculator(Arc::new(ForwardingPrinter {
             forward: Some(printer),
             log: log.clone(),
         }))
@@ -349,7 +349,7 @@ pub fn run(
         let second = if config.second_thread_equations.is_empty() {
             None
         } else {
-            let (calculator, log) = (&calculator, &*log);
+            let (calculator, log) = (&*calculator, &*log);
             let equations = &config.second_thread_equations;
             Some(
                 thread::Builder::new()
@@ -360,7 +360,7 @@ pub fn run(
                     .map_err(|e| format!("cannot start a second application thread: {e}"))?,
             )
         };
-        let mut reports = solve_all(&calculator, &log, &config.main_equations, progress);
+        let mut reports = solve_all(&*calculator, &log, &config.main_equations, progress);
         if let Some(second) = second {
             let theirs = second
                 .join()
@@ -375,9 +375,10 @@ pub fn run(
     })?;
 
     let me = (os_thread_id(), current_thread_name());
-    calculator
-        .destroy()
-        .map_err(|e| format!("Calculator.destroy failed: {e}"))?;
+    // Our last handle: dropping it calls `destroy`, a blocking call, so the
+    // calculator (and, through it, our forwarding printer) is destroyed
+    // before `drop` returns.
+    drop(calculator);
     match log
         .destroyed_on
         .lock()
@@ -403,12 +404,10 @@ pub fn run(
     }
 
     drop(calculator_init);
-    drop(calculator_connection);
     calculator_child.wait_success()?;
     progress("the calculator process exited with status 0 after we hung up");
 
     drop(printer_init);
-    drop(printer_connection);
     printer_child.wait_success()?;
     progress("the printer process exited with status 0 after we hung up");
 

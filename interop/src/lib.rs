@@ -8,13 +8,15 @@
 //! declares the same interfaces (`schema/*.capnp`, wire-identical to the C++
 //! example's) and implements every part of the example in Rust:
 //!
-//! - servers: [`printer::PrinterServer`] (prints on the worker thread the
-//!   request's `Context` names), [`calculator::CalculatorServer`] (solves
-//!   `a+b`, `a-b`, `a*b` and reports to its printer through the runtime, so
-//!   the report runs on the thread blocked in `solveEquation`) and
-//!   [`init::InitServer`] (the bootstrap interface);
-//! - blocking clients for application threads: [`init::InitClient`],
-//!   [`calculator::CalculatorClient`], [`printer::PrinterClient`];
+//! - the interfaces, generated from the schemas in `build.rs`: the traits
+//!   [`init::InitInterface`], [`calculator::CalculatorInterface`] and
+//!   [`printer::PrinterInterface`], with their clients and servers;
+//! - implementations: [`printers::LinePrinter`] and [`printers::PrintLog`]
+//!   (served, they print on the worker thread the request's `Context`
+//!   names), [`calculators::Calculator`] (solves `a+b`, `a-b`, `a*b` and
+//!   reports to its printer, so a printer of the caller's process runs the
+//!   report on the thread blocked in `solveEquation`) and
+//!   [`roles::ExampleInit`] (the bootstrap object);
 //! - binaries that stand in for the C++ ones: `mp-interop-printer <fd>`,
 //!   `mp-interop-calculator <fd>` (like `mpprinter`/`mpcalculator`) and
 //!   `mp-interop-client <calculator-exe> <printer-exe>` (like `mpexample`,
@@ -23,69 +25,14 @@
 //! Any Rust part can be swapped for its C++ counterpart;
 //! `run-against-libmultiprocess.sh` runs the mixed combinations.
 
-pub mod init_capnp {
-    //! Generated from `schema/init.capnp`.
-    #![allow(
-        missing_docs,
-        unreachable_pub,
-        clippy::all,
-        clippy::unwrap_used,
-        unused
-    )]
-    include!("generated/init_capnp.rs");
-}
+multiprocess::include_proxies!();
 
-pub mod calculator_capnp {
-    //! Generated from `schema/calculator.capnp`.
-    #![allow(
-        missing_docs,
-        unreachable_pub,
-        clippy::all,
-        clippy::unwrap_used,
-        unused
-    )]
-    include!("generated/calculator_capnp.rs");
-}
-
-pub mod printer_capnp {
-    //! Generated from `schema/printer.capnp`.
-    #![allow(
-        missing_docs,
-        unreachable_pub,
-        clippy::all,
-        clippy::unwrap_used,
-        unused
-    )]
-    include!("generated/printer_capnp.rs");
-}
-
-/// The [`DestroyFn`](multiprocess_thread_map::DestroyFn) of a generated
-/// client whose interface declares `destroy @0 (context :Proxy.Context)`,
-/// for [`DestroyOnDrop::new`](multiprocess_thread_map::DestroyOnDrop::new):
-/// sends `destroy` with the calling thread's `Context` and resolves once the
-/// peer has answered. (The generated clients share no trait for
-/// `destroy_request`, hence a macro.)
-macro_rules! destroy_fn {
-    () => {
-        |client, cx| {
-            let mut request = client.destroy_request();
-            cx.set_context(request.get().init_context());
-            let response = request.send().promise;
-            Box::pin(async move {
-                response.await?;
-                Ok(())
-            })
-        }
-    };
-}
-pub(crate) use destroy_fn;
-
-pub mod calculator;
+pub mod calculators;
 pub mod equation;
 pub mod example;
-pub mod init;
-pub mod printer;
+pub mod printers;
 pub mod process;
+pub mod roles;
 pub mod watchdog;
 
 /// Installs the test kit's tracing subscriber (`RUST_LOG`, e.g.

@@ -8,9 +8,13 @@ use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, ExitCode};
 
-use multiprocess_thread_map::Result;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::init::{InitServer, Role};
+use multiprocess::{EventLoop, Result};
+
+use crate::init::InitInterface;
+use crate::roles::{ExampleInit, Role};
 
 /// Spawns `command` with one end of a new socketpair, whose fd number is
 /// appended to its arguments (as `mp::SpawnProcess` does in C++). Returns
@@ -44,9 +48,14 @@ fn take_fd_arg(arg: &str) -> io::Result<UnixStream> {
     unsafe { multiprocess_thread_map::take_fd(fd) }
 }
 
-/// Serves `InitInterface` in `role` on `stream` until the peer hangs up.
+/// Serves `InitInterface` in `role` on `stream`, on an event loop named
+/// after the program, until the peer hangs up.
 pub fn serve(role: Role, stream: UnixStream) -> Result<()> {
-    mp_testkit::serve_child_with(role.program(), stream, InitServer::bootstrap(role))?;
+    let event_loop = EventLoop::start(role.program())?;
+    let init: Arc<dyn InitInterface> = Arc::new(ExampleInit::new(role));
+    let connection = multiprocess::serve(&event_loop, stream, init)?;
+    // With no deadline, this returns only once the connection has closed.
+    connection.wait_disconnected(Duration::MAX);
     tracing::debug!(target: "multiprocess", "{}: the peer hung up", role.program());
     Ok(())
 }

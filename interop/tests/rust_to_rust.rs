@@ -10,21 +10,33 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mp_interop::example::{self, Config};
-use mp_interop::init::InitClient;
-use mp_interop::printer::{PrintLog, Printer};
+use mp_interop::init::InitInterface;
+use mp_interop::init_capnp::init_interface;
+use mp_interop::printer::PrinterInterface;
+use mp_interop::printers::PrintLog;
 use mp_interop::process::spawn_with_fd;
 use mp_testkit::watchdog::guard;
-use multiprocess_event_loop::os_thread_id;
-use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
+use multiprocess::{Connection, Error, EventLoop, Interface, LoopHandle, os_thread_id};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const CLIENT: &str = env!("CARGO_BIN_EXE_mp-interop-client");
 const CALCULATOR: &str = env!("CARGO_BIN_EXE_mp-interop-calculator");
 const PRINTER: &str = env!("CARGO_BIN_EXE_mp-interop-printer");
 
+/// Connects to a child serving `InitInterface` on `stream`, keeping the
+/// connection (to watch it) beside the generated client.
+fn connect(event_loop: &LoopHandle, stream: UnixStream) -> (Connection, Arc<dyn InitInterface>) {
+    let (connection, init) =
+        Connection::connect::<init_interface::Client>(event_loop, stream).expect("construct");
+    (
+        connection,
+        <dyn InitInterface as Interface>::from_remote(init),
+    )
+}
+
 /// A child serving `InitInterface`, connected.
 struct ChildPeer {
-    init: InitClient,
+    init: Arc<dyn InitInterface>,
     connection: Connection,
     child: KillOnDrop,
     _event_loop: LoopHandle,
@@ -49,7 +61,7 @@ impl ChildPeer {
         command.stdout(Stdio::null());
         let (child, stream): (Child, UnixStream) =
             spawn_with_fd(&mut command).expect("spawn the child");
-        let (connection, init) = InitClient::connect(&event_loop, stream).expect("construct");
+        let (connection, init) = connect(&event_loop, stream);
         Self {
             init,
             connection,
@@ -96,8 +108,8 @@ impl LocalPrinter {
     }
 }
 
-impl Printer for LocalPrinter {
-    fn print(&self, text: &str) -> multiprocess_thread_map::Result<()> {
+impl PrinterInterface for LocalPrinter {
+    fn print(&self, text: &str) -> multiprocess::Result<()> {
         if let Some(refuse) = self.refuse
             && text.contains(refuse)
         {
@@ -225,7 +237,7 @@ fn reports_run_on_the_thread_blocked_in_solve_equation() {
         let (printer, lines, dropped_on) = LocalPrinter::new();
         let calculator = peer
             .init
-            .make_calculator(Box::new(printer))
+            .make_calculator(Arc::new(printer))
             .expect("makeCalculator");
         let me = os_thread_id();
         calculator.solve_equation("2*21").expect("solve");
@@ -258,8 +270,9 @@ fn reports_run_on_the_thread_blocked_in_solve_equation() {
             });
         });
 
-        // Destroying the calculator destroys our printer, on this thread.
-        calculator.destroy().expect("destroy");
+        // Destroying the calculator (dropping our last handle) destroys our
+        // printer, on this thread.
+        drop(calculator);
         assert_eq!(*dropped_on.lock().expect("lock"), Some(me));
         assert!(peer.hang_up().success(), "the calculator exits with 0");
     });
@@ -273,7 +286,7 @@ fn a_failing_report_fails_solve_equation() {
         printer.refuse = Some("13");
         let calculator = peer
             .init
-            .make_calculator(Box::new(printer))
+            .make_calculator(Arc::new(printer))
             .expect("makeCalculator");
         match calculator.solve_equation("6+7") {
             Err(Error::Failed(failure)) => {
@@ -296,14 +309,14 @@ fn the_printer_child_prints_on_stdout() {
         command.stdout(Stdio::piped());
         let (mut child, stream) = spawn_with_fd(&mut command).expect("spawn");
         let stdout = child.stdout.take().expect("piped stdout");
-        let (connection, init) = InitClient::connect(&event_loop, stream).expect("construct");
+        let (connection, init) = connect(&event_loop, stream);
         let printer = init.make_printer().expect("makePrinter");
         printer.print("hello").expect("print");
         std::thread::scope(|scope| {
             scope.spawn(|| printer.print("from another thread").expect("print"));
         });
         printer.print("with a newline\n").expect("print");
-        printer.destroy().expect("destroy");
+        drop(printer); // destroys the child's printer
         drop((init, connection));
         assert!(child.wait().expect("wait").success());
         let output = std::io::read_to_string(stdout).expect("read the output");
@@ -319,14 +332,15 @@ fn each_child_refuses_the_other_role() {
     guard("roles", LIMIT, || {
         let printer = ChildPeer::spawn(PRINTER);
         let (local, _, _) = LocalPrinter::new();
-        match printer.init.make_calculator(Box::new(local)) {
+        match printer.init.make_calculator(Arc::new(local)) {
             Err(Error::Failed(failure)) => assert!(
                 failure
                     .message
                     .contains("mp-interop-printer does not implement InitInterface.makeCalculator"),
                 "{failure:?}"
             ),
-            other => panic!("expected a refusal, got {other:?}"),
+            Err(other) => panic!("expected a refusal, got {other:?}"),
+            Ok(_) => panic!("expected a refusal, got an object"),
         }
         let calculator = ChildPeer::spawn(CALCULATOR);
         match calculator.init.make_printer() {
@@ -336,7 +350,8 @@ fn each_child_refuses_the_other_role() {
                     .contains("mp-interop-calculator does not implement InitInterface.makePrinter"),
                 "{failure:?}"
             ),
-            other => panic!("expected a refusal, got {other:?}"),
+            Err(other) => panic!("expected a refusal, got {other:?}"),
+            Ok(_) => panic!("expected a refusal, got an object"),
         }
         assert!(printer.hang_up().success());
         assert!(calculator.hang_up().success());
@@ -350,7 +365,7 @@ fn a_killed_calculator_fails_calls_promptly() {
         let (printer, _, _) = LocalPrinter::new();
         let calculator = peer
             .init
-            .make_calculator(Box::new(printer))
+            .make_calculator(Arc::new(printer))
             .expect("makeCalculator");
         calculator.solve_equation("1+2").expect("solve");
         peer.child.0.kill().expect("kill");

@@ -4,5 +4,5 @@
 //! their printer. Exits 0 when the parent hangs up.
 
 fn main() -> std::process::ExitCode {
-    mp_interop::process::child_main(mp_interop::init::Role::Calculator)
+    mp_interop::process::child_main(mp_interop::roles::Role::Calculator)
 }

@@ -4,5 +4,5 @@
 //! parent hangs up.
 
 fn main() -> std::process::ExitCode {
-    mp_interop::process::child_main(mp_interop::init::Role::Printer)
+    mp_interop::process::child_main(mp_interop::roles::Role::Printer)
 }
