@@ -12,6 +12,19 @@
 //! ([`block`]); the `mock-node` binary serves it to the process that spawns
 //! it, as `bitcoin-node` serves a miner.
 //!
+//! # Where the Rust signatures differ from Bitcoin Core's C++
+//!
+//! - `BlockTemplate.waitNext` and `Mining.createNewBlock` return a null
+//!   template in Bitcoin Core when they time out or are interrupted; the
+//!   generated `Arc<dyn BlockTemplate>` cannot be null, so the mock node
+//!   fails the call instead, and a Rust client of a real node would read
+//!   the null capability as an error.
+//! - `Mining.waitTipChanged` returns no tip in Bitcoin Core when
+//!   interrupted (a `std::optional`, but the schema has no `hasResult`):
+//!   an unset result, which reads as an empty `BlockRef`.
+//! - `getTransactionsByTxID` becomes `get_transactions_by_tx_i_d` (the
+//!   generator splits every capital letter).
+//!
 //! # Examples
 //!
 //! A miner's round against a mock node in a child process:

@@ -2,7 +2,7 @@
 //! `Rpc` implemented in Rust over a small in-memory chain and mempool.
 //!
 //! It behaves as a node does towards a miner, with the
-//! [`block`](crate::block) module's plausible stand-ins for real blocks:
+//! [`block`] module's plausible stand-ins for real blocks:
 //! the tip moves when a block or a solution is submitted, templates are
 //! built from the mempool and replaced by `waitNext` when the tip changes
 //! or the fees rise enough, and the waits (`waitTipChanged`, `waitNext`)
