@@ -36,9 +36,9 @@ fn server_loop() -> &'static LoopHandle {
 }
 
 /// The source of `Probe.fail`, whose `panic = true` panics on purpose.
-const PROBE_RS: &str = include_str!("../../testkit/src/probe.rs");
+const PROBE_RS: &str = include_str!("../../testkit/src/probe_server.rs");
 /// The path `Location::file` ends with for a panic in [`PROBE_RS`].
-const PROBE_RS_PATH: &str = "testkit/src/probe.rs";
+const PROBE_RS_PATH: &str = "testkit/src/probe_server.rs";
 /// The deliberate panic in [`PROBE_RS`] (the only one there).
 const DELIBERATE_PANIC: &str = "panic!(\"{message}\")";
 
