@@ -3,7 +3,7 @@
 # two steps. Prints one line per file and step: OK, FAIL (with the errors,
 # indented) or SKIP.
 #
-#   interop/check-bitcoin-schemas.sh [--compile-only | --generate-only] BITCOIN_SRC
+#   interop/check-bitcoin-schemas.sh [--compile-only | --generate-only | --compare-only] BITCOIN_SRC
 #
 # BITCOIN_SRC is a Bitcoin Core checkout: its src/ipc/capnp/*.capnp are
 # checked (any directory with that layout will do, for instance one where
@@ -28,18 +28,26 @@
 # is SKIPped, not passed. Set KEEP=1 to keep the temporary directory and
 # look at the code.
 #
+# Step 3, `compare`: for each schema of ours in proxy/bitcoin/schema/
+# (init, echo, rpc, common, mining), prints the facts that reach the wire
+# for it and for the checkout's file of the same name
+# (proxy/bitcoin/tools/schema-facts.rs: ids, names, ordinals, layouts,
+# types, defaults, annotations; no comments or positions) and diffs them:
+# OK when they are wire-identical, FAIL with the differing lines.
+#
 # Exit status: 0 if every step passed for every file, 1 otherwise, 2 on
 # bad usage.
 
 set -u
 
-steps="compile generate"
+steps="compile generate compare"
 case "${1:-}" in
     --compile-only) steps="compile"; shift ;;
     --generate-only) steps="generate"; shift ;;
+    --compare-only) steps="compare"; shift ;;
 esac
 if [ $# -ne 1 ]; then
-    echo "usage: $0 [--compile-only | --generate-only] BITCOIN_SRC" >&2
+    echo "usage: $0 [--compile-only | --generate-only | --compare-only] BITCOIN_SRC" >&2
     exit 2
 fi
 schema_dir=$(cd "$1/src/ipc/capnp" 2>/dev/null && pwd)
@@ -76,13 +84,8 @@ compile_step() {
 
 generate_step() {
     local generated=() failed=() stem errors log own needs
-    # Global, for the EXIT trap.
-    work=$(mktemp -d "${TMPDIR:-/tmp}/check-bitcoin-schemas.XXXXXX")
-    if [ "${KEEP:-0}" = 1 ]; then
-        echo "keeping $work"
-    else
-        trap 'rm -rf "$work"' EXIT
-    fi
+    local work="$work_root/generate"
+    mkdir -p "$work"
     if ! errors=$(cd "$repo" && cargo build --quiet -p multiprocess-proxy-build --bin mpgen 2>&1); then
         echo "$errors" | report FAIL generate "(building mpgen)"
         status=1
@@ -169,6 +172,60 @@ EOF
         status=1
     fi
 }
+
+compare_step() {
+    local tool="$work_root/facts" facts errors diffs ours file
+    mkdir -p "$tool"
+    cat >"$tool/Cargo.toml" <<EOF
+[package]
+name = "schema-facts"
+version = "0.0.0"
+edition = "2024"
+publish = false
+
+[[bin]]
+name = "schema-facts"
+path = "$repo/proxy/bitcoin/tools/schema-facts.rs"
+
+[dependencies]
+multiprocess-proxy-build = { path = "$repo/proxy/build" }
+capnp = "0.27"
+
+[workspace]
+EOF
+    cp "$repo/Cargo.lock" "$tool/Cargo.lock"
+    local target="${CARGO_TARGET_DIR:-$repo/target/check-bitcoin-schemas}"
+    if ! errors=$(cd "$tool" && CARGO_TARGET_DIR="$target" cargo build --quiet --offline 2>&1); then
+        echo "$errors" | report FAIL compare "(building schema-facts)"
+        status=1
+        return
+    fi
+    facts="$target/debug/schema-facts"
+    for ours in "$repo"/proxy/bitcoin/schema/*.capnp; do
+        file="$schema_dir/$(basename "$ours")"
+        if [ ! -f "$file" ]; then
+            report SKIP compare "$(basename "$ours") (not in the checkout)" </dev/null
+            continue
+        fi
+        # The builder announces its inputs for cargo on stdout.
+        if ! diffs=$(diff <("$facts" "$file" 2>&1 | grep -v '^cargo:') \
+            <("$facts" "$ours" 2>&1 | grep -v '^cargo:')); then
+            printf '%s\n' "$diffs" | head -30 |
+                report FAIL compare "$(basename "$ours") (theirs <, ours >)"
+            status=1
+        else
+            report OK compare "$(basename "$ours") (wire-identical to ours)" </dev/null
+        fi
+    done
+}
+
+# Scratch space for the steps, removed on exit unless KEEP=1.
+work_root=$(mktemp -d "${TMPDIR:-/tmp}/check-bitcoin-schemas.XXXXXX")
+if [ "${KEEP:-0}" = 1 ]; then
+    echo "keeping $work_root"
+else
+    trap 'rm -rf "$work_root"' EXIT
+fi
 
 for step in $steps; do
     "${step}_step"
