@@ -36,13 +36,19 @@ pub mod __private {
     pub trait Wire: Sized {
         /// capnpc's type for the struct.
         type Capnp: capnp::traits::Owned;
-        /// Writes `self` into `builder`.
+        /// Writes `self` into `builder`; `ctx` is the connection the
+        /// message goes to (to serve the capabilities a struct holds).
         fn write(
             &self,
             builder: <Self::Capnp as capnp::traits::Owned>::Builder<'_>,
+            ctx: &ServeContext,
         ) -> capnp::Result<()>;
-        /// Reads a value from `reader`.
-        fn read(reader: <Self::Capnp as capnp::traits::Owned>::Reader<'_>) -> capnp::Result<Self>;
+        /// Reads a value from `reader`, which came from the connection of
+        /// `ctx`.
+        fn read(
+            reader: <Self::Capnp as capnp::traits::Owned>::Reader<'_>,
+            ctx: &ServeContext,
+        ) -> capnp::Result<Self>;
     }
 
     /// Runs `build` (what builds and sends a request, with `?` inside):

@@ -191,7 +191,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             if self.carried(owner, name).as_deref() == Some(MAP) {
                 mapped = self.map_of(&mapped, owner, name)?;
             } else if let Some(rust) = self.carried(owner, name) {
-                if mapped.needs_ctx() {
+                if mapped.is_capability() {
                     return Err(capnp::Error::failed(format!(
                         "{owner}.{name}: a capability cannot be carried as {rust}"
                     )));
@@ -390,12 +390,6 @@ impl<'s, 'a> FileGen<'s, 'a> {
             }
             let _ = writeln!(o, "        }}\n    }}\n}}\n");
         }
-        if slots.iter().any(|s| s.ty.needs_ctx()) {
-            return Err(capnp::Error::failed(format!(
-                "struct {} holds an interface: capabilities in structs are not supported by the proxy generator yet",
-                name.display
-            )));
-        }
         if params.is_empty() {
             o.push_str(&self.wire_impl(&Ty::Struct(name.clone()), &slots)?);
         }
@@ -418,8 +412,12 @@ impl<'s, 'a> FileGen<'s, 'a> {
         );
         let _ = writeln!(
             o,
-            "    fn write(&self, mut builder: {builder}) -> {p}::capnp::Result<()> {{"
+            "    fn write(&self, mut builder: {builder}, mp_ctx: &{p}::ServeContext) -> {p}::capnp::Result<()> {{"
         );
+        let uses_ctx = slots.iter().any(|s| s.ty.needs_ctx());
+        if !uses_ctx {
+            let _ = writeln!(o, "        let _ = mp_ctx;");
+        }
         if slots.is_empty() {
             let _ = writeln!(o, "        let _ = &mut builder;");
         }
@@ -440,8 +438,11 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let _ = writeln!(o, "        Ok(())\n    }}\n");
         let _ = writeln!(
             o,
-            "    fn read(reader: {reader}) -> {p}::capnp::Result<Self> {{"
+            "    fn read(reader: {reader}, mp_ctx: &{p}::ServeContext) -> {p}::capnp::Result<Self> {{"
         );
+        if !uses_ctx {
+            let _ = writeln!(o, "        let _ = mp_ctx;");
+        }
         if slots.is_empty() {
             let _ = writeln!(o, "        let _ = reader;");
         }

@@ -175,7 +175,7 @@ impl Ty {
                     .collect::<capnp::Result<_>>()?;
                 format!("{}::Owned<{}>", n.capnp, args.join(", "))
             }
-            Ty::Interface(n) | Ty::Closure(n) => format!("{}::Client", n.capnp),
+            Ty::Interface(n) | Ty::Closure(n) => format!("{}::Owned", n.capnp),
             Ty::List(inner) => match &**inner {
                 Ty::Prim(p) => format!("::capnp::primitive_list::Owned<{p}>"),
                 Ty::Void => "::capnp::primitive_list::Owned<()>".into(),
@@ -186,8 +186,8 @@ impl Ty {
                     format!("::capnp::struct_list::Owned<{}>", inner.capnp_owned()?)
                 }
                 Ty::List(_) => format!("::capnp::list_list::Owned<{}>", inner.capnp_owned()?),
-                Ty::Interface(_) | Ty::Closure(_) => {
-                    format!("::capnp::capability_list::Owned<{}>", inner.capnp_owned()?)
+                Ty::Interface(n) | Ty::Closure(n) => {
+                    format!("::capnp::capability_list::Owned<{}::Client>", n.capnp)
                 }
                 Ty::Param(p) => return Err(unsupported(&format!("a list of the parameter {p}"))),
                 Ty::Carried(_, wire) => Ty::List(wire.clone()).capnp_owned()?,
@@ -205,9 +205,22 @@ impl Ty {
     /// adopt a capability).
     pub(crate) fn needs_ctx(&self) -> bool {
         match self {
-            Ty::Interface(_) | Ty::Closure(_) => true,
-            Ty::List(inner) => inner.needs_ctx(),
+            // A struct's conversion takes the connection, for the
+            // capabilities it may hold.
+            Ty::Interface(_) | Ty::Closure(_) | Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
+                true
+            }
+            Ty::List(inner) | Ty::Carried(_, inner) => inner.needs_ctx(),
             Ty::Map(entry) => entry.0.ty.needs_ctx() || entry.1.ty.needs_ctx(),
+            _ => false,
+        }
+    }
+
+    /// Whether it is a capability, or a list of them.
+    pub(crate) fn is_capability(&self) -> bool {
+        match self {
+            Ty::Interface(_) | Ty::Closure(_) => true,
+            Ty::List(inner) => inner.is_capability(),
             _ => false,
         }
     }
@@ -437,7 +450,7 @@ impl Emit<'_> {
                 format!("{b}.set_{accessor}({input}){fallible};\n")
             }
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
-                format!("{p}::Wire::write({input}, {b}.reborrow().init_{accessor}())?;\n")
+                format!("{p}::Wire::write({input}, {b}.reborrow().init_{accessor}(), &mp_ctx)?;\n")
             }
             Ty::List(inner) => {
                 let (list, i, item) = (
@@ -475,7 +488,7 @@ impl Emit<'_> {
                 format!("{list}.set({i}, {input});\n")
             }
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
-                format!("{p}::Wire::write({input}, {list}.reborrow().get({i}))?;\n")
+                format!("{p}::Wire::write({input}, {list}.reborrow().get({i}), &mp_ctx)?;\n")
             }
             Ty::List(inner) => {
                 let (sub, j, item) = (
@@ -549,7 +562,7 @@ impl Emit<'_> {
             ),
             Ty::Data => format!("{r}.get_{accessor}()?.to_vec()"),
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => format!(
-                "<{} as {p}::Wire>::read({r}.get_{accessor}()?)?",
+                "<{} as {p}::Wire>::read({r}.get_{accessor}()?, &mp_ctx)?",
                 ty.owned()
             ),
             Ty::List(inner) => {
@@ -589,7 +602,7 @@ impl Emit<'_> {
             }
             Ty::Data => format!("{list}.get({i})?.to_vec()"),
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
-                format!("<{} as {p}::Wire>::read({list}.get({i}))?", ty.owned())
+                format!("<{} as {p}::Wire>::read({list}.get({i}), &mp_ctx)?", ty.owned())
             }
             Ty::List(inner) => {
                 let (sub, j) = (format!("list{depth}"), format!("i{depth}"));
