@@ -263,6 +263,49 @@ impl<'s, 'a> FileGen<'s, 'a> {
         Ok(Ty::Map(Box::new((key, value))))
     }
 
+    /// Boxes the fields of struct `owner` whose struct contains `owner`
+    /// again, directly or through other structs' fields (not through lists,
+    /// which are on the heap already): `Option<Box<S>>`.
+    fn box_recursive(&self, owner: u64, slots: &mut [Slot]) -> capnp::Result<()> {
+        for slot in slots.iter_mut() {
+            let target = match &slot.ty {
+                Ty::Struct(n) | Ty::Generic(n, _) if slot.has.is_none() => self.node_id(n)?,
+                _ => continue,
+            };
+            let mut seen = Vec::new();
+            if self.reaches(target, owner, &mut seen)? {
+                slot.ty = Ty::Boxed(Box::new(slot.ty.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether struct `from` holds struct `target` in a field, directly or
+    /// through other structs' fields.
+    fn reaches(&self, from: u64, target: u64, seen: &mut Vec<u64>) -> capnp::Result<bool> {
+        if from == target {
+            return Ok(true);
+        }
+        if seen.contains(&from) {
+            return Ok(false);
+        }
+        seen.push(from);
+        let node::Struct(st) = self.schema.node(from)?.which()? else {
+            return Ok(false);
+        };
+        for field in st.get_fields()? {
+            let field::Slot(slot) = field.which()? else {
+                continue;
+            };
+            if let capnp::schema_capnp::type_::Struct(s) = slot.get_type()?.which()? {
+                if self.reaches(s.get_type_id(), target, seen)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// The id of the node named `name`.
     fn node_id(&self, name: &NodeName) -> capnp::Result<u64> {
         self.schema
@@ -297,7 +340,8 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let node::Struct(st) = node.which()? else {
             return Ok(());
         };
-        let (slots, _, _) = self.slots(st.get_fields()?, false, &name.display)?;
+        let (mut slots, _, _) = self.slots(st.get_fields()?, false, &name.display)?;
+        self.box_recursive(id, &mut slots)?;
         let params: Vec<String> = node
             .get_parameters()?
             .iter()
@@ -340,10 +384,12 @@ impl<'s, 'a> FileGen<'s, 'a> {
         if let Some(doc) = self.schema.doc(id) {
             let _ = write!(o, "///\n{}", doc_lines(doc, ""));
         }
+        // A capability has no default, no equality, and a closure no Debug.
+        let holds_capability = slots.iter().any(|s| s.ty.holds(&|t| t.is_capability()));
         let _ = writeln!(
             o,
-            "#[derive(Debug, Clone, PartialEq{})]\npub struct {}{generics} {{",
-            if derived { ", Default" } else { "" },
+            "{}\npub struct {}{generics} {{",
+            derives(&slots, derived),
             name.rust
         );
         let field_names: Vec<String> = st
@@ -367,7 +413,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             let _ = writeln!(o, "    pub {}: {},", slot.name, slot_owned(slot));
         }
         let _ = writeln!(o, "}}\n");
-        if !derived {
+        if !derived && !holds_capability {
             let bounds = if params.is_empty() {
                 String::new()
             } else {
@@ -480,7 +526,9 @@ impl<'s, 'a> FileGen<'s, 'a> {
             .enumerate()
             .map(|(i, t)| ((id, i as u16), t.clone()))
             .collect();
-        let (slots, _, _) = self.slots_bound(st.get_fields()?, false, &bindings, &name.display)?;
+        let (mut slots, _, _) =
+            self.slots_bound(st.get_fields()?, false, &bindings, &name.display)?;
+        self.box_recursive(id, &mut slots)?;
         self.wire_impl(ty, &slots)
     }
 
@@ -705,8 +753,9 @@ impl<'s, 'a> FileGen<'s, 'a> {
         for m in methods {
             let Some(output) = &m.output else { continue };
             let mut o = format!(
-                "/// The results of `{}`.\n#[derive(Debug, Clone, PartialEq)]\npub struct {output} {{\n",
-                m.trace
+                "/// The results of `{}`.\n{}\npub struct {output} {{\n",
+                m.trace,
+                derives(&m.results, false)
             );
             for slot in &m.results {
                 let _ = writeln!(
@@ -1059,6 +1108,12 @@ impl<'s, 'a> FileGen<'s, 'a> {
         }
         let _ = writeln!(o, "}}\n");
 
+        let _ = writeln!(
+            o,
+            "impl ::std::fmt::Debug for dyn {n} {{\n    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {{\n        f.write_str(\"dyn {n}\")\n    }}\n}}\n",
+            n = name.rust
+        );
+
         // The client.
         let object_ty = if has_destroy {
             format!("{p}::DestroyOnDrop<{}::Client>", name.capnp)
@@ -1278,6 +1333,29 @@ impl<'s, 'a> FileGen<'s, 'a> {
         self.out.push_str(&o);
         Ok(())
     }
+}
+
+/// The derives of a generated struct with fields `slots`: `Default` only
+/// where `default` says the types' own defaults are the schema's, and none
+/// of what a capability (no default, no equality) or a closure (no `Debug`)
+/// cannot have.
+fn derives(slots: &[Slot], default: bool) -> String {
+    let capability = slots.iter().any(|s| s.ty.holds(&|t| t.is_capability()));
+    let closure = slots
+        .iter()
+        .any(|s| s.ty.holds(&|t| matches!(t, Ty::Closure(_))));
+    let mut derives = Vec::new();
+    if !closure {
+        derives.push("Debug");
+    }
+    derives.push("Clone");
+    if !capability {
+        derives.push("PartialEq");
+        if default {
+            derives.push("Default");
+        }
+    }
+    format!("#[derive({})]", derives.join(", "))
 }
 
 /// A doc comment's text as `///` lines at `indent`.

@@ -25,6 +25,10 @@ pub(crate) enum Ty {
     /// A `List` of (key, value) structs as a `BTreeMap` (`Builder::map`):
     /// the entry struct's two slots.
     Map(Box<(Slot, Slot)>),
+    /// A struct field whose struct contains, directly or not, the struct
+    /// holding the field: `Option<Box<S>>` (a null pointer is `None`), so
+    /// the Rust type is finite and reading ends.
+    Boxed(Box<Ty>),
     List(Box<Ty>),
     Interface(NodeName),
     /// An interface with one `call` method, wrapped as a `std::function`:
@@ -165,6 +169,7 @@ impl Ty {
     pub(crate) fn capnp_owned(&self) -> capnp::Result<String> {
         Ok(match self {
             Ty::Map(_) => return Err(unsupported("a map as a generic argument")),
+            Ty::Boxed(inner) => inner.capnp_owned()?,
             Ty::Text => "::capnp::text::Owned".into(),
             Ty::Data => "::capnp::data::Owned".into(),
             Ty::Struct(n) => format!("{}::Owned", n.capnp),
@@ -192,6 +197,7 @@ impl Ty {
                 Ty::Param(p) => return Err(unsupported(&format!("a list of the parameter {p}"))),
                 Ty::Carried(_, wire) => Ty::List(wire.clone()).capnp_owned()?,
                 Ty::Map(_) => return Err(unsupported("a list of maps")),
+                Ty::Boxed(inner) => Ty::List(inner.clone()).capnp_owned()?,
             },
             Ty::Param(p) => p.clone(),
             Ty::Carried(_, wire) => wire.capnp_owned()?,
@@ -210,8 +216,23 @@ impl Ty {
             Ty::Interface(_) | Ty::Closure(_) | Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
                 true
             }
-            Ty::List(inner) | Ty::Carried(_, inner) => inner.needs_ctx(),
+            Ty::List(inner) | Ty::Carried(_, inner) | Ty::Boxed(inner) => inner.needs_ctx(),
             Ty::Map(entry) => entry.0.ty.needs_ctx() || entry.1.ty.needs_ctx(),
+            _ => false,
+        }
+    }
+
+    /// Whether it, or a type inside it (a list's element, a map's key or
+    /// value, a generic's argument), is one `is` says yes to. A struct's
+    /// own fields are not looked into.
+    pub(crate) fn holds(&self, is: &dyn Fn(&Ty) -> bool) -> bool {
+        if is(self) {
+            return true;
+        }
+        match self {
+            Ty::List(inner) | Ty::Carried(_, inner) | Ty::Boxed(inner) => inner.holds(is),
+            Ty::Generic(_, args) => args.iter().any(|a| a.holds(is)),
+            Ty::Map(entry) => entry.0.ty.holds(is) || entry.1.ty.holds(is),
             _ => false,
         }
     }
@@ -228,6 +249,7 @@ impl Ty {
     /// The owned Rust type: what results and struct fields hold.
     pub(crate) fn owned(&self) -> String {
         match self {
+            Ty::Boxed(inner) => format!("Option<Box<{}>>", inner.owned()),
             Ty::Map(entry) => format!(
                 "::std::collections::BTreeMap<{}, {}>",
                 entry.0.ty.owned(),
@@ -275,6 +297,7 @@ impl Ty {
     /// From an expression of type `&Owned` to what the setters take.
     pub(crate) fn input_from_ref(&self, expr: &str) -> String {
         match self {
+            Ty::Boxed(_) => expr.to_string(),
             Ty::Void | Ty::Prim(_) | Ty::Enum(_) => match expr.strip_prefix('&') {
                 Some(place) => place.to_string(),
                 None => format!("*{expr}"),
@@ -429,6 +452,10 @@ impl Emit<'_> {
             ("init", "")
         };
         match ty {
+            Ty::Boxed(inner) => format!(
+                "if let Some(value) = {input} {{\n{}}}\n",
+                self.set_field(inner, b, accessor, "&**value", depth, generic)
+            ),
             Ty::Carried(_, wire) => {
                 let input = self.write_carried(wire, input, generic);
                 self.set_field(wire, b, accessor, &input, depth, generic)
@@ -479,6 +506,7 @@ impl Emit<'_> {
     fn set_elem(&self, ty: &Ty, list: &str, i: &str, input: &str, depth: usize) -> String {
         let p = self.private();
         match ty {
+            Ty::Boxed(inner) => self.set_elem(inner, list, i, input, depth),
             Ty::Carried(_, wire) => {
                 self.set_elem(wire, list, i, &self.write_carried(wire, input, true), depth)
             }
@@ -526,6 +554,10 @@ impl Emit<'_> {
     ) -> String {
         let p = self.private();
         match ty {
+            Ty::Boxed(inner) => format!(
+                "if {r}.has_{accessor}() {{ Some(Box::new({})) }} else {{ None }}",
+                self.get(inner, r, accessor, label, depth)
+            ),
             Ty::Carried(rust, wire) => {
                 let read = format!("{r}.get_{accessor}()");
                 let owned = self.get(wire, r, accessor, label, depth);
@@ -588,6 +620,10 @@ impl Emit<'_> {
     fn get_elem(&self, ty: &Ty, list: &str, i: &str, label: &str, depth: usize) -> String {
         let p = self.private();
         match ty {
+            Ty::Boxed(inner) => format!(
+                "Some(Box::new({}))",
+                self.get_elem(inner, list, i, label, depth)
+            ),
             Ty::Carried(rust, wire) => {
                 let read = format!("{list}.get({i})");
                 let owned = self.get_elem(wire, list, i, label, depth);
@@ -602,7 +638,10 @@ impl Emit<'_> {
             }
             Ty::Data => format!("{list}.get({i})?.to_vec()"),
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
-                format!("<{} as {p}::Wire>::read({list}.get({i}), &mp_ctx)?", ty.owned())
+                format!(
+                    "<{} as {p}::Wire>::read({list}.get({i}), &mp_ctx)?",
+                    ty.owned()
+                )
             }
             Ty::List(inner) => {
                 let (sub, j) = (format!("list{depth}"), format!("i{depth}"));

@@ -31,6 +31,21 @@ interface Wallet $Proxy.wrap("app::Wallet") {
     lookup @10 (context :Proxy.Context, txid :Data) -> (result :Tx, hasResult :Bool);
     # The transaction with this id (32 bytes: the build carries it as a
     # [u8; 32]).
+    chain @11 (context :Proxy.Context, link :Link) -> (result :Link);
+    # The chain of links reversed: a recursive struct, both ways.
+    accounts @12 (context :Proxy.Context) -> (result :List(Account));
+    # Structs that hold capabilities: every account's wallet.
+}
+
+struct Link {
+    value @0 :Int32;
+    next @1 :Link;
+    # The next link, or none (a null pointer).
+}
+
+struct Account {
+    name @0 :Text;
+    wallet @1 :Wallet;
 }
 
 interface Notify $Proxy.wrap("ProxyCallback<std::function<void(int)>>") {

@@ -254,6 +254,15 @@ fn a_remote_wallet_and_a_local_one_are_the_same_to_code_that_uses_them() {
             .join(","))
         }
 
+        fn chain(
+            &self,
+            link: &multiprocess_proxy_tests::wallet::Link,
+        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Link> {
+            Ok(link.clone())
+        }
+        fn accounts(&self) -> multiprocess::Result<Vec<multiprocess_proxy_tests::wallet::Account>> {
+            Ok(Vec::new())
+        }
         fn lookup(&self, _: &[u8; 32]) -> multiprocess::Result<Option<Tx>> {
             Ok(None)
         }
@@ -344,6 +353,38 @@ fn a_hash_of_the_wrong_length_fails_that_call_only() {
             drop((raw_wallet, raw_init, _connection));
             let mut raw_child = raw_child;
             assert!(raw_child.wait().expect("wait").success());
+            drop(wallet);
+            peer.hang_up();
+        },
+    )
+}
+
+#[test]
+fn recursive_structs_and_structs_that_hold_capabilities_cross() {
+    use multiprocess_proxy_tests::wallet::Link;
+    guard(
+        "recursive_structs_and_structs_that_hold_capabilities_cross",
+        BOUND,
+        || {
+            let peer = Peer::spawn();
+            let wallet = peer.init().make_wallet("main").expect("make_wallet");
+            // 1 -> 2 -> 3 comes back 3 -> 2 -> 1; the last link's null next is None.
+            fn link(value: i32, next: Option<Link>) -> Link {
+                Link {
+                    value,
+                    next: next.map(Box::new),
+                }
+            }
+            let chain = link(1, Some(link(2, Some(link(3, None)))));
+            let reversed = wallet.chain(&chain).expect("chain");
+            assert_eq!(reversed, link(3, Some(link(2, Some(link(1, None))))));
+            // A struct holding a Wallet: the peer's object, called through it.
+            let accounts = wallet.accounts().expect("accounts");
+            assert_eq!(accounts.len(), 1);
+            assert_eq!(accounts[0].name, "savings");
+            let savings = accounts[0].wallet.name().expect("the held wallet answers");
+            assert!(savings.starts_with("main-savings on "), "{savings}");
+            drop(accounts);
             drop(wallet);
             peer.hang_up();
         },

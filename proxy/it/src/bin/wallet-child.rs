@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use multiprocess::Result;
-use multiprocess_proxy_tests::wallet::{Init, Kind, Notify, PayOutput, Tx, Wallet};
+use multiprocess_proxy_tests::wallet::{Account, Init, Kind, Link, Notify, PayOutput, Tx, Wallet};
 
 /// The names of the threads that dropped wallets.
 static DESTROYED: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -124,6 +124,33 @@ impl Wallet for MyWallet {
             request, params, results, client, cx, ctx, object, value, response,
         ]
         .join(","))
+    }
+
+    fn chain(&self, link: &Link) -> Result<Link> {
+        // Reverse the chain.
+        let mut reversed: Option<Box<Link>> = None;
+        let mut next = Some(link);
+        while let Some(link) = next {
+            reversed = Some(Box::new(Link {
+                value: link.value,
+                next: reversed,
+            }));
+            next = link.next.as_deref();
+        }
+        reversed
+            .map(|link| *link)
+            .ok_or_else(|| multiprocess::Error::failed("no link"))
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>> {
+        let own: Arc<dyn Wallet> = Arc::new(MyWallet {
+            name: format!("{}-savings", self.name),
+            history: Mutex::new(Vec::new()),
+        });
+        Ok(vec![Account {
+            name: "savings".into(),
+            wallet: own,
+        }])
     }
 
     fn lookup(&self, txid: &[u8; 32]) -> Result<Option<Tx>> {
