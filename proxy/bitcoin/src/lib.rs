@@ -22,8 +22,8 @@
 //! - `Mining.waitTipChanged` returns no tip in Bitcoin Core when
 //!   interrupted (a `std::optional`, but the schema has no `hasResult`):
 //!   an unset result, which reads as an empty `BlockRef`.
-//! - `getTransactionsByTxID` becomes `get_transactions_by_tx_i_d` (the
-//!   generator splits every capital letter).
+//! - `getTransactionsByTxID` becomes `get_transactions_by_tx_id` (a run of
+//!   capitals is one word in the Rust names).
 //!
 //! # Examples
 //!

@@ -480,7 +480,7 @@ impl Mining for MockMining {
 
     /// The mempool's transactions with these txids; an empty entry for one
     /// the mempool does not hold.
-    fn get_transactions_by_tx_i_d(&self, txids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    fn get_transactions_by_tx_id(&self, txids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let state = self.shared.lock();
         txids
             .iter()
@@ -496,9 +496,9 @@ impl Mining for MockMining {
             .collect()
     }
 
-    /// As [`get_transactions_by_tx_i_d`](Self::get_transactions_by_tx_i_d),
+    /// As [`get_transactions_by_tx_id`](Self::get_transactions_by_tx_id),
     /// by witness id.
-    fn get_transactions_by_witness_i_d(&self, wtxids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    fn get_transactions_by_witness_id(&self, wtxids: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let state = self.shared.lock();
         wtxids
             .iter()

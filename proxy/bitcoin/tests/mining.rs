@@ -365,7 +365,7 @@ fn submitted_solutions_and_blocks_extend_the_chain() {
             assert_eq!(rpc_ok(&*rpc, "getrawmempool", vec![]), Value::Array(vec![]));
             assert_eq!(
                 mining
-                    .get_transactions_by_tx_i_d(&[block::txid(&tx).to_vec()])
+                    .get_transactions_by_tx_id(&[block::txid(&tx).to_vec()])
                     .expect("by txid"),
                 vec![Vec::<u8>::new()]
             );
@@ -448,7 +448,7 @@ fn transactions_are_found_by_txid_and_by_witness_id() {
             let unknown = [0xee; 32].to_vec();
 
             let found = mining
-                .get_transactions_by_tx_i_d(&[
+                .get_transactions_by_tx_id(&[
                     block::txid(&second).to_vec(),
                     unknown.clone(),
                     block::txid(&first).to_vec(),
@@ -456,30 +456,30 @@ fn transactions_are_found_by_txid_and_by_witness_id() {
                 .expect("by txid");
             assert_eq!(found, vec![second.clone(), Vec::new(), first.clone()]);
             let found = mining
-                .get_transactions_by_witness_i_d(&[block::wtxid(&first).to_vec(), unknown])
+                .get_transactions_by_witness_id(&[block::wtxid(&first).to_vec(), unknown])
                 .expect("by wtxid");
             assert_eq!(found, vec![first.clone(), Vec::new()]);
             // A txid is not a wtxid.
             assert_eq!(
                 mining
-                    .get_transactions_by_witness_i_d(&[block::txid(&first).to_vec()])
+                    .get_transactions_by_witness_id(&[block::txid(&first).to_vec()])
                     .expect("by wtxid"),
                 vec![Vec::<u8>::new()]
             );
             assert!(
                 mining
-                    .get_transactions_by_tx_i_d(&[])
+                    .get_transactions_by_tx_id(&[])
                     .expect("none")
                     .is_empty()
             );
-            match mining.get_transactions_by_tx_i_d(&[vec![1, 2, 3]]) {
+            match mining.get_transactions_by_tx_id(&[vec![1, 2, 3]]) {
                 Err(Error::Failed(f)) => assert!(f.message.contains("3 bytes, not 32"), "{f:?}"),
                 other => panic!("a 3-byte txid answered {other:?}"),
             }
             // The connection carries on after the refusal.
             assert_eq!(
                 mining
-                    .get_transactions_by_tx_i_d(&[block::txid(&first).to_vec()])
+                    .get_transactions_by_tx_id(&[block::txid(&first).to_vec()])
                     .expect("by txid"),
                 vec![first]
             );

@@ -652,8 +652,8 @@ impl<'s, 'a> FileGen<'s, 'a> {
             };
             let rust = match Schema::text_annotation(m.get_annotations()?, self.schema.proxy.name)?
             {
-                Some(n) => ident(&n),
-                None => ident(&snake(&name)),
+                Some(n) if crate::model::is_identifier(&n) => ident(&n),
+                _ => ident(&crate::model::rust_snake(&name)),
             };
             let output = (results.len() > 1).then(|| {
                 let base = format!("{}Output", pascal(&name));

@@ -29,6 +29,33 @@ pub(crate) fn snake(camel: &str) -> String {
     out
 }
 
+/// `camelCase` in snake case for the Rust names we choose (methods,
+/// fields): a run of capitals is one word (`getTxID` → `get_tx_id`,
+/// `HTTPServer` → `http_server`).
+pub(crate) fn rust_snake(camel: &str) -> String {
+    let chars: Vec<char> = camel.chars().collect();
+    let mut out = String::with_capacity(camel.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            let prev_lower = chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit();
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let prev_upper = chars[i - 1].is_uppercase();
+            if prev_lower || (prev_upper && next_lower) {
+                out.push('_');
+            }
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Whether `name` can be a Rust identifier.
+pub(crate) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
 /// A snake-case name usable as a Rust identifier (keywords get `_`).
 pub(crate) fn ident(snake_name: &str) -> String {
     if RUST_KEYWORDS.contains(&snake_name) {
@@ -245,10 +272,13 @@ impl<'a> Schema<'a> {
 
     /// The Rust name of a field: its `$Proxy.name`, else its name in snake
     /// case.
+    /// A `$Proxy.name` that is not an identifier (Bitcoin Core's
+    /// `node.capnp` has `"m_transport_type;"`) is ignored: it names a C++
+    /// member, and the field's own name serves.
     pub(crate) fn field_name(&self, field: field::Reader<'a>) -> capnp::Result<String> {
         let name = match Self::text_annotation(field.get_annotations()?, self.proxy.name)? {
-            Some(name) => name,
-            None => snake(field.get_name()?.to_str()?),
+            Some(name) if is_identifier(&name) => name,
+            _ => rust_snake(field.get_name()?.to_str()?),
         };
         Ok(ident(&name))
     }
@@ -302,4 +332,23 @@ fn name_nested(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_names_keep_acronyms_whole_and_capnpc_names_as_capnpc_makes_them() {
+        assert_eq!(
+            rust_snake("getTransactionsByTxID"),
+            "get_transactions_by_tx_id"
+        );
+        assert_eq!(rust_snake("HTTPServer"), "http_server");
+        assert_eq!(rust_snake("hasResult"), "has_result");
+        assert_eq!(rust_snake("v1"), "v1");
+        assert_eq!(snake("getTransactionsByTxID"), "get_transactions_by_tx_i_d");
+        assert!(is_identifier("use_mempool") && !is_identifier("m_transport_type;"));
+        assert_eq!(ident("fn"), "fn_");
+    }
 }
