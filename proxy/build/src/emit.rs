@@ -306,6 +306,23 @@ impl<'s, 'a> FileGen<'s, 'a> {
         Ok(false)
     }
 
+    /// The name of the generated client of interface `name`: `WalletClient`,
+    /// or `WalletRemote` where the schema has an interface `WalletClient`
+    /// of its own (Bitcoin Core's `Chain` and `ChainClient`).
+    fn client_name(&self, name: &NodeName) -> String {
+        let wanted = format!("{}Client", name.rust);
+        let taken = self
+            .schema
+            .names
+            .values()
+            .any(|n| n.proxy_mod == name.proxy_mod && n.rust == wanted);
+        if taken {
+            format!("{}Remote", name.rust)
+        } else {
+            wanted
+        }
+    }
+
     /// The id of the node named `name`.
     fn node_id(&self, name: &NodeName) -> capnp::Result<u64> {
         self.schema
@@ -456,9 +473,15 @@ impl<'s, 'a> FileGen<'s, 'a> {
             o,
             "impl {p}::Wire for {rust} {{\n    type Capnp = {capnp};\n"
         );
+        // A recursive struct may hand its connection only to itself.
+        let recursion = if slots.iter().any(|s| matches!(s.ty, Ty::Boxed(_))) {
+            "    #[allow(clippy::only_used_in_recursion)]\n"
+        } else {
+            ""
+        };
         let _ = writeln!(
             o,
-            "    fn write(&self, mut builder: {builder}, mp_ctx: &{p}::ServeContext) -> {p}::capnp::Result<()> {{"
+            "{recursion}    fn write(&self, mut builder: {builder}, mp_ctx: &{p}::ServeContext) -> {p}::capnp::Result<()> {{"
         );
         let uses_ctx = slots.iter().any(|s| s.ty.needs_ctx());
         if !uses_ctx {
@@ -484,7 +507,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let _ = writeln!(o, "        Ok(())\n    }}\n");
         let _ = writeln!(
             o,
-            "    fn read(reader: {reader}, mp_ctx: &{p}::ServeContext) -> {p}::capnp::Result<Self> {{"
+            "{recursion}    fn read(reader: {reader}, mp_ctx: &{p}::ServeContext) -> {p}::capnp::Result<Self> {{"
         );
         if !uses_ctx {
             let _ = writeln!(o, "        let _ = mp_ctx;");
@@ -502,7 +525,8 @@ impl<'s, 'a> FileGen<'s, 'a> {
             );
         }
         let _ = writeln!(o, "        }})\n    }}\n}}\n");
-        Ok(o)
+        // Here the connection is the `&ServeContext` parameter itself.
+        Ok(o.replace("&mp_ctx", "mp_ctx"))
     }
 
     /// The `Wire` impl of a generic struct's instance.
@@ -605,7 +629,6 @@ impl<'s, 'a> FileGen<'s, 'a> {
         };
         let iname = self.schema.name(iface_id)?;
         let mut methods = Vec::new();
-        let mut output_names = Vec::new();
         for (index, m) in iface.get_methods()?.iter().enumerate() {
             let doc = self.schema.member_doc(iface_id, index).map(str::to_string);
             let name = m.get_name()?.to_str()?.to_string();
@@ -655,16 +678,17 @@ impl<'s, 'a> FileGen<'s, 'a> {
                 Some(n) if crate::model::is_identifier(&n) => ident(&n),
                 _ => ident(&crate::model::rust_snake(&name)),
             };
-            let output = (results.len() > 1).then(|| {
-                let base = format!("{}Output", pascal(&name));
-                let unique = if output_names.contains(&base) {
-                    format!("{}{}Output", iname.rust, pascal(&name))
+            // `{Method}Output`, or, where another interface of the file has
+            // a method of the same name, `{Interface}{Method}Output`.
+            let output = if results.len() > 1 {
+                if self.method_name_shared(iface_id, &name)? {
+                    Some(format!("{}{}Output", iname.rust, pascal(&name)))
                 } else {
-                    base
-                };
-                output_names.push(unique.clone());
-                unique
-            });
+                    Some(format!("{}Output", pascal(&name)))
+                }
+            } else {
+                None
+            };
             methods.push(Method {
                 trace: format!("{}.{}", iname.display, name),
                 capnpc: snake(&name),
@@ -680,6 +704,25 @@ impl<'s, 'a> FileGen<'s, 'a> {
             });
         }
         Ok(methods)
+    }
+
+    /// Whether an interface of the same file as `iface_id`, other than
+    /// it, has a method named `method`.
+    fn method_name_shared(&self, iface_id: u64, method: &str) -> capnp::Result<bool> {
+        let module = &self.schema.name(iface_id)?.proxy_mod;
+        for (id, name) in &self.schema.names {
+            if *id == iface_id || name.proxy_mod != *module {
+                continue;
+            }
+            if let node::Interface(other) = self.schema.node(*id)?.which()? {
+                for m in other.get_methods()? {
+                    if m.get_name()?.to_str()? == method {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// The interfaces `id` extends, directly.
@@ -1068,6 +1111,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let supers = self.superclasses(id)?;
         let wrap = Schema::text_annotation(node.get_annotations()?, self.schema.proxy.wrap)?;
         let has_destroy = methods.iter().any(|m| m.kind == Kind::Destroy);
+        let client = self.client_name(&name);
         let mut o = String::new();
         // The trait.
         let _ = writeln!(
@@ -1083,8 +1127,8 @@ impl<'s, 'a> FileGen<'s, 'a> {
         }
         let _ = writeln!(
             o,
-            "///\n/// Implement it to serve the interface; a client of another process's object\n/// ([`{}Client`]) implements it too, so code that takes a `dyn {}` cannot\n/// tell a local object from a remote one.",
-            name.rust, name.rust
+            "///\n/// Implement it to serve the interface; a client of another process's object\n/// ([`{}`]) implements it too, so code that takes a `dyn {}` cannot\n/// tell a local object from a remote one.",
+            client, name.rust
         );
         if has_destroy {
             let _ = writeln!(
@@ -1122,18 +1166,18 @@ impl<'s, 'a> FileGen<'s, 'a> {
         };
         let _ = writeln!(
             o,
-            "/// Another process's `{}`: each method is a blocking call that runs on the\n/// worker thread the peer dedicates to the calling thread.\npub struct {}Client {{\n    object: {object_ty},\n}}\n",
-            name.display, name.rust
+            "/// Another process's `{}`: each method is a blocking call that runs on the\n/// worker thread the peer dedicates to the calling thread.\npub struct {}{{\n    object: {object_ty},\n}}\n",
+            name.display, client
         );
         let _ = writeln!(
             o,
-            "impl ::std::fmt::Debug for {}Client {{\n    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {{\n        f.debug_struct(\"{}Client\").field(\"object\", &self.object).finish()\n    }}\n}}\n",
-            name.rust, name.rust
+            "impl ::std::fmt::Debug for {} {{\n    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {{\n        f.debug_struct(\"{}\").field(\"object\", &self.object).finish()\n    }}\n}}\n",
+            client, client
         );
         let _ = writeln!(
             o,
-            "impl {}Client {{\n    /// Wraps a peer's `{}`.\n    pub fn new(object: {p}::RemoteObject<{}::Client>) -> Self {{",
-            name.rust, name.display, name.capnp
+            "impl {} {{\n    /// The peer's capability this client calls (for requests built by\n    /// hand).\n    pub fn remote(&self) -> &{p}::RemoteObject<{}::Client> {{\n        &self.object\n    }}\n\n    /// Wraps a peer's `{}`.\n    pub fn new(object: {p}::RemoteObject<{}::Client>) -> Self {{",
+            client, name.capnp, name.display, name.capnp
         );
         if let Some(m) = methods.iter().find(|m| m.kind == Kind::Destroy) {
             let _ = writeln!(
@@ -1154,8 +1198,8 @@ impl<'s, 'a> FileGen<'s, 'a> {
             };
             let _ = writeln!(
                 o,
-                "impl {}::{} for {}Client {{",
-                iname.proxy_mod, iname.rust, name.rust
+                "impl {}::{} for {} {{",
+                iname.proxy_mod, iname.rust, client
             );
             for m in imethods.iter().filter(|m| m.kind == Kind::Regular) {
                 let _ = writeln!(o, "    {} {{", self.signature(m));
@@ -1166,10 +1210,28 @@ impl<'s, 'a> FileGen<'s, 'a> {
             let _ = writeln!(o, "}}\n");
         }
 
-        // The server adapter.
+        // The server adapter. Its connection is read by the methods with a
+        // Context and by those that serve or adopt capabilities or structs.
+        let mut uses_ctx = false;
+        for iface in self.lineage(id)? {
+            for m in self.methods(iface)? {
+                uses_ctx |= m.kind != Kind::Regular
+                    || m.has_context
+                    || m.params
+                        .iter()
+                        .chain(&m.results)
+                        .chain(&m.exception)
+                        .any(|s| s.ty.needs_ctx());
+            }
+        }
+        let allow = if uses_ctx {
+            ""
+        } else {
+            "    // No method of this interface needs its connection.\n    #[allow(dead_code)]\n"
+        };
         let _ = writeln!(
             o,
-            "/// Serves a `dyn {}` to a peer: each request runs on the thread its `Context`\n/// names.\n#[doc(hidden)]\npub struct {}Server {{\n    object: {p}::ObjectSlot<dyn {}>,\n    ctx: {p}::ServeContext,\n}}\n",
+            "/// Serves a `dyn {}` to a peer: each request runs on the thread its `Context`\n/// names.\n#[doc(hidden)]\npub struct {}Server {{\n    object: {p}::ObjectSlot<dyn {}>,\n{allow}    ctx: {p}::ServeContext,\n}}\n",
             name.rust, name.rust, name.rust
         );
         for (i, iface) in self.lineage(id)?.into_iter().enumerate() {
@@ -1201,10 +1263,10 @@ impl<'s, 'a> FileGen<'s, 'a> {
         let _ = writeln!(
             o,
             "impl {rt}::Interface for dyn {n} {{\n    type Capnp = {c}::Client;\n    const NAME: &'static str = {d:?};\n\n    \
-             fn from_remote(object: {p}::RemoteObject<{c}::Client>) -> ::std::sync::Arc<Self> {{\n        ::std::sync::Arc::new({n}Client::new(object))\n    }}\n\n    \
+             fn from_remote(object: {p}::RemoteObject<{c}::Client>) -> ::std::sync::Arc<Self> {{\n        ::std::sync::Arc::new({cl}::new(object))\n    }}\n\n    \
              fn to_capnp(object: &::std::sync::Arc<Self>, ctx: &{p}::ServeContext) -> {c}::Client {{\n        \
              let any: &dyn ::std::any::Any = &**object;\n        \
-             let ours = any\n            .downcast_ref::<{n}Client>()\n            .filter(|client| client.object.connection_id() == ctx.connection_id())\n            .and_then(|client| client.object.client_on_loop());\n        \
+             let ours = any\n            .downcast_ref::<{cl}>()\n            .filter(|client| client.object.connection_id() == ctx.connection_id())\n            .and_then(|client| client.object.client_on_loop());\n        \
              if let Some(capability) = ours {{\n            return capability;\n        }}\n        \
              let server = {n}Server {{ object: {p}::ObjectSlot::from_arc(object.clone()), ctx: ctx.clone() }};\n        \
              {set}.with(|set| {{\n            let (added, set) = &mut *set.borrow_mut();\n            *added += 1;\n            if *added % 64 == 0 {{\n                set.gc();\n            }}\n            set.new_client(server)\n        }})\n    }}\n\n    \
@@ -1215,6 +1277,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             n = name.rust,
             c = name.capnp,
             d = name.display,
+            cl = client,
         );
         self.out.push_str(&o);
         Ok(())

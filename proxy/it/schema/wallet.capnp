@@ -37,6 +37,12 @@ interface Wallet $Proxy.wrap("app::Wallet") {
     # Structs that hold capabilities: every account's wallet.
 }
 
+interface Clock {
+    # Methods without a Context only: the serving process runs them on its
+    # pool, and its adapter never needs the connection.
+    now @0 () -> (result :UInt64);
+}
+
 struct Link {
     value @0 :Int32;
     next @1 :Link;

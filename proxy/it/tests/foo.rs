@@ -139,6 +139,8 @@ struct Recorder {
     offset: i32,
     ran_on: Threads,
     dropped_on: Threads,
+    /// Told when the recorder is dropped, for a test to wait on.
+    drop_signal: Option<std::sync::mpsc::Sender<()>>, // sync-facade: allow (test plumbing)
 }
 
 impl Recorder {
@@ -148,6 +150,7 @@ impl Recorder {
             offset,
             ran_on: Arc::clone(&ran_on),
             dropped_on: Arc::clone(&dropped_on),
+            drop_signal: None,
         };
         (recorder, ran_on, dropped_on)
     }
@@ -179,6 +182,9 @@ impl Drop for Recorder {
             .lock()
             .expect("dropped_on")
             .push(std::thread::current().id());
+        if let Some(signal) = self.drop_signal.take() {
+            let _ = signal.send(());
+        }
     }
 }
 
@@ -209,7 +215,9 @@ fn callbacks_run_on_the_calling_thread_and_are_destroyed_there() {
         assert_eq!(ran_on.lock().expect("ran_on").len(), 4);
         // Replacing it releases the child's handle: its `destroy` runs here,
         // but our Arc keeps the object alive until we drop ours too.
-        let (other, _, other_dropped) = Recorder::new(100);
+        let (mut other, _, other_dropped) = Recorder::new(100);
+        let (dropped_tx, dropped_rx) = std::sync::mpsc::channel(); // sync-facade: allow (test plumbing)
+        other.drop_signal = Some(dropped_tx);
         zoo.save_callback(Arc::new(other))
             .expect("saveCallback again");
         assert_eq!(zoo.callback_saved(5).expect("callbackSaved"), 105);
@@ -238,8 +246,12 @@ fn callbacks_run_on_the_calling_thread_and_are_destroyed_there() {
         );
         assert_eq!(ext_ran.lock().expect("ext_ran").len(), 2);
         // The child drops the saved callback when the connection closes;
-        // its destroy cannot reach us then, and our object is dropped here.
+        // its destroy cannot reach us then, and our object is dropped here,
+        // once our side has seen the connection close.
         peer.hang_up();
+        dropped_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the saved callback is released at disconnect");
         assert_eq!(
             other_dropped.lock().expect("other_dropped").len(),
             1,
