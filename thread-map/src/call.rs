@@ -420,6 +420,8 @@ struct InFlightState {
     depth: crate::sync::Arc<AtomicUsize>,
     /// The request's `Context.callbackThread`, if it had one.
     callback: Option<CallbackKey>,
+    /// Its place in its listener's count of running requests (`drain.rs`).
+    _running: Option<crate::drain::Running>,
 }
 
 /// A `Context.callbackThread` held in the connection under `key`.
@@ -454,6 +456,7 @@ impl InFlight {
         Self(crate::sync::Arc::new(InFlightState {
             depth: server.depth.clone(),
             callback,
+            _running: crate::drain::enter(conn.id),
         }))
     }
 
