@@ -335,9 +335,10 @@ impl Listener {
 
     /// After [`begin_drain`](Self::begin_drain): blocks until every
     /// connection has closed, or `timeout` passes. Returns whether they
-    /// all did. On timeout, requests are still running and nothing was
-    /// closed by the drain; [`disconnect_all`](Self::disconnect_all) forces
-    /// it.
+    /// all did. On timeout, requests are still running and the drain has
+    /// closed nothing yet; it stays in effect (everyone is disconnected
+    /// once they end), and [`disconnect_all`](Self::disconnect_all) forces
+    /// it now.
     pub fn wait_drained(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let deadline =

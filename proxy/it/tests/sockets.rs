@@ -497,6 +497,38 @@ fn draining_lets_a_running_call_finish_then_disconnects() {
 }
 
 #[test]
+fn a_drain_that_times_out_says_so_and_cuts_nothing() {
+    guard("a_drain_that_times_out", BOUND, || {
+        let dir = TempDir::new("drain-timeout");
+        let (server, address) = Peer::serve(&dir.unix("node.sock").to_string(), &[]);
+        let server = Arc::new(std::sync::Mutex::new(server));
+        let (connection, init) = multiprocess::connect_to::<dyn Init>(&address).expect("connect");
+        let wallet = init.make_wallet("w").expect("make_wallet");
+        // The call stays in the middle of running (its callback waits here)
+        // until the server's drain has given up.
+        let during = server.clone();
+        let notify: multiprocess_proxy_tests::wallet::Notify = Arc::new(move |_| {
+            let mut server = during.lock().unwrap_or_else(|p| p.into_inner());
+            server.send("drain 200");
+            assert_eq!(server.line(), "draining");
+            assert_eq!(server.line(), "drained false", "a request is still running");
+            Ok(())
+        });
+        wallet
+            .subscribe(notify)
+            .expect("a timed-out drain closed nothing: the call gets its answer");
+        // The drain is still on: once nothing runs, everyone is
+        // disconnected, with the server still up.
+        assert!(connection.wait_disconnected(BOUND).is_some());
+        assert!(wallet.balance("alice").is_err_and(|e| e.is_disconnected()));
+        let mut server = server.lock().unwrap_or_else(|p| p.into_inner());
+        server.send("exit");
+        let status = server.child.wait().expect("wait for the server");
+        assert!(status.success(), "the server exited with {status}");
+    });
+}
+
+#[test]
 fn bad_input_on_a_listening_socket_hurts_only_its_own_connection() {
     guard("bad_input_on_a_listening_socket", BOUND, || {
         let dir = TempDir::new("bad");

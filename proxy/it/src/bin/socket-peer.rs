@@ -5,9 +5,9 @@
 //! - `serve ADDRESS [max=N] [group] [umask0]`: serves the wallet's `Init`
 //!   on `ADDRESS`; prints `listening ADDRESS` (or `error KIND MESSAGE`),
 //!   then obeys stdin, a line at a time: `stop` (prints `stopped`),
-//!   `drain` (prints `draining`, then `drained true|false`, and exits),
-//!   `count`
-//!   (prints `workers N`); exits at end of input.
+//!   `drain [MS]` (prints `draining`, then `drained true|false` once
+//!   drained or after MS milliseconds; exits once drained), `count`
+//!   (prints `workers N`), `exit`; exits at end of input.
 //! - `connect ADDRESS [nobody]`: connects (as user `nobody` if asked),
 //!   calls, prints `ok WORKER` or `error KIND MESSAGE`.
 //! - `fake PATH garbage|close|silent`: listens on a unix socket with no
@@ -148,15 +148,22 @@ fn serve(address: &Address, flags: &[String]) {
                 listener.stop();
                 say("stopped");
             }
-            "drain" => {
+            command if command.starts_with("drain") => {
+                let timeout = command
+                    .strip_prefix("drain ")
+                    .and_then(|ms| ms.parse().ok())
+                    .map_or(DRAIN_TIMEOUT, Duration::from_millis);
                 listener.begin_drain();
                 say("draining");
-                let drained = listener.wait_drained(DRAIN_TIMEOUT);
+                let drained = listener.wait_drained(timeout);
                 say(&format!("drained {drained}"));
-                // Drained: nothing left to serve.
-                return;
+                if drained {
+                    // Nothing left to serve.
+                    return;
+                }
             }
             "count" => say(&format!("workers {}", multiprocess::live_workers())),
+            "exit" => return,
             other => say(&format!("unknown command {other:?}")),
         }
     }
