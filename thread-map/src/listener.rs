@@ -327,7 +327,9 @@ impl Listener {
     /// request running now completes and its caller gets the answer;
     /// requests that arrive meanwhile (a nested call the running one needs,
     /// say) are served too. Returns at once: [`wait_drained`](Self::wait_drained)
-    /// waits.
+    /// waits. (Draining from inside a request of one of this listener's
+    /// connections would wait for that request itself: hand shutdown to
+    /// another thread, as Bitcoin Core's `stop` does.)
     pub fn begin_drain(&self) {
         self.stop();
         self.shared.gauge.begin();
