@@ -337,6 +337,13 @@ impl ServeContext {
             })?;
             let request = server.next_request();
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, client = %server.peer, connection = %conn.name, "IPC server recv");
+            // A drained listener is disconnecting this connection: the
+            // request must not start on a worker now (`drain.rs`).
+            if crate::drain::closing(conn_id) {
+                return Err(capnp::Error::disconnected(format!(
+                    "{method} refused: the server is shutting down"
+                )));
+            }
             let in_flight = InFlight::start(&conn, &server, callback, poster);
             let callback_key = in_flight.callback_key();
             let job_hold = in_flight.clone();

@@ -14,7 +14,10 @@
 //! Once draining has begun, the last request to end posts that step to the
 //! loop; if none is running when draining begins, the loop takes it at once.
 //! Requests that arrive while draining are served (a nested call the
-//! running request needs may be one of them) and keep the drain waiting.
+//! running request needs may be one of them) and keep the drain waiting;
+//! once the loop has decided to disconnect, a request that still arrives
+//! is refused before it reaches a worker, so no method runs after the
+//! drain.
 //!
 //! The table from connection id to gauge is the loop thread's own
 //! (`thread_local!`); guards are `Send` and may end on a worker.
@@ -187,13 +190,15 @@ pub(crate) fn yield_now() -> impl std::future::Future<Output = ()> {
     })
 }
 
-/// A request counted in its listener's gauge until dropped.
-pub(crate) struct Running(Arc<Gauge>);
+/// Loop thread: whether connection `conn_id`'s listener has decided to
+/// disconnect it (drained, or forced): a request arriving now is refused
+/// rather than started on a worker that would outlive the drain.
+pub(crate) fn closing(conn_id: u64) -> bool {
+    gauge_of(conn_id).is_some_and(|gauge| gauge.state.lock().disconnecting)
+}
 
-/// Loop thread: counts a request arriving on connection `conn_id` in its
-/// listener's gauge, if a listener accepted it.
-pub(crate) fn enter(conn_id: u64) -> Option<Running> {
-    let gauge = GAUGES
+fn gauge_of(conn_id: u64) -> Option<Arc<Gauge>> {
+    GAUGES
         .try_with(|gauges| {
             let gauges = gauges.borrow();
             if gauges.is_empty() {
@@ -202,7 +207,16 @@ pub(crate) fn enter(conn_id: u64) -> Option<Running> {
             gauges.get(&conn_id).cloned()
         })
         .ok()
-        .flatten()?;
+        .flatten()
+}
+
+/// A request counted in its listener's gauge until dropped.
+pub(crate) struct Running(Arc<Gauge>);
+
+/// Loop thread: counts a request arriving on connection `conn_id` in its
+/// listener's gauge, if a listener accepted it.
+pub(crate) fn enter(conn_id: u64) -> Option<Running> {
+    let gauge = gauge_of(conn_id)?;
     gauge.state.lock().running += 1;
     Some(Running(gauge))
 }
