@@ -315,8 +315,10 @@ impl Listener {
     }
 
     /// Stops accepting: the listening socket is closed and its file
-    /// removed before this returns, so connecting fails from then on.
-    /// Connections already accepted carry on. Idempotent.
+    /// removed before this returns (called from another event loop's
+    /// thread, which must not wait, the socket closes as soon as its own
+    /// loop gets to it), so connecting fails from then on. Connections
+    /// already accepted carry on. Idempotent.
     pub fn stop(&self) {
         self.shared.stop();
     }
@@ -381,7 +383,8 @@ impl Drop for Listener {
 impl ListenerShared {
     fn stop(&self) {
         let id = self.id;
-        let stopped = self.handle.sync(move || {
+        // Captures only the id: a copy can be posted if syncing is refused.
+        let close = move || {
             let slot = SLOTS.with(|slots| slots.borrow_mut().remove(&id));
             if let Some(slot) = slot {
                 let (listener, waker) = {
@@ -393,7 +396,13 @@ impl ListenerShared {
                     waker.wake();
                 }
             }
-        });
+        };
+        let stopped = match self.handle.sync(close) {
+            // From another loop's thread, which must not wait: the socket
+            // closes as soon as our loop runs this.
+            Err(Error::WrongThread(_)) => self.handle.post(close),
+            other => other,
+        };
         if let Err(e) = stopped {
             // The loop is gone, and the socket with it.
             tracing::debug!(target: "multiprocess", address = %self.address, "stopping the listener: {e}");
