@@ -220,9 +220,19 @@ impl LoopContext {
         self.executor.spawn(Box::pin(future));
     }
 
-    /// Registers a connected Unix socket with this loop's reactor.
-    pub fn stream(&self, stream: std::os::unix::net::UnixStream) -> io::Result<AsyncStream> {
-        AsyncStream::new(self.reactor.clone(), stream)
+    /// Registers a connected socket (a Unix stream or a TCP stream) with
+    /// this loop's reactor.
+    pub fn stream(&self, stream: impl Into<crate::socket::Socket>) -> io::Result<AsyncStream> {
+        AsyncStream::new(self.reactor.clone(), stream.into())
+    }
+
+    /// Registers a listening socket with this loop's reactor, to accept
+    /// connections on the loop.
+    pub fn listener(
+        &self,
+        socket: crate::socket::ListenSocket,
+    ) -> io::Result<crate::socket::AsyncListener> {
+        crate::socket::AsyncListener::new(self.reactor.clone(), socket)
     }
 
     /// Registers `f` to run on the loop thread when the loop exits, before its

@@ -15,8 +15,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crate::socket::{MioSocket, Socket};
 use futures::io::{AsyncRead, AsyncWrite};
-use mio::net::UnixStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 use slab::Slab;
@@ -26,9 +26,9 @@ use std::os::fd::{AsRawFd, RawFd};
 pub(crate) const WAKE_TOKEN: Token = Token(usize::MAX);
 
 /// What the tasks using one socket wait for.
-struct Interest2 {
+pub(crate) struct Interest2 {
     fd: RawFd,
-    read: Option<Waker>,
+    pub(crate) read: Option<Waker>,
     write: Option<Waker>,
     /// Whether the socket is registered for write readiness (only while a
     /// write would block).
@@ -122,7 +122,10 @@ impl Reactor {
         Ok(())
     }
 
-    fn register(&self, stream: &mut UnixStream) -> io::Result<(Token, Rc<RefCell<Interest2>>)> {
+    pub(crate) fn register<S: mio::event::Source + AsRawFd>(
+        &self,
+        stream: &mut S,
+    ) -> io::Result<(Token, Rc<RefCell<Interest2>>)> {
         let interest = Rc::new(RefCell::new(Interest2 {
             fd: stream.as_raw_fd(),
             read: None,
@@ -138,14 +141,14 @@ impl Reactor {
         Ok((token, interest))
     }
 
-    fn deregister(&self, token: Token, stream: &mut UnixStream) {
+    pub(crate) fn deregister(&self, token: Token, stream: &mut impl mio::event::Source) {
         let _ = self.registry.deregister(stream);
         self.sources.borrow_mut().try_remove(token.0);
     }
 }
 
 struct StreamInner {
-    stream: UnixStream,
+    stream: MioSocket,
     token: Token,
     interest: Rc<RefCell<Interest2>>,
     reactor: Rc<Reactor>,
@@ -157,7 +160,7 @@ impl Drop for StreamInner {
     }
 }
 
-/// A non-blocking Unix stream registered with the loop, split into a read
+/// A non-blocking stream (Unix or TCP) registered with the loop, split into a read
 /// half and a write half for capnp-rpc's `twoparty::VatNetwork`.
 ///
 /// Loop-thread only. Dropping both halves deregisters and closes the socket.
@@ -176,12 +179,8 @@ pub struct WriteHalf {
 }
 
 impl AsyncStream {
-    pub(crate) fn new(
-        reactor: Rc<Reactor>,
-        std_stream: std::os::unix::net::UnixStream,
-    ) -> io::Result<Self> {
-        std_stream.set_nonblocking(true)?;
-        let mut stream = UnixStream::from_std(std_stream);
+    pub(crate) fn new(reactor: Rc<Reactor>, socket: Socket) -> io::Result<Self> {
+        let mut stream = socket.into_mio()?;
         let (token, interest) = reactor.register(&mut stream)?;
         Ok(Self {
             inner: Rc::new(StreamInner {

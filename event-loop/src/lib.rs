@@ -22,6 +22,8 @@
 //!   wake-up protocol that avoids a system call when the loop is awake;
 //! - `executor`: the loop's tasks (`!Send` futures);
 //! - `io`: mio readiness and the async socket halves capnp-rpc reads and writes;
+//! - `socket`: the sockets a connection runs over (Unix or TCP), and the
+//!   listening sockets the loop accepts connections on;
 //! - `event_loop`: the thread, its handles and its reference count;
 //! - `waiter`: how a thread blocks for a reply and runs posted work meanwhile;
 //! - `stack`: how deep a thread may nest requests inside its waits;
@@ -38,6 +40,7 @@ mod executor;
 mod io;
 pub mod mailbox;
 pub mod placement;
+pub mod socket;
 pub mod spin;
 pub mod stack;
 pub mod sync;
@@ -46,6 +49,7 @@ pub mod waiter;
 pub use error::{Error, Failure, Result};
 pub use event_loop::{EventLoop, LoopContext, LoopHandle, LoopPoster, on_a_loop_thread};
 pub use io::{AsyncStream, ReadHalf, WriteHalf};
+pub use socket::{AsyncListener, ListenSocket, Socket};
 pub use waiter::{Reply, Slot, Waiter, dump_waiters};
 
 /// The current thread's name, or `thread-<id>` for an unnamed thread.

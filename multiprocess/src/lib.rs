@@ -13,7 +13,9 @@
 //!   to the peer and called back during the call runs on the very thread
 //!   that made the call ([`callbacks`]);
 //! - processes are spawned on a socketpair as Bitcoin Core does with
-//!   `-ipcfd` ([`spawn_process`], [`take_ipc_fd`]).
+//!   `-ipcfd` ([`spawn_process`], [`take_ipc_fd`]), or find each other by
+//!   an [`Address`], as with `-ipcbind` and `-ipcconnect` ([`listen`],
+//!   [`connect_to`], [`Listener`]).
 //!
 //! This crate re-exports the pieces; each lives in its own crate:
 //! `multiprocess-event-loop`, `multiprocess-thread-map`,
@@ -41,6 +43,9 @@ pub use multiprocess_event_loop::{
     os_thread_id,
 };
 pub use multiprocess_thread_map::{
+    Address, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenOptions, Listener, dial,
+};
+pub use multiprocess_thread_map::{
     Adopter, CallContext, Connection, DEFAULT_MAX_WORKERS_PER_CONNECTION, DestroyFn, DestroyOnDrop,
     Error, Failure, IPC_FD_ARG, ObjectSlot, OffLoop, RemoteObject, Result, ServeContext,
     bootstrap_capnp, drop_off_loop, max_workers_per_connection, names, parse_ipc_fd, proxy_capnp,
@@ -50,7 +55,10 @@ pub use multiprocess_thread_map::{
 #[cfg(not(loom))]
 pub use multiprocess_thread_map::{live_workers, wait_for_workers};
 
-pub use multiprocess_proxy::{Carry, Interface, connect, default_loop, serve, serve_parent, spawn};
+pub use multiprocess_proxy::{
+    Carry, Interface, connect, connect_to, connect_to_with, default_loop, listen, listen_with,
+    serve, serve_parent, spawn,
+};
 
 /// Runtime support for generated proxies (what generated code names).
 pub mod proxy {

@@ -7,7 +7,8 @@
 //! trait object (`dyn Wallet`) to its wire form, the [`Carry`] hook for
 //! types of your own, the pool that runs methods without a `Context`, and
 //! the functions that start a connection on an interface ([`spawn`],
-//! [`serve_parent`], [`connect`], [`serve`]).
+//! [`serve_parent`], [`connect`], [`serve`]), or on an address
+//! ([`listen`], [`connect_to`]).
 //!
 //! Users depend on the `multiprocess` facade, which re-exports all of it.
 
@@ -15,10 +16,12 @@ mod carry;
 mod closures;
 mod detached;
 mod interface;
+mod listen;
 
 pub use carry::Carry;
 pub use detached::{MAX_THREADS as MAX_DETACHED_THREADS, run_detached};
 pub use interface::{Interface, connect, default_loop, serve, serve_parent, spawn};
+pub use listen::{connect_to, connect_to_with, listen, listen_with};
 pub use multiprocess_event_loop::{Error, Failure, Result};
 
 /// What generated code names, kept out of the user's way.

@@ -337,6 +337,13 @@ impl ServeContext {
             })?;
             let request = server.next_request();
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, client = %server.peer, connection = %conn.name, "IPC server recv");
+            // A drained listener is disconnecting this connection: the
+            // request must not start on a worker now (`drain.rs`).
+            if crate::drain::closing(conn_id) {
+                return Err(capnp::Error::disconnected(format!(
+                    "{method} refused: the server is shutting down"
+                )));
+            }
             let in_flight = InFlight::start(&conn, &server, callback, poster);
             let callback_key = in_flight.callback_key();
             let job_hold = in_flight.clone();
@@ -420,6 +427,8 @@ struct InFlightState {
     depth: crate::sync::Arc<AtomicUsize>,
     /// The request's `Context.callbackThread`, if it had one.
     callback: Option<CallbackKey>,
+    /// Its place in its listener's count of running requests (`drain.rs`).
+    _running: Option<crate::drain::Running>,
 }
 
 /// A `Context.callbackThread` held in the connection under `key`.
@@ -454,6 +463,7 @@ impl InFlight {
         Self(crate::sync::Arc::new(InFlightState {
             depth: server.depth.clone(),
             callback,
+            _running: crate::drain::enter(conn.id),
         }))
     }
 

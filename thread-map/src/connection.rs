@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use capnp::capability::FromClientHook;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::{RpcSystem, twoparty};
 use futures::io::{BufReader, BufWriter};
-use multiprocess_event_loop::{Error, LoopContext, LoopHandle, LoopPoster, Result, Waiter};
+use multiprocess_event_loop::{Error, LoopContext, LoopHandle, LoopPoster, Result, Socket, Waiter};
 use slab::Slab;
 
 use crate::bootstrap_capnp::bootstrap;
@@ -446,7 +445,7 @@ fn start_conn(
     id: u64,
     name: String,
     status: Arc<ConnStatus>,
-    stream: UnixStream,
+    stream: Socket,
     end: End,
     bootstrap: Option<capnp::capability::Client>,
 ) -> Result<(Rc<ConnState>, Option<capnp::capability::Client>)> {
@@ -587,15 +586,16 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects to the peer on `stream`, runs the `construct` handshake on its
-    /// bootstrap capability (which must have `construct @0 (threadMap) ->
-    /// (threadMap)`, as Bitcoin Core's `Init` does), and returns the
-    /// connection with the bootstrap capability as a `C`.
+    /// Connects to the peer on `stream` (a Unix or TCP socket), runs the
+    /// `construct` handshake on its bootstrap capability (which must have
+    /// `construct @0 (threadMap) -> (threadMap)`, as Bitcoin Core's `Init`
+    /// does), and returns the connection with the bootstrap capability as a
+    /// `C`.
     ///
     /// Blocks the calling thread for the handshake's round trip.
     pub fn connect<C>(
         event_loop: &LoopHandle,
-        stream: UnixStream,
+        stream: impl Into<Socket>,
     ) -> Result<(Connection, RemoteObject<C>)>
     where
         C: FromClientHook + capnp::traits::HasTypeId + Clone + 'static,
@@ -610,6 +610,7 @@ impl Connection {
             status: status.clone(),
         });
         let weak = Arc::downgrade(&shared);
+        let stream = stream.into();
         let waiter = Waiter::current();
         let (slot, reply) = waiter.reply_slot::<usize>(Error::Disconnected(
             "the connection closed during its handshake".into(),
@@ -658,16 +659,16 @@ impl Connection {
         Ok((Connection { shared }, object))
     }
 
-    /// Serves the peer on `stream`: `make_bootstrap` builds, on the loop
-    /// thread, the bootstrap capability the peer gets (its `construct @0`
-    /// should answer with [`ServeContext::construct`]).
+    /// Serves the peer on `stream` (a Unix or TCP socket): `make_bootstrap`
+    /// builds, on the loop thread, the bootstrap capability the peer gets
+    /// (its `construct @0` should answer with [`ServeContext::construct`]).
     ///
     /// Call it from an application thread or from `event_loop`'s own thread;
     /// from another loop's thread it fails with [`Error::WrongThread`] (see
     /// [`LoopHandle::sync`]).
     pub fn serve<F>(
         event_loop: &LoopHandle,
-        stream: UnixStream,
+        stream: impl Into<Socket>,
         make_bootstrap: F,
     ) -> Result<Connection>
     where
@@ -683,6 +684,7 @@ impl Connection {
             status: status.clone(),
         });
         let weak = Arc::downgrade(&shared);
+        let stream = stream.into();
         event_loop.sync(move || {
             let poster = LoopContext::with(|cx| cx.poster()).ok_or(Error::LoopShutDown)?;
             let bootstrap = make_bootstrap(ServeContext {

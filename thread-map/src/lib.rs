@@ -12,7 +12,10 @@
 //! - [`ServeContext::run`]: the server side, which runs a request on the
 //!   worker named by its `Context.thread`;
 //! - [`spawn_process`] / [`take_ipc_fd`]: a child process on a socketpair
-//!   ([`spawn_process_with`] / [`take_fd`] when the fd is passed another way).
+//!   ([`spawn_process_with`] / [`take_fd`] when the fd is passed another way);
+//! - [`Address`], [`Listener`] and [`connect_to`]: processes that find each
+//!   other by a socket file or a TCP port (`-ipcbind`, `-ipcconnect`), and
+//!   draining a server before it stops.
 //!
 //! See `docs/design.md` in the repository for the threading model.
 //!
@@ -86,10 +89,16 @@ pub mod proxy_capnp {
     include!("generated/proxy_capnp.rs");
 }
 
+mod address;
 mod call;
 mod cleanup;
 mod client_thread;
 mod connection;
+#[cfg(not(loom))]
+mod dial;
+mod drain;
+#[cfg(not(loom))]
+mod listener;
 mod loop_state;
 pub mod names;
 mod process;
@@ -100,13 +109,18 @@ mod worker;
 #[cfg(all(test, loom))]
 mod loom_models;
 
+pub use address::Address;
 pub use call::{Adopter, CallContext};
 pub use cleanup::{ObjectSlot, OffLoop, drop_off_loop};
 pub use connection::{Connection, DestroyFn, DestroyOnDrop, RemoteObject, ServeContext};
+#[cfg(not(loom))]
+pub use dial::{DEFAULT_HANDSHAKE_TIMEOUT, connect_to, dial};
+#[cfg(not(loom))]
+pub use listener::{DEFAULT_MAX_CONNECTIONS, ListenOptions, Listener};
 pub use multiprocess_event_loop::stack::{
     DEFAULT_NESTING_STACK_MARGIN, nesting_stack_margin, set_nesting_stack_margin,
 };
-pub use multiprocess_event_loop::{Error, EventLoop, Failure, LoopHandle, Result};
+pub use multiprocess_event_loop::{Error, EventLoop, Failure, LoopHandle, Result, Socket};
 pub use names::{MAX_PEER_THREAD_NAME, MAX_THREAD_NAME};
 pub use process::{
     IPC_FD_ARG, parse_ipc_fd, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
