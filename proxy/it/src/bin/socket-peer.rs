@@ -95,6 +95,17 @@ impl Wallet for PeerWallet {
         Ok(multiprocess::names::current_thread_name())
     }
 
+    fn chain(
+        &self,
+        link: &multiprocess_proxy_tests::wallet::Link,
+    ) -> Result<multiprocess_proxy_tests::wallet::Link> {
+        Ok(link.clone())
+    }
+
+    fn accounts(&self) -> Result<Vec<multiprocess_proxy_tests::wallet::Account>> {
+        Ok(Vec::new())
+    }
+
     fn lookup(&self, _txid: &[u8; 32]) -> Result<Option<Tx>> {
         Ok(None)
     }
