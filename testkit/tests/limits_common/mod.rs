@@ -601,6 +601,54 @@ pub(crate) fn abort(reason: &str) -> Builder<HeapAllocator> {
     message
 }
 
+/// `Probe.saveFn(context, fn)` on the worker `thread`, `fn` being our
+/// export `function`.
+pub(crate) fn save_fn(
+    question: u32,
+    probe: u32,
+    thread: u32,
+    function: u32,
+) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        9,
+        &[Cap::ReceiverHosted(thread), Cap::SenderHosted(function)],
+        |content| {
+            let mut params = content.init_as::<probe::save_fn_params::Builder<'_>>();
+            params
+                .reborrow()
+                .init_context()
+                .set_thread(placeholder_thread());
+            params.set_fn(placeholder_int_fn());
+        },
+    )
+}
+
+/// `Probe.callSavedFromNotifier(context, arg)` on the worker `thread`: the
+/// server's notifier thread (serving no call of ours) calls the saved `fn`,
+/// so it asks our ThreadMap for a thread first.
+pub(crate) fn call_saved_from_notifier(
+    question: u32,
+    probe: u32,
+    thread: u32,
+) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        11,
+        &[Cap::ReceiverHosted(thread)],
+        |content| {
+            content
+                .init_as::<probe::call_saved_from_notifier_params::Builder<'_>>()
+                .init_context()
+                .set_thread(placeholder_thread());
+        },
+    )
+}
+
 /// `Finish` of `question`.
 pub(crate) fn finish(question: u32) -> Builder<HeapAllocator> {
     let mut message = Builder::new_default();
@@ -641,9 +689,10 @@ pub(crate) enum Answer {
 pub(crate) enum Incoming {
     /// The answer to one of our questions.
     Return(u32, Answer),
-    /// A call the server made to one of our exports (a callback), by its
-    /// question id.
-    Call(u32),
+    /// A call the server made to one of our exports (a callback): its
+    /// question id, and the export it targets (`None` for a promised
+    /// answer).
+    Call(u32, Option<u32>),
     /// The server is closing the connection, for this reason.
     Abort(String),
     /// Anything else (`Release`, `Resolve`, ...).
@@ -762,7 +811,13 @@ impl Raw {
                 };
                 Incoming::Return(ret.get_answer_id(), answer)
             }
-            message::Call(Ok(call)) => Incoming::Call(call.get_question_id()),
+            message::Call(Ok(call)) => {
+                let target = call.get_target().ok().and_then(|t| match t.which() {
+                    Ok(capnp_rpc::rpc_capnp::message_target::ImportedCap(id)) => Some(id),
+                    _ => None,
+                });
+                Incoming::Call(call.get_question_id(), target)
+            }
             message::Abort(abort) => Incoming::Abort(
                 abort
                     .and_then(|a| a.get_reason())
