@@ -92,6 +92,7 @@ mod client_thread;
 mod connection;
 mod loop_state;
 pub mod names;
+mod network;
 mod process;
 mod sync;
 mod thread_server;
@@ -108,6 +109,7 @@ pub use multiprocess_event_loop::stack::{
 };
 pub use multiprocess_event_loop::{Error, EventLoop, LoopHandle, Result};
 pub use names::{MAX_PEER_THREAD_NAME, MAX_THREAD_NAME};
+pub use network::{ConnectionLimits, DEFAULT_FLOW_BUDGET_BYTES, DEFAULT_MAX_MESSAGE_BYTES};
 pub use process::{
     IPC_FD_ARG, parse_ipc_fd, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
 };

@@ -65,7 +65,8 @@ const COUNTS: &str = "mp-limits-counts: ";
 /// listening socket its parent passed, until its stdin closes. Settings
 /// from the environment: `MP_LIMITS_WORKER_STACK` (bytes),
 /// `MP_LIMITS_MAX_WORKERS` (per connection), `MP_LIMITS_MAX_WORKERS_TOTAL`
-/// (for the process).
+/// (for the process), `MP_LIMITS_FLOW_BUDGET` and `MP_LIMITS_MAX_MESSAGE`
+/// (bytes, for every connection: `ConnectionLimits`).
 pub(crate) fn child_main() {
     let fd: i32 = std::env::var(LISTEN_FD)
         .ok()
@@ -82,6 +83,13 @@ pub(crate) fn child_main() {
     }
     if let Some(count) = setting("MP_LIMITS_MAX_WORKERS_TOTAL") {
         multiprocess_thread_map::set_max_workers(count);
+    }
+    let mut limits = multiprocess_thread_map::ConnectionLimits::default();
+    if let Some(bytes) = setting("MP_LIMITS_FLOW_BUDGET") {
+        limits.flow_budget_bytes = bytes;
+    }
+    if let Some(bytes) = setting("MP_LIMITS_MAX_MESSAGE") {
+        limits.max_message_bytes = bytes;
     }
     // SAFETY: the parent passed this listening socket for us alone.
     let listener = unsafe { UnixListener::from_raw_fd(fd) };
@@ -108,8 +116,10 @@ pub(crate) fn child_main() {
     for stream in listener.incoming() {
         let stream = stream.expect("accept");
         connections.retain(|c| !c.is_disconnected());
-        connections
-            .push(Connection::serve(&event_loop, stream, InitServer::bootstrap).expect("serve"));
+        connections.push(
+            Connection::serve_with_limits(&event_loop, stream, InitServer::bootstrap, limits)
+                .expect("serve"),
+        );
     }
 }
 
@@ -270,13 +280,23 @@ impl LimitsChild {
 
     /// The child's resident memory (`VmRSS`), in KiB.
     pub(crate) fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The child's virtual memory (`VmSize`: what it has reserved, touched
+    /// or not), in KiB.
+    pub(crate) fn vm_kib(&self) -> u64 {
+        self.status_kib("VmSize:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("the child's /proc status");
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc status")
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
     }
 
     /// Closes the child's stdin and checks it exits with success (no crash,
