@@ -458,8 +458,9 @@ impl<R: Input> capnp_rpc::VatNetwork<Side> for Network<R> {
         if host_id == self.side {
             return None;
         }
-        // Gone only once the RpcSystem dropped the connection, after which
-        // it asks for none: a broken stand-in rather than capnp-rpc's panic.
+        // Asked for once, as the connection starts (the peer's bootstrap),
+        // while the RpcSystem holds it; should it ever be gone, `None`
+        // rather than the panic of capnp-rpc's own network.
         let inner = self.weak.upgrade()?;
         Some(Box::new(Connection { inner }))
     }
