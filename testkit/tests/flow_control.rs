@@ -290,3 +290,65 @@ fn a_message_over_the_connections_limit_closes_it() {
         },
     );
 }
+
+/// Writes the seeds of the `connection` fuzz target that reach the limits
+/// (`fuzz/seeds/connection/limit-*`): pipelined nested `callFn`s, pipelined
+/// echoes past a small flow budget, and a segment table announcing more
+/// than arrives, each after a handshake with the ids a live server hands
+/// out, and each short enough for `-max_len=4096`. Run with
+/// `cargo test -p mp-testkit --test flow_control -- --ignored write_limit_fuzz_seeds`.
+#[test]
+#[ignore = "writes fuzz/seeds/connection: run it with --ignored"]
+fn write_limit_fuzz_seeds() {
+    use limits_common::{call_fn, construct, make_probe};
+    guard("write_limit_fuzz_seeds", LIMIT, || {
+        let child = LimitsChild::spawn(&[]);
+        let mut raw = child.raw();
+        let (init, map, thread, probe) = raw.probe("seed");
+        let handshake = [
+            bootstrap(0),
+            construct(1, init, 0),
+            make_thread(2, map, "seed"),
+            make_probe(3, init, thread),
+        ]
+        .iter()
+        .flat_map(limits_common::bytes)
+        .collect::<Vec<u8>>();
+        let mut nested = handshake.clone();
+        for i in 0..14 {
+            nested.extend(limits_common::bytes(&call_fn(
+                10 + i,
+                probe,
+                thread,
+                2,
+                1,
+                i as i32,
+            )));
+        }
+        let mut echoes = handshake.clone();
+        for i in 0..3 {
+            echoes.extend(limits_common::bytes(&echo(
+                10 + i,
+                probe,
+                thread,
+                &[7; 900],
+            )));
+        }
+        let mut announced = handshake;
+        announced.extend_from_slice(&[0, 0, 0, 0]);
+        // 12 KiB: under the fuzz target's message limit, so it is read.
+        announced.extend_from_slice(&(12u32 * 1024 / 8).to_le_bytes());
+        announced.extend_from_slice(&[0; 512]);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/connection");
+        std::fs::create_dir_all(&dir).expect("create the seed directory");
+        for (name, data) in [
+            ("limit-nested-callfn", nested),
+            ("limit-pipelined-echo", echoes),
+            ("limit-announced-size", announced),
+        ] {
+            std::fs::write(dir.join(name), data).expect("write a seed");
+        }
+        drop(raw);
+        child.finish("fuzz seeds");
+    });
+}
