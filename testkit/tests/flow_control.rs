@@ -294,17 +294,20 @@ fn a_message_over_the_connections_limit_closes_it() {
 /// Writes the seeds of the `connection` fuzz target that reach the limits
 /// (`fuzz/seeds/connection/limit-*`): pipelined nested `callFn`s, pipelined
 /// echoes past a small flow budget, and a segment table announcing more
-/// than arrives, each after a handshake with the ids a live server hands
-/// out, and each short enough for `-max_len=4096`. Run with
+/// than arrives, each after a handshake, each short enough for
+/// `-max_len=4096`. Every message after the bootstrap names the server's
+/// capabilities by the questions that return them (promised answers), so a
+/// seed works whatever order the server answers in; each is replayed
+/// against a child first, which must answer it as expected. Run with
 /// `cargo test -p mp-testkit --test flow_control -- --ignored write_limit_fuzz_seeds`.
 #[test]
 #[ignore = "writes fuzz/seeds/connection: run it with --ignored"]
 fn write_limit_fuzz_seeds() {
-    use limits_common::{call_fn, construct, make_probe};
+    use limits_common::{Incoming, Ref, call_fn, construct, make_probe};
     guard("write_limit_fuzz_seeds", LIMIT, || {
-        let child = LimitsChild::spawn(&[]);
-        let mut raw = child.raw();
-        let (init, map, thread, probe) = raw.probe("seed");
+        // The bootstrap capability is answered at once, as export 0; the
+        // rest by the questions that make them.
+        let (init, map, thread, probe) = (0, Ref::Answer(1), Ref::Answer(2), Ref::Answer(3));
         let handshake = [
             bootstrap(0),
             construct(1, init, 0),
@@ -315,7 +318,7 @@ fn write_limit_fuzz_seeds() {
         .flat_map(limits_common::bytes)
         .collect::<Vec<u8>>();
         let mut nested = handshake.clone();
-        for i in 0..14 {
+        for i in 0..12 {
             nested.extend(limits_common::bytes(&call_fn(
                 10 + i,
                 probe,
@@ -339,6 +342,40 @@ fn write_limit_fuzz_seeds() {
         // 12 KiB: under the fuzz target's message limit, so it is read.
         announced.extend_from_slice(&(12u32 * 1024 / 8).to_le_bytes());
         announced.extend_from_slice(&[0; 512]);
+
+        // Replayed: the nested calls each call us back (a 2 MiB worker
+        // nests 12 deep), the echoes are answered.
+        let child = LimitsChild::spawn(&[]);
+        let mut raw = child.raw();
+        raw.write(&nested);
+        let mut callbacks = 0;
+        while callbacks < 12 {
+            match raw.next() {
+                Some(Incoming::Call(..)) => callbacks += 1,
+                Some(Incoming::Return(id, Answer::Exception(why))) => {
+                    panic!("question {id} of the nested seed failed: {why}")
+                }
+                Some(_) => {}
+                None => panic!("the child closed the nested seed's connection"),
+            }
+        }
+        let mut raw = child.raw();
+        raw.write(&echoes);
+        // In any order: each echo's answer goes out when its job is done.
+        let mut echoed = Vec::new();
+        while echoed.len() < 3 {
+            match raw.next() {
+                Some(Incoming::Return(id, Answer::Results(_))) if id >= 10 => echoed.push(id),
+                Some(Incoming::Return(id, answer)) if id >= 10 => {
+                    panic!("echo {id} of the seed failed: {answer:?}")
+                }
+                Some(_) => {}
+                None => panic!("the child closed the echo seed's connection"),
+            }
+        }
+        drop(raw);
+        child.finish("fuzz seeds");
+
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/connection");
         std::fs::create_dir_all(&dir).expect("create the seed directory");
         for (name, data) in [
@@ -348,7 +385,5 @@ fn write_limit_fuzz_seeds() {
         ] {
             std::fs::write(dir.join(name), data).expect("write a seed");
         }
-        drop(raw);
-        child.finish("fuzz seeds");
     });
 }

@@ -355,6 +355,41 @@ pub(crate) enum Cap {
     SenderHosted(u32),
     /// One the server exported to us, passed back.
     ReceiverHosted(u32),
+    /// The `result` (pointer field 0) of the server's answer to our
+    /// question: pipelined, usable before the answer has come.
+    ReceiverAnswer(u32),
+}
+
+/// A capability of the server's, by export id, or as the `result` (pointer
+/// field 0) of the answer to one of our questions: messages built with
+/// answers can be sent all at once, whatever ids the server will hand out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ref {
+    /// An export id the server gave us.
+    Export(u32),
+    /// The result of our question.
+    Answer(u32),
+}
+
+impl From<u32> for Ref {
+    fn from(id: u32) -> Self {
+        Ref::Export(id)
+    }
+}
+
+impl From<Ref> for Cap {
+    fn from(r: Ref) -> Self {
+        match r {
+            Ref::Export(id) => Cap::ReceiverHosted(id),
+            Ref::Answer(question) => Cap::ReceiverAnswer(question),
+        }
+    }
+}
+
+/// Points `answer` at the `result` of `question`.
+fn promised_result(mut answer: capnp_rpc::rpc_capnp::promised_answer::Builder<'_>, question: u32) {
+    answer.set_question_id(question);
+    answer.init_transform(1).get(0).set_get_pointer_field(0);
 }
 
 /// Placeholder capabilities: a typed setter needs a client to put in the
@@ -382,7 +417,7 @@ fn placeholder_int_fn() -> int_fn::Client {
 /// parameters, setting capabilities in the order of `caps`.
 pub(crate) fn call(
     question: u32,
-    target: u32,
+    target: impl Into<Ref>,
     interface_id: u64,
     method_id: u16,
     caps: &[Cap],
@@ -395,7 +430,12 @@ pub(crate) fn call(
         call.set_question_id(question);
         call.set_interface_id(interface_id);
         call.set_method_id(method_id);
-        call.reborrow().init_target().set_imported_cap(target);
+        match target.into() {
+            Ref::Export(id) => call.reborrow().init_target().set_imported_cap(id),
+            Ref::Answer(q) => {
+                promised_result(call.reborrow().init_target().init_promised_answer(), q)
+            }
+        }
         let mut params = call.init_params();
         {
             let mut content = params.reborrow().init_content();
@@ -408,6 +448,7 @@ pub(crate) fn call(
             match *cap {
                 Cap::SenderHosted(id) => descriptor.set_sender_hosted(id),
                 Cap::ReceiverHosted(id) => descriptor.set_receiver_hosted(id),
+                Cap::ReceiverAnswer(q) => promised_result(descriptor.init_receiver_answer(), q),
             }
         }
     }
@@ -416,7 +457,11 @@ pub(crate) fn call(
 }
 
 /// `Init.construct(threadMap)`, our ThreadMap being `SenderHosted(our_map)`.
-pub(crate) fn construct(question: u32, init: u32, our_map: u32) -> Builder<HeapAllocator> {
+pub(crate) fn construct(
+    question: u32,
+    init: impl Into<Ref>,
+    our_map: u32,
+) -> Builder<HeapAllocator> {
     call(
         question,
         init,
@@ -432,7 +477,11 @@ pub(crate) fn construct(question: u32, init: u32, our_map: u32) -> Builder<HeapA
 }
 
 /// `ThreadMap.makeThread(name)`.
-pub(crate) fn make_thread(question: u32, map: u32, name: &str) -> Builder<HeapAllocator> {
+pub(crate) fn make_thread(
+    question: u32,
+    map: impl Into<Ref>,
+    name: &str,
+) -> Builder<HeapAllocator> {
     call(question, map, THREAD_MAP, 0, &[], |content| {
         content
             .init_as::<thread_map::make_thread_params::Builder<'_>>()
@@ -441,13 +490,17 @@ pub(crate) fn make_thread(question: u32, map: u32, name: &str) -> Builder<HeapAl
 }
 
 /// `Init.makeProbe(context)`, run on the worker `thread`.
-pub(crate) fn make_probe(question: u32, init: u32, thread: u32) -> Builder<HeapAllocator> {
+pub(crate) fn make_probe(
+    question: u32,
+    init: impl Into<Ref>,
+    thread: impl Into<Ref>,
+) -> Builder<HeapAllocator> {
     call(
         question,
         init,
         INIT,
         1,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             content
                 .init_as::<init::make_probe_params::Builder<'_>>()
@@ -460,8 +513,8 @@ pub(crate) fn make_probe(question: u32, init: u32, thread: u32) -> Builder<HeapA
 /// `Probe.add(context, a, b)` on the worker `thread`.
 pub(crate) fn add(
     question: u32,
-    probe: u32,
-    thread: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
     a: i32,
     b: i32,
 ) -> Builder<HeapAllocator> {
@@ -470,7 +523,7 @@ pub(crate) fn add(
         probe,
         PROBE,
         0,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             let mut params = content.init_as::<probe::add_params::Builder<'_>>();
             params
@@ -488,8 +541,8 @@ pub(crate) fn add(
 /// as `fn`: the server calls `fn` back on our thread.
 pub(crate) fn call_fn(
     question: u32,
-    probe: u32,
-    thread: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
     callback_thread: u32,
     function: u32,
     arg: i32,
@@ -500,7 +553,7 @@ pub(crate) fn call_fn(
         PROBE,
         8,
         &[
-            Cap::ReceiverHosted(thread),
+            Cap::from(thread.into()),
             Cap::SenderHosted(callback_thread),
             Cap::SenderHosted(function),
         ],
@@ -518,13 +571,17 @@ pub(crate) fn call_fn(
 }
 
 /// `Probe.whoami(context)` on the worker `thread`.
-pub(crate) fn whoami(question: u32, probe: u32, thread: u32) -> Builder<HeapAllocator> {
+pub(crate) fn whoami(
+    question: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
+) -> Builder<HeapAllocator> {
     call(
         question,
         probe,
         PROBE,
         1,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             content
                 .init_as::<probe::whoami_params::Builder<'_>>()
@@ -538,8 +595,8 @@ pub(crate) fn whoami(question: u32, probe: u32, thread: u32) -> Builder<HeapAllo
 /// `waitBlocked(gate, 1)` (4), run on the worker `thread`.
 pub(crate) fn gate_call(
     question: u32,
-    probe: u32,
-    thread: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
     method: u16,
     gate: &str,
 ) -> Builder<HeapAllocator> {
@@ -548,7 +605,7 @@ pub(crate) fn gate_call(
         probe,
         PROBE,
         method,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| match method {
             2 => {
                 let mut params = content.init_as::<probe::block_params::Builder<'_>>();
@@ -581,13 +638,18 @@ pub(crate) fn gate_call(
 }
 
 /// `Probe.echo(context, data)` on the worker `thread`.
-pub(crate) fn echo(question: u32, probe: u32, thread: u32, data: &[u8]) -> Builder<HeapAllocator> {
+pub(crate) fn echo(
+    question: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
+    data: &[u8],
+) -> Builder<HeapAllocator> {
     call(
         question,
         probe,
         PROBE,
         7,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             let mut params = content.init_as::<probe::echo_params::Builder<'_>>();
             params
@@ -625,8 +687,8 @@ pub(crate) fn abort(reason: &str) -> Builder<HeapAllocator> {
 /// export `function`.
 pub(crate) fn save_fn(
     question: u32,
-    probe: u32,
-    thread: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
     function: u32,
 ) -> Builder<HeapAllocator> {
     call(
@@ -634,7 +696,7 @@ pub(crate) fn save_fn(
         probe,
         PROBE,
         9,
-        &[Cap::ReceiverHosted(thread), Cap::SenderHosted(function)],
+        &[Cap::from(thread.into()), Cap::SenderHosted(function)],
         |content| {
             let mut params = content.init_as::<probe::save_fn_params::Builder<'_>>();
             params
@@ -651,15 +713,15 @@ pub(crate) fn save_fn(
 /// so it asks our ThreadMap for a thread first.
 pub(crate) fn call_saved_from_notifier(
     question: u32,
-    probe: u32,
-    thread: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
 ) -> Builder<HeapAllocator> {
     call(
         question,
         probe,
         PROBE,
         11,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             content
                 .init_as::<probe::call_saved_from_notifier_params::Builder<'_>>()
