@@ -387,3 +387,38 @@ fn write_limit_fuzz_seeds() {
         }
     });
 }
+
+/// A 488-byte `Call` whose cap table claims 4 million (zero-sized)
+/// descriptors, found by the fuzzer: with capnp's fixed traversal limit the
+/// child's loop walked them all (0.6 s in a debug build, every connection
+/// on the loop stalled meanwhile, and as often as a peer sends one). A
+/// message may now be read only a few times over its own size: the
+/// connection is closed at once ("Read limit exceeded"), and the child
+/// serves its other connections.
+#[test]
+fn a_few_bytes_cannot_stand_for_millions_of_elements() {
+    guard(
+        "a_few_bytes_cannot_stand_for_millions_of_elements",
+        LIMIT,
+        || {
+            let child = LimitsChild::spawn(&[]);
+            let good = child.assert_serving("before");
+            // Bootstrap, construct, makeThread, then makeProbe with the
+            // amplified cap table (the fuzzer's find, cut after it).
+            let data = include_bytes!("../../fuzz/seeds/connection/amplified-cap-table");
+            let mut raw = child.raw();
+            let start = Instant::now();
+            raw.write(data);
+            let abort = raw.expect_closed().unwrap_or_default();
+            eprintln!(
+                "amplified cap table: closed after {:?}: {abort}",
+                start.elapsed()
+            );
+            assert!(abort.contains("Read limit exceeded"), "{abort:?}");
+            assert_eq!(good.add(2, 3).expect("the other connection"), 5);
+            child.assert_serving("after the amplified message");
+            drop(good);
+            child.finish("amplified message");
+        },
+    );
+}

@@ -45,7 +45,9 @@
 //! in its segment table) fails the connection before anything else is
 //! read. A message's memory grows as its bytes arrive (geometrically, from
 //! 64 KiB), not as its header announces: an 8-byte header that announces
-//! 63 MiB costs 64 KiB until the data follows.
+//! 63 MiB costs 64 KiB until the data follows. And a message may be read
+//! only a few times over its own size (`traversal_limit`), so a few bytes
+//! cannot stand for millions of elements.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -201,6 +203,26 @@ const MAX_SEGMENTS: usize = 511;
 
 /// How much of a message's memory is committed before its data arrives.
 const FIRST_CHUNK_WORDS: usize = 8 * 1024;
+
+/// How many times over its own size a message may be read, at least
+/// [`MIN_TRAVERSAL_WORDS`] words.
+const TRAVERSAL_FACTOR: usize = 8;
+const MIN_TRAVERSAL_WORDS: usize = 8 * 1024;
+
+/// The words that may be read from a message of `words` words before
+/// reading it fails (capnp's traversal limit). A pointer can make a few
+/// bytes stand for far more: a list of 4 million zero-sized elements is
+/// 8 bytes, and capnp counts each element as a word read. With capnp's
+/// fixed default (8 Mi words), such a 488-byte `Call` had capnp-rpc walk a
+/// cap table of 4 million entries, stalling the loop (and every connection
+/// on it) for 0.6 s in a debug build. Bound to a multiple of what arrived,
+/// a message can be read several times over (the runtime and a method read
+/// each field once or twice), and nothing more.
+fn traversal_limit(words: usize) -> usize {
+    words
+        .saturating_mul(TRAVERSAL_FACTOR)
+        .max(MIN_TRAVERSAL_WORDS)
+}
 
 /// Reads one message, or `None` at a clean end of stream. Fails on a
 /// segment table that announces more than `max_words`.
@@ -377,12 +399,6 @@ impl<R: Input> capnp_rpc::Connection<Side> for Connection<R> {
         let put_back = inner.input.clone();
         let budget = inner.budget.clone();
         let max_words = inner.limits.max_message_bytes / 8;
-        // Reading may visit more words than a message has (pointers can
-        // share targets): capnp's default traversal limit, or the message
-        // limit if that is larger.
-        let default_traversal = ReaderOptions::new().traversal_limit_in_words.unwrap_or(0);
-        let options =
-            *ReaderOptions::new().traversal_limit_in_words(Some(max_words.max(default_traversal)));
         Promise::from_future(async move {
             // Backpressure: no further message while over the budget.
             under_budget(&budget, &input).await?;
@@ -390,6 +406,8 @@ impl<R: Input> capnp_rpc::Connection<Side> for Connection<R> {
             *put_back.borrow_mut() = Some(input);
             Ok(segments.map(|segments| {
                 let bytes = segments.words.len() * 8;
+                let options = *ReaderOptions::new()
+                    .traversal_limit_in_words(Some(traversal_limit(segments.words.len())));
                 Box::new(Incoming {
                     message: capnp::message::Reader::new(segments, options),
                     _ticket: Ticket::take(&budget, false, bytes),
