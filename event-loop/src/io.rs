@@ -203,6 +203,30 @@ impl AsyncStream {
     }
 }
 
+impl ReadHalf {
+    /// Ready once the peer has closed its end of the socket (or the socket
+    /// failed), found without reading: for a connection that has stopped
+    /// reading (its peer is over its budget) but must still notice that the
+    /// peer left. Until then `Pending`, with `cx` woken by the socket's next
+    /// read readiness, as a read that would block is.
+    pub fn poll_peer_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let inner = &*self.inner;
+        let mut pollfd = libc::pollfd {
+            fd: inner.stream.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call; a zero
+        // timeout only looks.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
+        if ready > 0 && pollfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return Poll::Ready(());
+        }
+        inner.interest.borrow_mut().read = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 impl AsyncRead for ReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -8,6 +8,12 @@
 //! the loop thread, or a connection that stays open (a hang) is a finding:
 //! the target aborts with a message saying which.
 //!
+//! The server is configured so that a short input reaches the runtime's
+//! limits (`docs/design.md`, "Limits"): workers get a small stack, so a few
+//! dozen pipelined `callFn`s nest into the nesting limit; each connection a
+//! small flow budget and message limit, so a few requests pause the reading
+//! and a segment table can announce more than is allowed.
+//!
 //! The one panic that is not a finding is the deliberate one of `Probe.fail`
 //! with `panic = true`, on a worker thread (`mp-worker-N`): the runtime
 //! catches it and answers the call with an error, by design. Any other
@@ -24,15 +30,34 @@ use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use multiprocess_thread_map::{EventLoop, LoopHandle};
+use multiprocess_thread_map::{Connection, ConnectionLimits, EventLoop, LoopHandle};
 
 /// How long the server may take to close a connection whose peer has sent
 /// everything and shut down its write side.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the server must stay silent, after the input is written, before
+/// we shut down our write side. Without the wait, the server would read our
+/// EOF with the input and close at once, before pipelined requests had run:
+/// no nested callback would ever wait, and no reply queue fill.
+const QUIET: Duration = Duration::from_millis(3);
+
+/// Each worker's stack: the nesting margin plus 16 KiB, about a dozen
+/// levels of nesting (fewer with AddressSanitizer's larger frames).
+const WORKER_STACK: usize = multiprocess_thread_map::DEFAULT_NESTING_STACK_MARGIN + 16 * 1024;
+
+/// Small enough for an input of a few KiB to reach them.
+const LIMITS: ConnectionLimits = ConnectionLimits {
+    max_message_bytes: 16 * 1024,
+    flow_budget_bytes: 4 * 1024,
+};
+
 fn server_loop() -> &'static LoopHandle {
     static LOOP: OnceLock<LoopHandle> = OnceLock::new();
-    LOOP.get_or_init(|| EventLoop::start("fuzz-server").expect("start the server loop"))
+    LOOP.get_or_init(|| {
+        multiprocess_thread_map::set_worker_stack_size(WORKER_STACK);
+        EventLoop::start("fuzz-server").expect("start the server loop")
+    })
 }
 
 /// The source of `Probe.fail`, whose `panic = true` panics on purpose.
@@ -96,7 +121,13 @@ fuzz_target!(|data: &[u8]| {
     install_panic_hook();
     let event_loop = server_loop();
     let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
-    let served = mp_testkit::probe_server::serve(event_loop, theirs).expect("serve");
+    let served = Connection::serve_with_limits(
+        event_loop,
+        theirs,
+        mp_testkit::probe_server::bootstrap,
+        LIMITS,
+    )
+    .expect("serve");
     ours.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
     ours.set_write_timeout(Some(TIMEOUT))
         .expect("write timeout");
@@ -110,11 +141,36 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => panic!("write: {e}"),
     }
+    // Let the server run what it read: read (and discard) its answers
+    // until it has been silent for QUIET, or has closed.
+    let mut buf = [0u8; 16 * 1024];
+    ours.set_read_timeout(Some(QUIET)).expect("read timeout");
+    let mut closed = false;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        if std::time::Instant::now() >= deadline {
+            hang("the server did not fall silent after the input");
+        }
+        match ours.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                closed = true;
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    ours.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
     let _ = ours.shutdown(Shutdown::Write);
 
     // Read (and discard) the server's answers until it closes.
-    let mut buf = [0u8; 16 * 1024];
-    loop {
+    while !closed {
         match ours.read(&mut buf) {
             Ok(0) => break,
             Ok(_) => {}

@@ -73,7 +73,7 @@ fn pipelined_nested_requests_are_refused_not_a_stack_overflow() {
                     None => panic!(
                         "the child closed the connection (crashed?) after {callbacks} callbacks and {refused} refusals"
                     ),
-                    Some(Incoming::Call(_)) => callbacks += 1,
+                    Some(Incoming::Call(..)) => callbacks += 1,
                     Some(Incoming::Return(id, Answer::Exception(why))) if id >= FIRST => {
                         assert!(
                             why.contains("nesting limit") && why.contains("Probe.callFn refused"),

@@ -104,7 +104,7 @@ fn a_peers_error_messages_are_cut() {
         raw.send(&call_fn(10, probe, thread, 2, 1, 7));
         let callback = loop {
             match raw.next() {
-                Some(Incoming::Call(question)) => break question,
+                Some(Incoming::Call(question, _)) => break question,
                 Some(Incoming::Return(id, answer)) => panic!("question {id}: {answer:?}"),
                 Some(_) => {}
                 None => panic!("the child closed the connection"),

@@ -25,8 +25,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use capnp::capability::FromClientHook;
+use capnp_rpc::RpcSystem;
 use capnp_rpc::rpc_twoparty_capnp::Side;
-use capnp_rpc::{RpcSystem, twoparty};
 use futures::io::{BufReader, BufWriter};
 use multiprocess_event_loop::{Error, LoopContext, LoopHandle, LoopPoster, Result, Socket, Waiter};
 use slab::Slab;
@@ -34,6 +34,7 @@ use slab::Slab;
 use crate::bootstrap_capnp::bootstrap;
 use crate::loop_state;
 use crate::names::PeerName;
+use crate::network::{ConnectionLimits, Network};
 use crate::proxy_capnp::{thread, thread_map};
 use crate::sync::global::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Condvar, Mutex, Weak};
@@ -431,11 +432,11 @@ impl Drop for ConnShared {
     }
 }
 
-/// Which end of a connection this process is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which end of a connection this process is; a server serves its
+/// bootstrap capability.
 enum End {
     Client,
-    Server,
+    Server(capnp::capability::Client),
 }
 
 /// Starts the loop-thread half of a connection over `stream`. Runs on the
@@ -447,24 +448,24 @@ fn start_conn(
     status: Arc<ConnStatus>,
     stream: Socket,
     end: End,
-    bootstrap: Option<capnp::capability::Client>,
+    limits: ConnectionLimits,
 ) -> Result<(Rc<ConnState>, Option<capnp::capability::Client>)> {
     let setup = LoopContext::with(|cx| -> Result<_> {
         let (reader, writer) = cx.stream(stream)?.split();
-        let side = match end {
-            End::Client => Side::Client,
-            End::Server => Side::Server,
+        let (side, bootstrap) = match end {
+            End::Client => (Side::Client, None),
+            End::Server(bootstrap) => (Side::Server, Some(bootstrap)),
         };
-        let network = twoparty::VatNetwork::new(
+        let network = Network::new(
             BufReader::with_capacity(BUFFER, reader),
             BufWriter::with_capacity(BUFFER, writer),
             side,
-            capnp::message::ReaderOptions::default(),
+            limits,
         );
         let mut rpc = RpcSystem::new(Box::new(network), bootstrap);
-        let peer_bootstrap = match end {
-            End::Client => Some(rpc.bootstrap::<capnp::capability::Client>(Side::Server)),
-            End::Server => None,
+        let peer_bootstrap = match side {
+            Side::Client => Some(rpc.bootstrap::<capnp::capability::Client>(Side::Server)),
+            _ => None,
         };
         let disconnector = rpc.get_disconnector();
         let conn = Rc::new(ConnState {
@@ -592,10 +593,23 @@ impl Connection {
     /// does), and returns the connection with the bootstrap capability as a
     /// `C`.
     ///
-    /// Blocks the calling thread for the handshake's round trip.
+    /// Blocks the calling thread for the handshake's round trip. The peer
+    /// is held to the default [`ConnectionLimits`].
     pub fn connect<C>(
         event_loop: &LoopHandle,
         stream: impl Into<Socket>,
+    ) -> Result<(Connection, RemoteObject<C>)>
+    where
+        C: FromClientHook + capnp::traits::HasTypeId + Clone + 'static,
+    {
+        Self::connect_with_limits(event_loop, stream, ConnectionLimits::default())
+    }
+
+    /// Like [`connect`](Self::connect), holding the peer to `limits`.
+    pub fn connect_with_limits<C>(
+        event_loop: &LoopHandle,
+        stream: impl Into<Socket>,
+        limits: ConnectionLimits,
     ) -> Result<(Connection, RemoteObject<C>)>
     where
         C: FromClientHook + capnp::traits::HasTypeId + Clone + 'static,
@@ -616,7 +630,7 @@ impl Connection {
             "the connection closed during its handshake".into(),
         ));
         event_loop.post(move || {
-            let (conn, bootstrap) = match start_conn(weak, id, name, status, stream, End::Client, None) {
+            let (conn, bootstrap) = match start_conn(weak, id, name, status, stream, End::Client, limits) {
                 Ok((conn, Some(bootstrap))) => (conn, bootstrap),
                 Ok((_, None)) => return reply.send(Err(Error::Protocol("no bootstrap capability".into()))),
                 Err(e) => return reply.send(Err(e)),
@@ -665,11 +679,30 @@ impl Connection {
     ///
     /// Call it from an application thread or from `event_loop`'s own thread;
     /// from another loop's thread it fails with [`Error::WrongThread`] (see
-    /// [`LoopHandle::sync`]).
+    /// [`LoopHandle::sync`]). The peer is held to the default
+    /// [`ConnectionLimits`].
     pub fn serve<F>(
         event_loop: &LoopHandle,
         stream: impl Into<Socket>,
         make_bootstrap: F,
+    ) -> Result<Connection>
+    where
+        F: FnOnce(ServeContext) -> capnp::capability::Client + Send + 'static,
+    {
+        Self::serve_with_limits(
+            event_loop,
+            stream,
+            make_bootstrap,
+            ConnectionLimits::default(),
+        )
+    }
+
+    /// Like [`serve`](Self::serve), holding the peer to `limits`.
+    pub fn serve_with_limits<F>(
+        event_loop: &LoopHandle,
+        stream: impl Into<Socket>,
+        make_bootstrap: F,
+        limits: ConnectionLimits,
     ) -> Result<Connection>
     where
         F: FnOnce(ServeContext) -> capnp::capability::Client + Send + 'static,
@@ -692,7 +725,16 @@ impl Connection {
                 poster,
                 status: status.clone(),
             });
-            start_conn(weak, id, name, status, stream, End::Server, Some(bootstrap)).map(|_| ())
+            start_conn(
+                weak,
+                id,
+                name,
+                status,
+                stream,
+                End::Server(bootstrap),
+                limits,
+            )
+            .map(|_| ())
         })??;
         Ok(Connection { shared })
     }

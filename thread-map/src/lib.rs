@@ -101,6 +101,7 @@ mod drain;
 mod listener;
 mod loop_state;
 pub mod names;
+mod network;
 mod process;
 mod sync;
 mod thread_server;
@@ -122,6 +123,7 @@ pub use multiprocess_event_loop::stack::{
 };
 pub use multiprocess_event_loop::{Error, EventLoop, Failure, LoopHandle, Result, Socket};
 pub use names::{MAX_PEER_THREAD_NAME, MAX_THREAD_NAME};
+pub use network::{ConnectionLimits, DEFAULT_FLOW_BUDGET_BYTES, DEFAULT_MAX_MESSAGE_BYTES};
 pub use process::{
     IPC_FD_ARG, parse_ipc_fd, spawn_process, spawn_process_with, take_fd, take_ipc_fd,
 };

@@ -68,7 +68,8 @@ const COUNTS: &str = "mp-limits-counts: ";
 /// listening socket its parent passed, until its stdin closes. Settings
 /// from the environment: `MP_LIMITS_WORKER_STACK` (bytes),
 /// `MP_LIMITS_MAX_WORKERS` (per connection), `MP_LIMITS_MAX_WORKERS_TOTAL`
-/// (for the process).
+/// (for the process), `MP_LIMITS_FLOW_BUDGET` and `MP_LIMITS_MAX_MESSAGE`
+/// (bytes, for every connection: `ConnectionLimits`).
 pub(crate) fn child_main() {
     let fd: i32 = std::env::var(LISTEN_FD)
         .ok()
@@ -85,6 +86,13 @@ pub(crate) fn child_main() {
     }
     if let Some(count) = setting("MP_LIMITS_MAX_WORKERS_TOTAL") {
         multiprocess_thread_map::set_max_workers(count);
+    }
+    let mut limits = multiprocess_thread_map::ConnectionLimits::default();
+    if let Some(bytes) = setting("MP_LIMITS_FLOW_BUDGET") {
+        limits.flow_budget_bytes = bytes;
+    }
+    if let Some(bytes) = setting("MP_LIMITS_MAX_MESSAGE") {
+        limits.max_message_bytes = bytes;
     }
     // SAFETY: the parent passed this listening socket for us alone.
     let listener = unsafe { UnixListener::from_raw_fd(fd) };
@@ -111,7 +119,15 @@ pub(crate) fn child_main() {
     for stream in listener.incoming() {
         let stream = stream.expect("accept");
         connections.retain(|c| !c.is_disconnected());
-        connections.push(mp_testkit::probe_server::serve(&event_loop, stream).expect("serve"));
+        connections.push(
+            Connection::serve_with_limits(
+                &event_loop,
+                stream,
+                mp_testkit::probe_server::bootstrap,
+                limits,
+            )
+            .expect("serve"),
+        );
     }
 }
 
@@ -272,13 +288,23 @@ impl LimitsChild {
 
     /// The child's resident memory (`VmRSS`), in KiB.
     pub(crate) fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The child's virtual memory (`VmSize`: what it has reserved, touched
+    /// or not), in KiB.
+    pub(crate) fn vm_kib(&self) -> u64 {
+        self.status_kib("VmSize:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("the child's /proc status");
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc status")
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
     }
 
     /// Closes the child's stdin and checks it exits with success (no crash,
@@ -337,6 +363,41 @@ pub(crate) enum Cap {
     SenderHosted(u32),
     /// One the server exported to us, passed back.
     ReceiverHosted(u32),
+    /// The `result` (pointer field 0) of the server's answer to our
+    /// question: pipelined, usable before the answer has come.
+    ReceiverAnswer(u32),
+}
+
+/// A capability of the server's, by export id, or as the `result` (pointer
+/// field 0) of the answer to one of our questions: messages built with
+/// answers can be sent all at once, whatever ids the server will hand out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Ref {
+    /// An export id the server gave us.
+    Export(u32),
+    /// The result of our question.
+    Answer(u32),
+}
+
+impl From<u32> for Ref {
+    fn from(id: u32) -> Self {
+        Ref::Export(id)
+    }
+}
+
+impl From<Ref> for Cap {
+    fn from(r: Ref) -> Self {
+        match r {
+            Ref::Export(id) => Cap::ReceiverHosted(id),
+            Ref::Answer(question) => Cap::ReceiverAnswer(question),
+        }
+    }
+}
+
+/// Points `answer` at the `result` of `question`.
+fn promised_result(mut answer: capnp_rpc::rpc_capnp::promised_answer::Builder<'_>, question: u32) {
+    answer.set_question_id(question);
+    answer.init_transform(1).get(0).set_get_pointer_field(0);
 }
 
 /// Placeholder capabilities: a typed setter needs a client to put in the
@@ -364,7 +425,7 @@ fn placeholder_int_fn() -> int_fn::Client {
 /// parameters, setting capabilities in the order of `caps`.
 pub(crate) fn call(
     question: u32,
-    target: u32,
+    target: impl Into<Ref>,
     interface_id: u64,
     method_id: u16,
     caps: &[Cap],
@@ -377,7 +438,12 @@ pub(crate) fn call(
         call.set_question_id(question);
         call.set_interface_id(interface_id);
         call.set_method_id(method_id);
-        call.reborrow().init_target().set_imported_cap(target);
+        match target.into() {
+            Ref::Export(id) => call.reborrow().init_target().set_imported_cap(id),
+            Ref::Answer(q) => {
+                promised_result(call.reborrow().init_target().init_promised_answer(), q)
+            }
+        }
         let mut params = call.init_params();
         {
             let mut content = params.reborrow().init_content();
@@ -390,6 +456,7 @@ pub(crate) fn call(
             match *cap {
                 Cap::SenderHosted(id) => descriptor.set_sender_hosted(id),
                 Cap::ReceiverHosted(id) => descriptor.set_receiver_hosted(id),
+                Cap::ReceiverAnswer(q) => promised_result(descriptor.init_receiver_answer(), q),
             }
         }
     }
@@ -398,7 +465,11 @@ pub(crate) fn call(
 }
 
 /// `Init.construct(threadMap)`, our ThreadMap being `SenderHosted(our_map)`.
-pub(crate) fn construct(question: u32, init: u32, our_map: u32) -> Builder<HeapAllocator> {
+pub(crate) fn construct(
+    question: u32,
+    init: impl Into<Ref>,
+    our_map: u32,
+) -> Builder<HeapAllocator> {
     call(
         question,
         init,
@@ -414,7 +485,11 @@ pub(crate) fn construct(question: u32, init: u32, our_map: u32) -> Builder<HeapA
 }
 
 /// `ThreadMap.makeThread(name)`.
-pub(crate) fn make_thread(question: u32, map: u32, name: &str) -> Builder<HeapAllocator> {
+pub(crate) fn make_thread(
+    question: u32,
+    map: impl Into<Ref>,
+    name: &str,
+) -> Builder<HeapAllocator> {
     call(question, map, THREAD_MAP, 0, &[], |content| {
         content
             .init_as::<thread_map::make_thread_params::Builder<'_>>()
@@ -423,13 +498,17 @@ pub(crate) fn make_thread(question: u32, map: u32, name: &str) -> Builder<HeapAl
 }
 
 /// `Init.makeProbe(context)`, run on the worker `thread`.
-pub(crate) fn make_probe(question: u32, init: u32, thread: u32) -> Builder<HeapAllocator> {
+pub(crate) fn make_probe(
+    question: u32,
+    init: impl Into<Ref>,
+    thread: impl Into<Ref>,
+) -> Builder<HeapAllocator> {
     call(
         question,
         init,
         INIT,
         1,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             content
                 .init_as::<init::make_probe_params::Builder<'_>>()
@@ -442,8 +521,8 @@ pub(crate) fn make_probe(question: u32, init: u32, thread: u32) -> Builder<HeapA
 /// `Probe.add(context, a, b)` on the worker `thread`.
 pub(crate) fn add(
     question: u32,
-    probe: u32,
-    thread: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
     a: i32,
     b: i32,
 ) -> Builder<HeapAllocator> {
@@ -452,7 +531,7 @@ pub(crate) fn add(
         probe,
         PROBE,
         0,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             let mut params = content.init_as::<probe::add_params::Builder<'_>>();
             params
@@ -470,8 +549,8 @@ pub(crate) fn add(
 /// as `fn`: the server calls `fn` back on our thread.
 pub(crate) fn call_fn(
     question: u32,
-    probe: u32,
-    thread: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
     callback_thread: u32,
     function: u32,
     arg: i32,
@@ -482,7 +561,7 @@ pub(crate) fn call_fn(
         PROBE,
         8,
         &[
-            Cap::ReceiverHosted(thread),
+            Cap::from(thread.into()),
             Cap::SenderHosted(callback_thread),
             Cap::SenderHosted(function),
         ],
@@ -500,13 +579,17 @@ pub(crate) fn call_fn(
 }
 
 /// `Probe.whoami(context)` on the worker `thread`.
-pub(crate) fn whoami(question: u32, probe: u32, thread: u32) -> Builder<HeapAllocator> {
+pub(crate) fn whoami(
+    question: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
+) -> Builder<HeapAllocator> {
     call(
         question,
         probe,
         PROBE,
         1,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             content
                 .init_as::<probe::whoami_params::Builder<'_>>()
@@ -520,8 +603,8 @@ pub(crate) fn whoami(question: u32, probe: u32, thread: u32) -> Builder<HeapAllo
 /// `waitBlocked(gate, 1)` (4), run on the worker `thread`.
 pub(crate) fn gate_call(
     question: u32,
-    probe: u32,
-    thread: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
     method: u16,
     gate: &str,
 ) -> Builder<HeapAllocator> {
@@ -530,7 +613,7 @@ pub(crate) fn gate_call(
         probe,
         PROBE,
         method,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| match method {
             2 => {
                 let mut params = content.init_as::<probe::block_params::Builder<'_>>();
@@ -563,13 +646,18 @@ pub(crate) fn gate_call(
 }
 
 /// `Probe.echo(context, data)` on the worker `thread`.
-pub(crate) fn echo(question: u32, probe: u32, thread: u32, data: &[u8]) -> Builder<HeapAllocator> {
+pub(crate) fn echo(
+    question: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
+    data: &[u8],
+) -> Builder<HeapAllocator> {
     call(
         question,
         probe,
         PROBE,
         7,
-        &[Cap::ReceiverHosted(thread)],
+        &[thread.into().into()],
         |content| {
             let mut params = content.init_as::<probe::echo_params::Builder<'_>>();
             params
@@ -601,6 +689,54 @@ pub(crate) fn abort(reason: &str) -> Builder<HeapAllocator> {
         .init_abort()
         .set_reason(reason);
     message
+}
+
+/// `Probe.saveFn(context, fn)` on the worker `thread`, `fn` being our
+/// export `function`.
+pub(crate) fn save_fn(
+    question: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
+    function: u32,
+) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        9,
+        &[Cap::from(thread.into()), Cap::SenderHosted(function)],
+        |content| {
+            let mut params = content.init_as::<probe::save_fn_params::Builder<'_>>();
+            params
+                .reborrow()
+                .init_context()
+                .set_thread(placeholder_thread());
+            params.set_fn(placeholder_int_fn());
+        },
+    )
+}
+
+/// `Probe.callSavedFromNotifier(context, arg)` on the worker `thread`: the
+/// server's notifier thread (serving no call of ours) calls the saved `fn`,
+/// so it asks our ThreadMap for a thread first.
+pub(crate) fn call_saved_from_notifier(
+    question: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
+) -> Builder<HeapAllocator> {
+    call(
+        question,
+        probe,
+        PROBE,
+        11,
+        &[thread.into().into()],
+        |content| {
+            content
+                .init_as::<probe::call_saved_from_notifier_params::Builder<'_>>()
+                .init_context()
+                .set_thread(placeholder_thread());
+        },
+    )
 }
 
 /// `Finish` of `question`.
@@ -643,9 +779,10 @@ pub(crate) enum Answer {
 pub(crate) enum Incoming {
     /// The answer to one of our questions.
     Return(u32, Answer),
-    /// A call the server made to one of our exports (a callback), by its
-    /// question id.
-    Call(u32),
+    /// A call the server made to one of our exports (a callback): its
+    /// question id, and the export it targets (`None` for a promised
+    /// answer).
+    Call(u32, Option<u32>),
     /// The server is closing the connection, for this reason.
     Abort(String),
     /// Anything else (`Release`, `Resolve`, ...).
@@ -764,7 +901,13 @@ impl Raw {
                 };
                 Incoming::Return(ret.get_answer_id(), answer)
             }
-            message::Call(Ok(call)) => Incoming::Call(call.get_question_id()),
+            message::Call(Ok(call)) => {
+                let target = call.get_target().ok().and_then(|t| match t.which() {
+                    Ok(capnp_rpc::rpc_capnp::message_target::ImportedCap(id)) => Some(id),
+                    _ => None,
+                });
+                Incoming::Call(call.get_question_id(), target)
+            }
             message::Abort(abort) => Incoming::Abort(
                 abort
                     .and_then(|a| a.get_reason())
