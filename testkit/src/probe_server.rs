@@ -12,7 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use multiprocess::capnp::capability::FromClientHook;
-use multiprocess::{Connection, Error, Interface, LoopHandle, Result, ServeContext};
+use multiprocess::raw::ServeContext;
+use multiprocess::{Connection, Error, Interface, LoopHandle, Result};
 
 use crate::probe::{
     CallFnOutput, CallSavedFromNotifierOutput, Counter, CounterDropsOutput, Init, IntFn, Probe,

@@ -712,6 +712,7 @@ pub(crate) fn save_fn(
                 .init_context()
                 .set_thread(placeholder_thread());
             params.set_fn(placeholder_int_fn());
+            params.set_has_fn(true);
         },
     )
 }
