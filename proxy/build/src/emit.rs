@@ -359,10 +359,13 @@ impl<'s, 'a> FileGen<'s, 'a> {
         };
         let (mut slots, _, _) = self.slots(st.get_fields()?, false, &name.display)?;
         self.box_recursive(id, &mut slots)?;
+        // The parameters the fields use (an unused one has no Rust type).
         let params: Vec<String> = node
             .get_parameters()?
             .iter()
-            .map(|p| p.get_name().and_then(|n| Ok(n.to_string()?)))
+            .zip(&name.used_params)
+            .filter(|(_, used)| **used)
+            .map(|(p, _)| p.get_name().and_then(|n| Ok(n.to_string()?)))
             .collect::<capnp::Result<_>>()?;
         let generics = if params.is_empty() {
             String::new()
@@ -453,7 +456,8 @@ impl<'s, 'a> FileGen<'s, 'a> {
             }
             let _ = writeln!(o, "        }}\n    }}\n}}\n");
         }
-        if params.is_empty() {
+        // A generic struct's impls are per instance (`instance_impl`).
+        if !node.get_is_generic() {
             o.push_str(&self.wire_impl(&Ty::Struct(name.clone()), &slots)?);
         }
         self.out.push_str(&o);
@@ -1166,7 +1170,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         };
         let _ = writeln!(
             o,
-            "/// Another process's `{}`: each method is a blocking call that runs on the\n/// worker thread the peer dedicates to the calling thread.\npub struct {}{{\n    object: {object_ty},\n}}\n",
+            "/// Another process's `{}`: each method is a blocking call that runs on the\n/// worker thread the peer dedicates to the calling thread.\npub struct {} {{\n    object: {object_ty},\n}}\n",
             name.display, client
         );
         let _ = writeln!(

@@ -213,8 +213,11 @@ impl Builder {
             .compile()
             .map_err(|e| Error(format!("capnp compile: {e}")));
         let _ = fs::remove_dir_all(&include);
-        for file in &self.files {
-            println!("cargo:rerun-if-changed={}", file.display());
+        // In a build script, rebuild when a schema changes.
+        if std::env::var_os("OUT_DIR").is_some() && self.out_dir.is_none() {
+            for file in &self.files {
+                println!("cargo:rerun-if-changed={}", file.display());
+            }
         }
         request
     }

@@ -88,6 +88,10 @@ pub(crate) struct NodeName {
     pub(crate) display: String,
     /// The file it is declared in.
     pub(crate) file_id: u64,
+    /// For a generic struct, which of its parameters its fields use: the
+    /// Rust struct has only those (Bitcoin Core's `ResultVoid(Value)` uses
+    /// none, and its users bind none).
+    pub(crate) used_params: Vec<bool>,
 }
 
 /// The annotations of `mp/proxy.capnp`, by id.
@@ -284,6 +288,49 @@ impl<'a> Schema<'a> {
     }
 }
 
+/// Which of generic struct `node`'s parameters its fields use.
+fn used_params(node: node::Reader<'_>) -> capnp::Result<Vec<bool>> {
+    let count = node.get_parameters()?.len() as usize;
+    let mut used = vec![false; count];
+    if let node::Struct(st) = node.which()? {
+        for field in st.get_fields()? {
+            if let field::Slot(slot) = field.which()? {
+                mark_params(slot.get_type()?, node.get_id(), &mut used)?;
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Marks in `used` the parameters of scope `scope` that `ty` names.
+fn mark_params(ty: type_::Reader<'_>, scope: u64, used: &mut [bool]) -> capnp::Result<()> {
+    match ty.which()? {
+        type_::List(list) => mark_params(list.get_element_type()?, scope, used)?,
+        type_::AnyPointer(any) => {
+            if let type_::any_pointer::Parameter(p) = any.which()? {
+                if p.get_scope_id() == scope {
+                    if let Some(slot) = used.get_mut(usize::from(p.get_parameter_index())) {
+                        *slot = true;
+                    }
+                }
+            }
+        }
+        type_::Struct(s) => {
+            for brand_scope in s.get_brand()?.get_scopes()? {
+                if let capnp::schema_capnp::brand::scope::Bind(binds) = brand_scope.which()? {
+                    for bind in binds? {
+                        if let capnp::schema_capnp::brand::binding::Type(t) = bind.which()? {
+                            mark_params(t?, scope, used)?;
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Names the nodes nested in `node`, recursively.
 #[allow(clippy::too_many_arguments)]
 fn name_nested(
@@ -323,6 +370,7 @@ fn name_nested(
                 rust: rust.clone(),
                 display: display.clone(),
                 file_id,
+                used_params: used_params(*child)?,
             },
         );
         if let Some(module) = module {

@@ -19,6 +19,8 @@ pub(crate) enum Ty {
     Generic(NodeName, Vec<Ty>),
     /// A generic struct's type parameter, inside its own definition.
     Param(String),
+    /// A generic argument left unbound (its struct's fields do not use it).
+    Unbound,
     /// A Rust type of the user's (`Builder::carry`), carried as the wire
     /// type it implements `Carry` for.
     Carried(String, Box<Ty>),
@@ -129,7 +131,16 @@ impl Ty {
                     }
                 }
                 let expected = node.get_parameters()?.len() as usize;
-                if args.len() != expected {
+                if args.is_empty() {
+                    // No bindings: every parameter unbound, which only a
+                    // parameter no field uses may be.
+                    args = vec![Ty::Unbound; expected];
+                }
+                let unbound_but_used = args
+                    .iter()
+                    .zip(&name.used_params)
+                    .any(|(a, used)| *used && matches!(a, Ty::Unbound));
+                if args.len() != expected || unbound_but_used {
                     return Err(unsupported(&format!(
                         "{} without its {expected} type arguments",
                         name.display
@@ -168,6 +179,7 @@ impl Ty {
     /// capnp's `Owned` type for it, as capnpc's code names it.
     pub(crate) fn capnp_owned(&self) -> capnp::Result<String> {
         Ok(match self {
+            Ty::Unbound => "::capnp::any_pointer::Owned".into(),
             Ty::Map(_) => return Err(unsupported("a map as a generic argument")),
             Ty::Boxed(inner) => inner.capnp_owned()?,
             Ty::Text => "::capnp::text::Owned".into(),
@@ -195,6 +207,7 @@ impl Ty {
                     format!("::capnp::capability_list::Owned<{}::Client>", n.capnp)
                 }
                 Ty::Param(p) => return Err(unsupported(&format!("a list of the parameter {p}"))),
+                Ty::Unbound => return Err(unsupported("a list of an unbound parameter")),
                 Ty::Carried(_, wire) => Ty::List(wire.clone()).capnp_owned()?,
                 Ty::Map(_) => return Err(unsupported("a list of maps")),
                 Ty::Boxed(inner) => Ty::List(inner.clone()).capnp_owned()?,
@@ -255,15 +268,25 @@ impl Ty {
                 entry.0.ty.owned(),
                 entry.1.ty.owned()
             ),
-            Ty::Void => "()".into(),
+            Ty::Void | Ty::Unbound => "()".into(),
             Ty::Prim(p) => (*p).into(),
             Ty::Text => "String".into(),
             Ty::Data => "Vec<u8>".into(),
             Ty::Enum(n) => n.capnp.clone(),
             Ty::Struct(n) => format!("{}::{}", n.proxy_mod, n.rust),
             Ty::Generic(n, args) => {
-                let args: Vec<String> = args.iter().map(|a| a.owned()).collect();
-                format!("{}::{}<{}>", n.proxy_mod, n.rust, args.join(", "))
+                // Only the parameters the struct's fields use.
+                let args: Vec<String> = args
+                    .iter()
+                    .zip(&n.used_params)
+                    .filter(|(_, used)| **used)
+                    .map(|(a, _)| a.owned())
+                    .collect();
+                if args.is_empty() {
+                    format!("{}::{}", n.proxy_mod, n.rust)
+                } else {
+                    format!("{}::{}<{}>", n.proxy_mod, n.rust, args.join(", "))
+                }
             }
             Ty::Param(p) => p.clone(),
             Ty::Carried(rust, _) => rust.clone(),
@@ -298,7 +321,7 @@ impl Ty {
     pub(crate) fn input_from_ref(&self, expr: &str) -> String {
         match self {
             Ty::Boxed(_) => expr.to_string(),
-            Ty::Void | Ty::Prim(_) | Ty::Enum(_) => match expr.strip_prefix('&') {
+            Ty::Void | Ty::Unbound | Ty::Prim(_) | Ty::Enum(_) => match expr.strip_prefix('&') {
                 Some(place) => place.to_string(),
                 None => format!("*{expr}"),
             },
@@ -472,7 +495,7 @@ impl Emit<'_> {
                     )
                 )
             }
-            Ty::Void => String::new(),
+            Ty::Void | Ty::Unbound => String::new(),
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
                 format!("{b}.set_{accessor}({input}){fallible};\n")
             }
@@ -511,7 +534,7 @@ impl Emit<'_> {
                 self.set_elem(wire, list, i, &self.write_carried(wire, input, true), depth)
             }
             Ty::Map(_) => "compile_error!(\"a list of maps is not supported\");\n".into(),
-            Ty::Void => String::new(),
+            Ty::Void | Ty::Unbound => String::new(),
             Ty::Prim(_) | Ty::Enum(_) | Ty::Text | Ty::Data => {
                 format!("{list}.set({i}, {input});\n")
             }
@@ -584,7 +607,7 @@ impl Emit<'_> {
                     ),
                 )
             }
-            Ty::Void => "()".into(),
+            Ty::Void | Ty::Unbound => "()".into(),
             Ty::Prim(_) => format!("{r}.get_{accessor}()"),
             Ty::Enum(_) => {
                 format!("{r}.get_{accessor}().map_err(|e| {p}::bad_value({label:?}, e))?")
@@ -630,7 +653,7 @@ impl Emit<'_> {
                 self.read_carried(rust, &self.borrowed_get(wire, &read, label, &owned), label)
             }
             Ty::Map(_) => "compile_error!(\"a list of maps is not supported\")".into(),
-            Ty::Void => "()".into(),
+            Ty::Void | Ty::Unbound => "()".into(),
             Ty::Prim(_) => format!("{list}.get({i})"),
             Ty::Enum(_) => format!("{list}.get({i}).map_err(|e| {p}::bad_value({label:?}, e))?"),
             Ty::Text => {

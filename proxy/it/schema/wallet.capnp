@@ -35,6 +35,14 @@ interface Wallet $Proxy.wrap("app::Wallet") {
     # The chain of links reversed: a recursive struct, both ways.
     accounts @12 (context :Proxy.Context) -> (result :List(Account));
     # Structs that hold capabilities: every account's wallet.
+    verdict @13 (context :Proxy.Context, ok :Bool) -> (result :Verdict);
+    # A generic struct none of whose fields uses its parameter (as Bitcoin
+    # Core's ResultVoid), unbound where it is used.
+}
+
+struct Verdict(Value) {
+    error @0 :Text;
+    hasError @1 :Bool;
 }
 
 interface Clock {

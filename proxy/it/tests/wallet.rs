@@ -263,6 +263,15 @@ fn a_remote_wallet_and_a_local_one_are_the_same_to_code_that_uses_them() {
         fn accounts(&self) -> multiprocess::Result<Vec<multiprocess_proxy_tests::wallet::Account>> {
             Ok(Vec::new())
         }
+        fn verdict(
+            &self,
+            ok: bool,
+        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Verdict> {
+            Ok(multiprocess_proxy_tests::wallet::Verdict {
+                error: (!ok).then(|| "not ok".to_string()),
+            })
+        }
+
         fn lookup(&self, _: &[u8; 32]) -> multiprocess::Result<Option<Tx>> {
             Ok(None)
         }

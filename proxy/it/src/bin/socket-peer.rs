@@ -106,6 +106,12 @@ impl Wallet for PeerWallet {
         Ok(Vec::new())
     }
 
+    fn verdict(&self, ok: bool) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Verdict> {
+        Ok(multiprocess_proxy_tests::wallet::Verdict {
+            error: (!ok).then(|| "not ok".to_string()),
+        })
+    }
+
     fn lookup(&self, _txid: &[u8; 32]) -> Result<Option<Tx>> {
         Ok(None)
     }

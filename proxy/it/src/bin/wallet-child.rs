@@ -153,6 +153,12 @@ impl Wallet for MyWallet {
         }])
     }
 
+    fn verdict(&self, ok: bool) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Verdict> {
+        Ok(multiprocess_proxy_tests::wallet::Verdict {
+            error: (!ok).then(|| "not ok".to_string()),
+        })
+    }
+
     fn lookup(&self, txid: &[u8; 32]) -> Result<Option<Tx>> {
         let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         Ok(history.iter().find(|tx| tx.txid == *txid).cloned())
