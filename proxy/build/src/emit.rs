@@ -161,9 +161,13 @@ impl<'s, 'a> FileGen<'s, 'a> {
                     "group field {name} is not supported"
                 )));
             };
-            if field.get_discriminant_value() != field::NO_DISCRIMINANT {
+            if field.get_discriminant_value() != field::NO_DISCRIMINANT
+                && fields
+                    .iter()
+                    .any(|f| f.get_discriminant_value() == field::NO_DISCRIMINANT)
+            {
                 return Err(capnp::Error::failed(format!(
-                    "union field {name} is not supported"
+                    "union field {name} beside fields outside the union is not supported"
                 )));
             }
             if Schema::has_annotation(field.get_annotations()?, self.schema.proxy.skip) {
@@ -200,6 +204,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
             }
             let made = Slot {
                 name: self.schema.field_name(*field)?,
+                wire: name.clone(),
                 accessor: snake(name),
                 ty: mapped,
                 generic: matches!(ty.which()?, capnp::schema_capnp::type_::AnyPointer(_)),
@@ -400,6 +405,39 @@ impl<'s, 'a> FileGen<'s, 'a> {
             .iter()
             .all(|d| d == "Default::default()" || d == "None");
         let mut o = String::new();
+        if is_union(st)? {
+            let _ = writeln!(
+                o,
+                "/// The capnp struct `{}`: a union, one of its fields.",
+                name.display
+            );
+            if let Some(doc) = self.schema.doc(id) {
+                let _ = write!(o, "///\n{}", doc_lines(doc, ""));
+            }
+            let _ = writeln!(
+                o,
+                "{}\npub enum {}{generics} {{",
+                derives(&slots, false),
+                name.rust
+            );
+            for slot in &slots {
+                let _ = writeln!(o, "    /// `{}`.", slot.accessor);
+                match slot.ty {
+                    Ty::Void => {
+                        let _ = writeln!(o, "    {},", variant(slot));
+                    }
+                    _ => {
+                        let _ = writeln!(o, "    {}({}),", variant(slot), slot_owned(slot));
+                    }
+                }
+            }
+            let _ = writeln!(o, "}}\n");
+            if !node.get_is_generic() {
+                o.push_str(&self.wire_impl(&Ty::Struct(name.clone()), &slots)?);
+            }
+            self.out.push_str(&o);
+            return Ok(());
+        }
         let _ = writeln!(o, "/// The capnp struct `{}`.", name.display);
         if let Some(doc) = self.schema.doc(id) {
             let _ = write!(o, "///\n{}", doc_lines(doc, ""));
@@ -466,6 +504,15 @@ impl<'s, 'a> FileGen<'s, 'a> {
 
     /// The `Wire` impl of a struct, or of one instance of a generic struct.
     fn wire_impl(&self, ty: &Ty, slots: &[Slot]) -> capnp::Result<String> {
+        let (Ty::Struct(name) | Ty::Generic(name, _)) = ty else {
+            return Ok(String::new());
+        };
+        let node::Struct(st) = self.schema.node(self.node_id(name)?)?.which()? else {
+            return Ok(String::new());
+        };
+        if is_union(st)? {
+            return self.union_wire_impl(ty, name, slots);
+        }
         let p = self.p();
         let e = self.emit();
         let rust = ty.owned();
@@ -530,6 +577,89 @@ impl<'s, 'a> FileGen<'s, 'a> {
         }
         let _ = writeln!(o, "        }})\n    }}\n}}\n");
         // Here the connection is the `&ServeContext` parameter itself.
+        Ok(o.replace("&mp_ctx", "mp_ctx"))
+    }
+
+    /// The `Wire` impl of a struct that is one union: a Rust enum.
+    fn union_wire_impl(&self, ty: &Ty, name: &NodeName, slots: &[Slot]) -> capnp::Result<String> {
+        let p = self.p();
+        let e = self.emit();
+        let rust = ty.owned();
+        let capnp = ty.capnp_owned()?;
+        let builder = format!("<Self::Capnp as {p}::capnp::traits::Owned>::Builder<'_>");
+        let reader = format!("<Self::Capnp as {p}::capnp::traits::Owned>::Reader<'_>");
+        let uses_ctx = slots.iter().any(|s| s.ty.needs_ctx());
+        let unused = if uses_ctx {
+            ""
+        } else {
+            "        let _ = mp_ctx;\n"
+        };
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "impl {p}::Wire for {rust} {{\n    type Capnp = {capnp};\n"
+        );
+        let _ = writeln!(
+            o,
+            "    fn write(&self, mut builder: {builder}, mp_ctx: &{p}::ServeContext) -> {p}::capnp::Result<()> {{\n{unused}        match self {{"
+        );
+        for slot in slots {
+            match slot.ty {
+                Ty::Void => {
+                    let _ = writeln!(
+                        o,
+                        "            Self::{} => builder.set_{}(()),",
+                        variant(slot),
+                        slot.accessor
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        o,
+                        "            Self::{}(value) => {{\n{}}}",
+                        variant(slot),
+                        e.set_field(
+                            &slot.ty,
+                            "builder",
+                            &slot.accessor,
+                            &slot.ty.input_from_ref("value"),
+                            0,
+                            slot.generic
+                        )
+                    );
+                }
+            }
+        }
+        let _ = writeln!(o, "        }}\n        Ok(())\n    }}\n");
+        let _ = writeln!(
+            o,
+            "    fn read(reader: {reader}, mp_ctx: &{p}::ServeContext) -> {p}::capnp::Result<Self> {{\n{unused}        Ok(match reader.which().map_err(|e| {p}::bad_value({:?}, e))? {{",
+            name.display
+        );
+        for slot in slots {
+            match slot.ty {
+                Ty::Void => {
+                    let _ = writeln!(
+                        o,
+                        "            {}::Which::{}(()) => Self::{},",
+                        name.capnp,
+                        variant(slot),
+                        variant(slot)
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        o,
+                        "            {}::Which::{}(value) => Self::{}({}),",
+                        name.capnp,
+                        variant(slot),
+                        variant(slot),
+                        e.get_from(&slot.ty, "value", &slot.accessor, 0)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(o, "        }})\n    }}\n}}\n");
         Ok(o.replace("&mp_ctx", "mp_ctx"))
     }
 
@@ -1423,6 +1553,21 @@ fn derives(slots: &[Slot], default: bool) -> String {
         }
     }
     format!("#[derive({})]", derives.join(", "))
+}
+
+/// Whether struct `st` is one union and nothing else.
+fn is_union(st: capnp::schema_capnp::node::struct_::Reader<'_>) -> capnp::Result<bool> {
+    let fields = st.get_fields()?;
+    Ok(st.get_discriminant_count() > 0
+        && fields
+            .iter()
+            .all(|f| f.get_discriminant_value() != field::NO_DISCRIMINANT))
+}
+
+/// The Rust enum variant of a union's field: its capnp name, first letter
+/// capitalised, as capnpc names its `Which` variant.
+fn variant(slot: &Slot) -> String {
+    pascal(&slot.wire)
 }
 
 /// A doc comment's text as `///` lines at `indent`.

@@ -43,6 +43,8 @@ pub(crate) enum Ty {
 pub(crate) struct Slot {
     /// The Rust name.
     pub(crate) name: String,
+    /// The field's name in the schema.
+    pub(crate) wire: String,
     /// capnpc's accessor stem (`get_{stem}`, `set_{stem}`).
     pub(crate) accessor: String,
     pub(crate) ty: Ty,
@@ -575,17 +577,11 @@ impl Emit<'_> {
         label: &str,
         depth: usize,
     ) -> String {
-        let p = self.private();
         match ty {
             Ty::Boxed(inner) => format!(
                 "if {r}.has_{accessor}() {{ Some(Box::new({})) }} else {{ None }}",
                 self.get(inner, r, accessor, label, depth)
             ),
-            Ty::Carried(rust, wire) => {
-                let read = format!("{r}.get_{accessor}()");
-                let owned = self.get(wire, r, accessor, label, depth);
-                self.read_carried(rust, &self.borrowed_get(wire, &read, label, &owned), label)
-            }
             Ty::Map(entry) => {
                 let list = format!("list{depth}");
                 format!(
@@ -607,33 +603,46 @@ impl Emit<'_> {
                     ),
                 )
             }
-            Ty::Void | Ty::Unbound => "()".into(),
-            Ty::Prim(_) => format!("{r}.get_{accessor}()"),
-            Ty::Enum(_) => {
-                format!("{r}.get_{accessor}().map_err(|e| {p}::bad_value({label:?}, e))?")
+            _ => self.get_from(ty, &format!("{r}.get_{accessor}()"), label, depth),
+        }
+    }
+
+    /// An expression reading `source` (what capnpc's getter of a field
+    /// returns: the value, or a `Result` of a reader) into its owned Rust
+    /// type.
+    pub(crate) fn get_from(&self, ty: &Ty, source: &str, label: &str, depth: usize) -> String {
+        let p = self.private();
+        match ty {
+            Ty::Boxed(inner) => format!("Some(Box::new({}))", self.get_from(inner, source, label, depth)),
+            Ty::Carried(rust, wire) => {
+                let owned = self.get_from(wire, source, label, depth);
+                self.read_carried(rust, &self.borrowed_get(wire, source, label, &owned), label)
             }
-            Ty::Text => format!(
-                "{r}.get_{accessor}()?.to_string().map_err(|e| {p}::bad_value({label:?}, e))?"
-            ),
-            Ty::Data => format!("{r}.get_{accessor}()?.to_vec()"),
-            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => format!(
-                "<{} as {p}::Wire>::read({r}.get_{accessor}()?, &mp_ctx)?",
-                ty.owned()
-            ),
+            Ty::Map(_) => "compile_error!(\"a map here is not supported\")".into(),
+            Ty::Void | Ty::Unbound => "()".into(),
+            Ty::Prim(_) => source.to_string(),
+            Ty::Enum(_) => format!("{source}.map_err(|e| {p}::bad_value({label:?}, e))?"),
+            Ty::Text => {
+                format!("{source}?.to_string().map_err(|e| {p}::bad_value({label:?}, e))?")
+            }
+            Ty::Data => format!("{source}?.to_vec()"),
+            Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
+                format!("<{} as {p}::Wire>::read({source}?, &mp_ctx)?", ty.owned())
+            }
             Ty::List(inner) => {
                 let (list, i) = (format!("list{depth}"), format!("i{depth}"));
                 format!(
-                    "{{\n let {list} = {r}.get_{accessor}()?;\n let mut items = Vec::with_capacity({list}.len() as usize);\n \
+                    "{{\n let {list} = {source}?;\n let mut items = Vec::with_capacity({list}.len() as usize);\n \
                      for {i} in 0..{list}.len() {{\n items.push({});\n }}\n items\n }}",
                     self.get_elem(inner, &list, &i, &format!("{label}[]"), depth + 1)
                 )
             }
             Ty::Interface(n) => format!(
-                "<dyn {}::{} as {}::Interface>::from_capnp({r}.get_{accessor}()?, &mp_ctx)?",
+                "<dyn {}::{} as {}::Interface>::from_capnp({source}?, &mp_ctx)?",
                 n.proxy_mod, n.rust, self.rt
             ),
             Ty::Closure(n) => format!(
-                "{}::__{}_from_capnp({r}.get_{accessor}()?, &mp_ctx)?",
+                "{}::__{}_from_capnp({source}?, &mp_ctx)?",
                 n.proxy_mod,
                 snake(&n.rust)
             ),

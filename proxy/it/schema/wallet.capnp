@@ -38,6 +38,26 @@ interface Wallet $Proxy.wrap("app::Wallet") {
     verdict @13 (context :Proxy.Context, ok :Bool) -> (result :Verdict);
     # A generic struct none of whose fields uses its parameter (as Bitcoin
     # Core's ResultVoid), unbound where it is used.
+    parse @14 (context :Proxy.Context, text :Text) -> (result :Expected(Tx, Text));
+    # A union (as Bitcoin Core's Expected): the Tx the text describes, or
+    # why it describes none.
+    mode @15 (context :Proxy.Context, set :Mode) -> (result :Mode);
+    # A union with a Void member, round-tripped.
+}
+
+struct Expected(Value, Error) {
+    union {
+        value @0 :Value;
+        error @1 :Error;
+    }
+}
+
+struct Mode {
+    union {
+        offline @0 :Void;
+        watching @1 :Text;
+        spending @2 :UInt32;
+    }
 }
 
 struct Verdict(Value) {

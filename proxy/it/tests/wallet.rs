@@ -272,6 +272,22 @@ fn a_remote_wallet_and_a_local_one_are_the_same_to_code_that_uses_them() {
             })
         }
 
+        fn parse(
+            &self,
+            text: &str,
+        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Expected<Tx, String>> {
+            Ok(multiprocess_proxy_tests::wallet::Expected::Error(
+                text.to_string(),
+            ))
+        }
+
+        fn mode(
+            &self,
+            set: &multiprocess_proxy_tests::wallet::Mode,
+        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Mode> {
+            Ok(set.clone())
+        }
+
         fn lookup(&self, _: &[u8; 32]) -> multiprocess::Result<Option<Tx>> {
             Ok(None)
         }

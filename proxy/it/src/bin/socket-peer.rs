@@ -112,6 +112,22 @@ impl Wallet for PeerWallet {
         })
     }
 
+    fn parse(
+        &self,
+        text: &str,
+    ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Expected<Tx, String>> {
+        Ok(multiprocess_proxy_tests::wallet::Expected::Error(
+            text.to_string(),
+        ))
+    }
+
+    fn mode(
+        &self,
+        set: &multiprocess_proxy_tests::wallet::Mode,
+    ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Mode> {
+        Ok(set.clone())
+    }
+
     fn lookup(&self, _txid: &[u8; 32]) -> Result<Option<Tx>> {
         Ok(None)
     }

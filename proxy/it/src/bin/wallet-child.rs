@@ -159,6 +159,26 @@ impl Wallet for MyWallet {
         })
     }
 
+    fn parse(
+        &self,
+        text: &str,
+    ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Expected<Tx, String>> {
+        Ok(match text.parse::<i64>() {
+            Ok(amount) => multiprocess_proxy_tests::wallet::Expected::Value(Tx {
+                amount,
+                ..Tx::default()
+            }),
+            Err(e) => multiprocess_proxy_tests::wallet::Expected::Error(format!("{text:?}: {e}")),
+        })
+    }
+
+    fn mode(
+        &self,
+        set: &multiprocess_proxy_tests::wallet::Mode,
+    ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Mode> {
+        Ok(set.clone())
+    }
+
     fn lookup(&self, txid: &[u8; 32]) -> Result<Option<Tx>> {
         let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         Ok(history.iter().find(|tx| tx.txid == *txid).cloned())
