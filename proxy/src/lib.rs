@@ -54,6 +54,19 @@ pub mod __private {
         ) -> capnp::Result<Self>;
     }
 
+    /// What a `hasX` field is set to when `x` is there: `true`, or `1` for
+    /// the schemas that declare `hasX` as a number (libmultiprocess reads
+    /// any non-zero value as present).
+    pub fn present<T: From<bool>>() -> T {
+        T::from(true)
+    }
+
+    /// Whether a `hasX` field says `x` is there: `true`, or any non-zero
+    /// number.
+    pub fn is_present<T: Default + PartialEq>(flag: T) -> bool {
+        flag != T::default()
+    }
+
     /// Runs `build` (what builds and sends a request, with `?` inside):
     /// its error, if any, becomes the call's.
     pub fn attempt<T>(build: impl FnOnce() -> capnp::Result<T>) -> capnp::Result<T> {

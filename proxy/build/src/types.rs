@@ -613,7 +613,10 @@ impl Emit<'_> {
     pub(crate) fn get_from(&self, ty: &Ty, source: &str, label: &str, depth: usize) -> String {
         let p = self.private();
         match ty {
-            Ty::Boxed(inner) => format!("Some(Box::new({}))", self.get_from(inner, source, label, depth)),
+            Ty::Boxed(inner) => format!(
+                "Some(Box::new({}))",
+                self.get_from(inner, source, label, depth)
+            ),
             Ty::Carried(rust, wire) => {
                 let owned = self.get_from(wire, source, label, depth);
                 self.read_carried(rust, &self.borrowed_get(wire, source, label, &owned), label)
@@ -708,7 +711,8 @@ impl Emit<'_> {
         match &slot.has {
             None => self.set_field(&slot.ty, b, &slot.accessor, input, 0, slot.generic),
             Some(has) => format!(
-                "if let Some(value) = {input} {{\n {b}.set_{has}(true);\n {}}}\n",
+                "if let Some(value) = {input} {{\n {b}.set_{has}({}::present());\n {}}}\n",
+                self.private(),
                 self.set_field(
                     &slot.ty,
                     b,
@@ -726,7 +730,10 @@ impl Emit<'_> {
         let value = self.get(&slot.ty, r, &slot.accessor, label, 0);
         match &slot.has {
             None => value,
-            Some(has) => format!("if {r}.get_{has}() {{ Some({value}) }} else {{ None }}"),
+            Some(has) => format!(
+                "if {}::is_present({r}.get_{has}()) {{ Some({value}) }} else {{ None }}",
+                self.private()
+            ),
         }
     }
 }
