@@ -291,10 +291,29 @@ impl LimitsChild {
         self.status_kib("VmRSS:")
     }
 
-    /// The child's virtual memory (`VmSize`: what it has reserved, touched
-    /// or not), in KiB.
-    pub(crate) fn vm_kib(&self) -> u64 {
-        self.status_kib("VmSize:")
+    /// How many writable mappings of at least `bytes` the child has: the
+    /// memory it reserved for its own use, touched or not, in large pieces.
+    /// (Its total virtual size is no measure of that: a malloc arena,
+    /// created whenever threads contend for the allocator, reserves 64 MiB
+    /// of address space, mapped inaccessible until used.)
+    pub(crate) fn large_writable_mappings(&self, bytes: u64) -> usize {
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid))
+            .expect("the child's /proc maps");
+        maps.lines()
+            .filter(|line| {
+                let mut fields = line.split_whitespace();
+                let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                    return false;
+                };
+                let Some((start, end)) = range.split_once('-') else {
+                    return false;
+                };
+                let size = u64::from_str_radix(end, 16)
+                    .unwrap_or(0)
+                    .saturating_sub(u64::from_str_radix(start, 16).unwrap_or(0));
+                perms.contains('w') && size >= bytes
+            })
+            .count()
     }
 
     fn status_kib(&self, field: &str) -> u64 {
