@@ -29,6 +29,8 @@ pub use multiprocess_event_loop::{Error, Failure, Result};
 pub mod __private {
     pub use crate::closures::{PeerClosureKey, peer_closure};
     pub use capnp;
+    /// What `ServeContext::run_lending` keeps alive: a request's parameters.
+    pub use capnp::private::capability::ParamsHook;
     pub use capnp_rpc;
     pub use multiprocess_event_loop::Error;
     pub use multiprocess_thread_map::{
@@ -52,6 +54,42 @@ pub mod __private {
             reader: <Self::Capnp as capnp::traits::Owned>::Reader<'_>,
             ctx: &ServeContext,
         ) -> capnp::Result<Self>;
+    }
+
+    /// A parameter of a request (`&[u8]`, `&str`) lent to the job that
+    /// serves it, read in place rather than copied: the server adapter
+    /// makes one over the request's own bytes and hands the request to
+    /// `ServeContext::run_lending`, which keeps it alive until the job has
+    /// run or been dropped.
+    pub struct Lent<T: ?Sized>(*const T);
+
+    // SAFETY: a `Lent` only points at a request's parameters, which nothing
+    // writes while it is lent, and which `run_lending` keeps alive until
+    // the job holding it is gone; reading them from another thread is then
+    // as sound as reading any `&T` with `T: Sync`.
+    unsafe impl<T: ?Sized + Sync> Send for Lent<T> {}
+
+    impl<T: ?Sized> Lent<T> {
+        /// Lends `value`.
+        ///
+        /// # Safety
+        ///
+        /// `value` must stay alive and unchanged until the `Lent` and every
+        /// reference [`get`](Self::get) returned are gone.
+        pub unsafe fn new(value: &T) -> Self {
+            Self(value)
+        }
+
+        /// The value lent.
+        ///
+        /// # Safety
+        ///
+        /// As for [`new`](Self::new): the value is still alive.
+        pub unsafe fn get(&self) -> &T {
+            // SAFETY: the caller vouches that the value is still alive (as
+            // `new`'s caller did for the whole loan).
+            unsafe { &*self.0 }
+        }
     }
 
     /// What a `hasX` field is set to when `x` is there: `true`, or `1` for

@@ -314,6 +314,44 @@ impl ServeContext {
         T: Send + 'static,
         J: FnOnce() -> Result<T> + Send + 'static,
     {
+        let (thread, callback) = context_threads(context);
+        self.run_inner(thread, callback, method, job, None)
+    }
+
+    /// [`run`](Self::run), keeping the request's parameters alive (on this
+    /// loop thread) until `job` has run or been dropped, even if the peer
+    /// cancels the call first: so `job` may use what it borrows from them
+    /// (a `Data` or `Text` parameter, read in place rather than copied).
+    /// `context_of` reads the request's `Context` from them.
+    pub fn run_lending<T, J>(
+        &self,
+        params: Box<dyn capnp::private::capability::ParamsHook>,
+        context_of: impl FnOnce(
+            &dyn capnp::private::capability::ParamsHook,
+        ) -> capnp::Result<context::Reader<'_>>,
+        method: &'static str,
+        job: J,
+    ) -> impl Future<Output = capnp::Result<T>> + 'static
+    where
+        T: Send + 'static,
+        J: FnOnce() -> Result<T> + Send + 'static,
+    {
+        let (thread, callback) = context_threads(context_of(&*params));
+        self.run_inner(thread, callback, method, job, Some(params))
+    }
+
+    fn run_inner<T, J>(
+        &self,
+        thread: capnp::Result<Option<capnp::Result<crate::proxy_capnp::thread::Client>>>,
+        callback: Option<capnp::Result<crate::proxy_capnp::thread::Client>>,
+        method: &'static str,
+        job: J,
+        lent: Option<Box<dyn capnp::private::capability::ParamsHook>>,
+    ) -> impl Future<Output = capnp::Result<T>> + 'static
+    where
+        T: Send + 'static,
+        J: FnOnce() -> Result<T> + Send + 'static,
+    {
         let conn_id = self.conn_id;
         let poster = self.poster.clone();
         // What the job captured (the caller's closure and values) may block
@@ -321,13 +359,6 @@ impl ServeContext {
         // before it is posted, its thread refuses it, or the peer cancels
         // it first), it is dropped off the loop thread.
         let job = crate::cleanup::OffLoop::new(job);
-        let (thread, callback) = match context {
-            Ok(c) => (
-                Ok(c.has_thread().then(|| c.get_thread())),
-                c.has_callback_thread().then(|| c.get_callback_thread()),
-            ),
-            Err(e) => (Err(e), None),
-        };
         async move {
             let conn = loop_state::with(|state| state.conn(conn_id))
                 .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
@@ -344,7 +375,7 @@ impl ServeContext {
                     "{method} refused: the server is shutting down"
                 )));
             }
-            let in_flight = InFlight::start(&conn, &server, callback, poster);
+            let in_flight = InFlight::start(&conn, &server, callback, poster, lent);
             let callback_key = in_flight.callback_key();
             let job_hold = in_flight.clone();
             let (sender, receiver) = futures::channel::oneshot::channel();
@@ -429,6 +460,53 @@ struct InFlightState {
     callback: Option<CallbackKey>,
     /// Its place in its listener's count of running requests (`drain.rs`).
     _running: Option<crate::drain::Running>,
+    /// The request's parameters, lent to the job (`run_lending`).
+    _lent: Option<LentParams>,
+}
+
+thread_local! {
+    /// Requests' parameters lent to jobs still running, on the loop thread
+    /// that received them (`ServeContext::run_lending`).
+    static LENT: RefCell<slab::Slab<Box<dyn capnp::private::capability::ParamsHook>>> =
+        RefCell::new(slab::Slab::new());
+}
+
+/// A request's parameters held in `LENT` under `key`, until the last
+/// holder of the request lets go: the loop's future (normally, so they are
+/// released at once, on the loop) or, if the peer cancelled the call, the
+/// job (then their release is posted to the loop, which owns them).
+struct LentParams {
+    key: usize,
+    poster: multiprocess_event_loop::LoopPoster,
+}
+
+impl Drop for LentParams {
+    fn drop(&mut self) {
+        let key = self.key;
+        // If the loop is gone, so is what it held.
+        let _ = self.poster.post(move || {
+            let released = LENT.with(|lent| lent.borrow_mut().try_remove(key));
+            drop(released);
+        });
+    }
+}
+
+/// The threads a request's `Context` names: the one to run on, and the one
+/// to call back.
+#[allow(clippy::type_complexity)]
+fn context_threads(
+    context: capnp::Result<context::Reader<'_>>,
+) -> (
+    capnp::Result<Option<capnp::Result<crate::proxy_capnp::thread::Client>>>,
+    Option<capnp::Result<crate::proxy_capnp::thread::Client>>,
+) {
+    match context {
+        Ok(c) => (
+            Ok(c.has_thread().then(|| c.get_thread())),
+            c.has_callback_thread().then(|| c.get_callback_thread()),
+        ),
+        Err(e) => (Err(e), None),
+    }
 }
 
 /// A `Context.callbackThread` held in the connection under `key`.
@@ -447,8 +525,13 @@ impl InFlight {
         server: &ThreadServer,
         callback: Option<capnp::Result<crate::proxy_capnp::thread::Client>>,
         poster: multiprocess_event_loop::LoopPoster,
+        lent: Option<Box<dyn capnp::private::capability::ParamsHook>>,
     ) -> Self {
         server.depth.fetch_add(1, Ordering::Relaxed);
+        let lent = lent.map(|params| LentParams {
+            key: LENT.with(|lent| lent.borrow_mut().insert(params)),
+            poster: poster.clone(),
+        });
         let callback = match callback {
             Some(Ok(thread)) => {
                 server.keep_callback_thread(&thread);
@@ -464,6 +547,7 @@ impl InFlight {
             depth: server.depth.clone(),
             callback,
             _running: crate::drain::enter(conn.id),
+            _lent: lent,
         }))
     }
 

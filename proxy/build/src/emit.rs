@@ -1179,8 +1179,20 @@ impl<'s, 'a> FileGen<'s, 'a> {
             .chain(&m.results)
             .chain(&m.exception)
             .any(|s| s.ty.needs_ctx());
+        // `Data` and `Text` parameters are lent to the job straight from the
+        // request (no copy): `run_lending` keeps the request alive for it.
+        let lent: Vec<&Slot> = m
+            .params
+            .iter()
+            .filter(|s| m.has_context && s.has.is_none() && matches!(s.ty, Ty::Data | Ty::Text))
+            .collect();
+        let reader = if lent.is_empty() {
+            "mp_params"
+        } else {
+            "mp_reader"
+        };
         if m.has_context || !m.params.is_empty() {
-            let _ = writeln!(o, "let mp_params = mp_params.get()?;");
+            let _ = writeln!(o, "let {reader} = mp_params.get()?;");
         } else {
             let _ = writeln!(o, "let _ = mp_params;");
         }
@@ -1188,27 +1200,68 @@ impl<'s, 'a> FileGen<'s, 'a> {
             let _ = writeln!(o, "let mp_ctx = self.ctx.clone();");
         }
         for slot in &m.params {
-            let _ = writeln!(
-                o,
-                "let {} = {};",
-                slot.name,
-                e.get_slot(slot, "mp_params", &slot.accessor)
-            );
+            if lent.iter().any(|l| l.name == slot.name) {
+                let borrowed = match slot.ty {
+                    Ty::Text => format!(
+                        "{reader}.get_{}()?.to_str().map_err(|e| {p}::bad_value({:?}, e))?",
+                        slot.accessor, slot.accessor
+                    ),
+                    _ => format!("{reader}.get_{}()?", slot.accessor),
+                };
+                let _ = writeln!(
+                    o,
+                    "// SAFETY: `run_lending` below keeps the request alive until the job has\n// run or been dropped, and nothing writes to it meanwhile.\nlet {} = unsafe {{ {p}::Lent::new({borrowed}) }};",
+                    slot.name
+                );
+            } else {
+                let _ = writeln!(
+                    o,
+                    "let {} = {};",
+                    slot.name,
+                    e.get_slot(slot, reader, &slot.accessor)
+                );
+            }
         }
         let _ = writeln!(
             o,
             "let mp_object = self.object.get().map_err(|e| e.to_capnp())?;"
         );
-        let job = format!("move || {call}");
         let unit = m.results.is_empty() && m.exception.is_none();
         let binding = if unit { "" } else { "let mp_value = " };
-        if m.has_context {
+        if !lent.is_empty() {
+            // The lent parameters are references in the job: passed as they
+            // are, not borrowed again.
+            let mut call = call.to_string();
+            for slot in &lent {
+                call = call.replace(&format!("&{},", slot.name), &format!("{},", slot.name));
+                call = call.replace(&format!("&{})", slot.name), &format!("{})", slot.name));
+            }
+            let names: Vec<&str> = lent.iter().map(|s| s.name.as_str()).collect();
+            let gets: Vec<String> = names.iter().map(|n| format!("{n}.get()")).collect();
+            let (pattern, values) = if names.len() == 1 {
+                (names[0].to_string(), gets[0].clone())
+            } else {
+                (
+                    format!("({})", names.join(", ")),
+                    format!("({})", gets.join(", ")),
+                )
+            };
+            let _ = writeln!(
+                o,
+                "{binding}self.ctx.run_lending(mp_params.hook, |mp_hook| mp_hook.get()?.get_as::<{capnpc_mod}::{}_params::Reader<'_>>()?.get_context(), {:?}, move || {{\n\
+                 // SAFETY: the request is still alive: `run_lending` keeps it until this\n// job has run.\n\
+                 let {pattern} = unsafe {{ {values} }};\n{call}\n}}).await?;",
+                m.capnpc, m.trace
+            );
+        } else if m.has_context {
+            let job = format!("move || {call}");
             let _ = writeln!(
                 o,
                 "{binding}self.ctx.run(mp_params.get_context(), {:?}, {job}).await?;",
                 m.trace
             );
         } else {
+            let job = format!("move || {call}");
             let _ = writeln!(
                 o,
                 "{binding}{}::run_detached({:?}, {job}).await?;",
