@@ -25,12 +25,17 @@ use crate::probe::{
 /// Unlike [`multiprocess::serve`], it makes the `Init` for the connection
 /// once the connection exists, so that `Probe.disconnect` can close it.
 pub fn serve(event_loop: &LoopHandle, stream: UnixStream) -> Result<Connection> {
-    Connection::serve(event_loop, stream, |ctx| {
-        let init: Arc<dyn Init> = Arc::new(ProbeInit { ctx: ctx.clone() });
-        multiprocess::capnp::capability::Client::new(
-            <dyn Init as Interface>::to_capnp(&init, &ctx).into_client_hook(),
-        )
-    })
+    Connection::serve(event_loop, stream, bootstrap)
+}
+
+/// The test kit's `Init` for the connection of `ctx`, as its bootstrap
+/// capability: what [`serve`] serves, for a
+/// [`Listener`](multiprocess::Listener) to serve to every connection.
+pub fn bootstrap(ctx: ServeContext) -> multiprocess::capnp::capability::Client {
+    let init: Arc<dyn Init> = Arc::new(ProbeInit { ctx: ctx.clone() });
+    multiprocess::capnp::capability::Client::new(
+        <dyn Init as Interface>::to_capnp(&init, &ctx).into_client_hook(),
+    )
 }
 
 /// The test kit's `Init`, one per connection: hands out Probes.
