@@ -17,7 +17,9 @@
 //! killed), `wallet` and `gui` print `<name>: disconnected from the node
 //! (<reason>); exiting` and exit with code 0: losing the node is how their
 //! life ends, not a failure of theirs. A `gui` that cannot connect exits
-//! with 1; bad arguments exit with 2.
+//! with 1, and with 2 for an address that does not parse; `node` prints
+//! `node: error: ...` and exits with 1 if it cannot start (a bad argument,
+//! a socket in use, a wallet that does not start).
 //!
 //! `load-server` and `load-client` (`schema/load.capnp`) are the processes
 //! of the many-clients test (`tests/many_clients.rs`).
