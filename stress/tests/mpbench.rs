@@ -147,6 +147,28 @@ fn call_200_calls_across_two_processes() {
 }
 
 #[test]
+fn listen_200_calls_across_two_processes_beside_call() {
+    // `call` over a listening unix socket and over TCP on loopback.
+    for name in ["listen", "listen-tcp"] {
+        one_scenario_200_calls(name, "50");
+    }
+    // In one run, beside `call`, in the order of the scenario list.
+    let output = mpbench(&[
+        "call,listen,listen-tcp",
+        "--json",
+        "--calls",
+        "50",
+        "--warmup",
+        "5",
+    ]);
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, name) in lines.iter().zip(["call", "listen", "listen-tcp"]) {
+        contract_line(line, name, 50, 1);
+    }
+}
+
+#[test]
 fn hand_written_baselines_200_calls_across_two_processes() {
     // `call`, `callback` and `payload` with the hand-written client and server that the
     // generated proxies are compared with.

@@ -56,5 +56,8 @@ pub fn install_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        // A failed write (stderr closed, say `| head`) is dropped: reporting
+        // it with `eprintln!`, the default, panics.
+        .log_internal_errors(false)
         .try_init();
 }

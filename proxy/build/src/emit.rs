@@ -1492,7 +1492,7 @@ impl<'s, 'a> FileGen<'s, 'a> {
         );
         let _ = writeln!(
             o,
-            "#[doc(hidden)]\npub struct __{}Server {{\n    object: {p}::ObjectSlot<{fn_ty}>,\n    ctx: {p}::ServeContext,\n}}\n",
+            "#[doc(hidden)]\npub struct __{}Server {{\n    // A closure's type is as long as its signature.\n    #[allow(clippy::type_complexity)]\n    object: {p}::ObjectSlot<{fn_ty}>,\n    ctx: {p}::ServeContext,\n}}\n",
             name.rust
         );
         let _ = writeln!(

@@ -20,6 +20,8 @@
 //! - [`call`]: the runtime's blocking call with a `Context`, from the application thread to the
 //!   child's worker thread dedicated to it, through the generated proxies; `call-hand`, the
 //!   same call through the hand-written client and server of [`hand`], their baseline;
+//! - [`listen`]: `call` over a connection made through a listening unix socket (`listen`) or
+//!   TCP on loopback (`listen-tcp`) instead of a socketpair;
 //! - [`callback`] and [`nested`]: calls back into the caller's thread, once or 8 levels deep
 //!   (and `callback-hand`, `callback` written by hand);
 //! - [`threads`]: 1, 2, 8 and 32 application threads calling at once, each on its own worker;
@@ -39,6 +41,7 @@ pub mod callback;
 pub mod capnp;
 pub mod chain;
 pub mod hand;
+pub mod listen;
 pub mod nested;
 pub mod newthread;
 pub mod payload;
@@ -211,6 +214,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(capnp::Capnp),
         Box::new(call::ContextCall),
         Box::new(call::HandCall),
+        Box::new(listen::Listen { tcp: false }),
+        Box::new(listen::Listen { tcp: true }),
         Box::new(callback::Callback),
         Box::new(callback::HandCallback),
         Box::new(nested::Nested),

@@ -1,0 +1,79 @@
+//! The many-clients test's server (`tests/many_clients.rs`): serves `Load`
+//! on an address, and obeys stdin, a line at a time:
+//!
+//! - `workers`: prints `workers N` (live worker threads);
+//! - `settle N MS`: waits at most MS milliseconds until at most N workers
+//!   are alive and their threads joined; prints `settled true|false N`.
+//!
+//! `load-server ADDRESS`; prints `listening ADDRESS` first; exits at the
+//! end of input.
+
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::Duration;
+
+use multiprocess::{Address, Result};
+use multiprocess_demo::load::{EchoOutput, Holding, Load};
+use multiprocess_demo::say;
+
+struct Server;
+
+impl Load for Server {
+    fn echo(&self, caller: &str, seq: u32) -> Result<EchoOutput> {
+        Ok(EchoOutput {
+            answer: format!("{caller}#{seq}"),
+            worker: multiprocess::names::current_thread_name(),
+        })
+    }
+
+    fn hold(&self, during: Holding) -> Result<()> {
+        during(&multiprocess::names::current_thread_name())
+    }
+}
+
+/// Waits until at most `count` workers are alive, then until their threads
+/// are joined: a worker that stops counting has already handed its join to
+/// the loop (or the loop is joining it), so a round trip through the loop
+/// comes back after it.
+fn settle(count: usize, timeout: Duration) -> Result<bool> {
+    let settled = multiprocess::raw::wait_for_workers(count, timeout);
+    multiprocess::default_loop()?.sync(|| ())?;
+    Ok(settled)
+}
+
+fn main() {
+    multiprocess_demo::install_tracing();
+    let Some(address) = std::env::args().nth(1) else {
+        eprintln!("usage: load-server ADDRESS");
+        std::process::exit(2);
+    };
+    let listener = address
+        .parse::<Address>()
+        .and_then(|address| multiprocess::listen::<dyn Load>(&address, Arc::new(Server)));
+    let listener = match listener {
+        Ok(listener) => listener,
+        Err(e) => {
+            say(&format!("error {e}"));
+            std::process::exit(1);
+        }
+    };
+    say(&format!("listening {}", listener.address()));
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["workers"] => say(&format!("workers {}", multiprocess::live_workers())),
+            ["settle", count, ms] => match (count.parse(), ms.parse()) {
+                (Ok(count), Ok(ms)) => match settle(count, Duration::from_millis(ms)) {
+                    Ok(settled) => say(&format!(
+                        "settled {settled} {}",
+                        multiprocess::live_workers()
+                    )),
+                    Err(e) => say(&format!("error {e}")),
+                },
+                _ => say("error settle N MS: expected numbers"),
+            },
+            _ => say(&format!("error unknown command {line:?}")),
+        }
+    }
+}
