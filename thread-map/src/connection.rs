@@ -97,6 +97,21 @@ impl ConnStatus {
     }
 }
 
+/// Sets a connection's status as it goes, whether `ConnState::closed`
+/// returns or unwinds.
+struct TellWaiters<'a> {
+    status: &'a ConnStatus,
+    error: Option<Error>,
+}
+
+impl Drop for TellWaiters<'_> {
+    fn drop(&mut self) {
+        if let Some(error) = self.error.take() {
+            self.status.set(error);
+        }
+    }
+}
+
 /// A connection's `Thread` capabilities for one thread of this process: the
 /// thread itself (sent as `Context.callbackThread`), and the worker the peer
 /// made for it, requested on the first call that needs one.
@@ -360,6 +375,13 @@ impl ConnState {
         if self.is_closed.replace(true) {
             return;
         }
+        // Waiters learn why it closed once the tables below are gone, or as
+        // soon as anything here panics (a tracing subscriber writing to a
+        // closed stderr, a destructor): never may they wait for good.
+        let _tell_waiters = TellWaiters {
+            status: &self.status,
+            error: Some(error.clone()),
+        };
         tracing::debug!(target: "multiprocess", connection = %self.name, "connection closed: {error}");
         let threads = std::mem::take(&mut *self.client_threads.borrow_mut());
         let objects = std::mem::take(&mut *self.objects.borrow_mut());
@@ -383,7 +405,6 @@ impl ConnState {
             workers,
             callback_threads,
         ));
-        self.status.set(error);
     }
 
     /// Starts closing the connection from our side.
