@@ -64,42 +64,14 @@ pub const TARGETS: &[Target] = &[
 
 /// The signature capnpc gives `FromPointerBuilder::init_pointer` for an
 /// interface's `Client`, whose body panics.
-pub const CAPNPC_INIT_POINTER: &str =
-    "fn init_pointer(_builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {";
+pub use multiprocess_proxy_build::CAPNPC_INIT_POINTER;
 
-/// Replaces the body capnpc gives `init_pointer` for interface clients (one
-/// that panics) with a real one: a capability pointer that is initialised
-/// rather than set holds no capability, so the pointer is cleared (null, as
-/// Cap'n Proto writes a missing capability) and the client returned is
-/// broken, failing every call with an error that says why: what C++ Cap'n
-/// Proto gives for a null capability. Only code building a message through
-/// `AnyPointer::init_as` reaches it, never a peer. The body is found by the
-/// signature alone: whatever capnpc writes there, up to the closing brace at
-/// the signature's indentation, is replaced.
+/// capnpc's code with a real `init_pointer` body for interface clients
+/// (`multiprocess_proxy_build::null_capability_on_init`, which the
+/// generated proxies use too), naming `capnp_rpc` directly: the thread-map
+/// crate depends on it.
 fn null_capability_on_init(generated: &str) -> String {
-    let mut out = String::with_capacity(generated.len() + 1024);
-    let mut lines = generated.lines();
-    while let Some(line) = lines.next() {
-        if line.trim() != CAPNPC_INIT_POINTER {
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        let indent = &line[..line.len() - line.trim_start().len()];
-        let close = format!("{indent}}}");
-        for body in lines.by_ref() {
-            if body == close {
-                break;
-            }
-        }
-        out.push_str(&format!(
-            "{indent}fn init_pointer(mut builder: ::capnp::private::layout::PointerBuilder<'a>, _size: u32) -> Self {{\n\
-             {indent}    builder.clear();\n\
-             {indent}    ::capnp::capability::FromClientHook::new(::capnp_rpc::new_broken_cap(::capnp::Error::failed(\"null capability: the pointer was initialised, not set to a capability\".to_string())).hook)\n\
-             {indent}}}\n"
-        ));
-    }
-    out
+    multiprocess_proxy_build::null_capability_on_init(generated, "capnp_rpc")
 }
 
 /// The workspace root (the parent of this crate's directory).
