@@ -27,6 +27,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::child::ChildProcess;
+use crate::cpu;
 use crate::ctxsw;
 use crate::scenarios::{Client, Plan, Scenario};
 use crate::stats::{self, Summary};
@@ -82,6 +83,9 @@ pub struct Report {
     /// Context switches of both processes during the measured calls; `None` if `/proc` could
     /// not be read, or if the scenario's threads exit while measured.
     pub ctx_switches: Option<u64>,
+    /// User plus system CPU time of both processes (all their threads) during the measured
+    /// calls; `None` if `/proc` could not be read.
+    pub cpu: Option<Duration>,
     /// Bytes moved per call, both ways, for a scenario that moves a payload.
     pub bytes_per_call: Option<u64>,
     /// The child's threads and memory around the measured calls, for a scenario that watches
@@ -100,6 +104,13 @@ impl Report {
         self.ctx_switches
             .map(|n| count_f64(usize::try_from(n).unwrap_or(usize::MAX)))
             .map(|n| n / count_f64(self.summary.count))
+    }
+
+    /// CPU time (user plus system, both processes) per call, in microseconds.
+    pub fn cpu_us_per_call(&self) -> Option<f64> {
+        self.cpu
+            .map(micros)
+            .map(|us| us / count_f64(self.summary.count))
     }
 
     /// Throughput in MB/s (10^6 bytes, both ways together), for a scenario that moves a
@@ -134,17 +145,18 @@ impl Report {
     ///     summary: Summary { count: 4, min: us(1), median: us(2), p99: us(8), max: us(8) },
     ///     wall: us(20),
     ///     ctx_switches: Some(10),
+    ///     cpu: Some(us(30)),
     ///     bytes_per_call: None,
     ///     resources: None,
     /// };
     /// assert_eq!(
     ///     report.to_json(),
-    ///     r#"{"scenario": "raw", "calls": 4, "threads": 1, "median_us": 2.000, "p99_us": 8.000, "calls_per_s": 200000.0, "ctx_switches_per_call": 2.500}"#
+    ///     r#"{"scenario": "raw", "calls": 4, "threads": 1, "median_us": 2.000, "p99_us": 8.000, "calls_per_s": 200000.0, "ctx_switches_per_call": 2.500, "cpu_us_per_call": 7.500}"#
     /// );
     /// ```
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"scenario\": {}, \"calls\": {}, \"threads\": {}, \"median_us\": {}, \"p99_us\": {}, \"calls_per_s\": {}, \"ctx_switches_per_call\": {}}}",
+            "{{\"scenario\": {}, \"calls\": {}, \"threads\": {}, \"median_us\": {}, \"p99_us\": {}, \"calls_per_s\": {}, \"ctx_switches_per_call\": {}, \"cpu_us_per_call\": {}}}",
             json_string(self.scenario),
             self.summary.count,
             self.threads,
@@ -152,6 +164,7 @@ impl Report {
             json_number(Some(micros(self.summary.p99)), 3),
             json_number(Some(self.calls_per_s()), 1),
             json_number(self.ctx_switches_per_call(), 3),
+            json_number(self.cpu_us_per_call(), 3),
         )
     }
 }
@@ -192,6 +205,7 @@ pub fn run(
             samples: Vec::with_capacity(plan.calls),
             wall: Duration::ZERO,
             ctx_switches: scenario.counts_switches().then_some(0),
+            cpu: Some(Duration::ZERO),
             baseline_threads,
             before: None,
             resources: None,
@@ -261,6 +275,7 @@ pub fn run(
             summary,
             wall: run.wall,
             ctx_switches: run.ctx_switches,
+            cpu: run.cpu,
             bytes_per_call: run.bytes_per_call,
             resources: run.resources,
         });
@@ -295,6 +310,8 @@ struct Run {
     wall: Duration,
     /// `None` from the start for a scenario whose switches cannot be counted.
     ctx_switches: Option<u64>,
+    /// `None` once a reading of `/proc/PID/stat` failed.
+    cpu: Option<Duration>,
     /// The child's threads once set up, for a scenario that watches its [`Resources`].
     baseline_threads: Option<usize>,
     before: Option<resources::Before>,
@@ -306,10 +323,16 @@ impl Run {
     fn measure(&mut self, n: usize) -> io::Result<()> {
         let counting = self.ctx_switches.is_some();
         let before = counting.then(|| ctxsw::switches(&self.pids).ok()).flatten();
+        let cpu_before = cpu::cpu(&self.pids).ok();
         let start = Instant::now();
         self.client.run(n, &mut self.samples)?;
         self.wall += start.elapsed();
+        let cpu_after = cpu::cpu(&self.pids).ok();
         let after = counting.then(|| ctxsw::switches(&self.pids).ok()).flatten();
+        self.cpu = match (self.cpu, cpu_before, cpu_after) {
+            (Some(total), Some(before), Some(after)) => Some(total + after.saturating_sub(before)),
+            _ => None,
+        };
         self.ctx_switches = match (self.ctx_switches, before, after) {
             (Some(total), Some(before), Some(after)) => Some(total + after.saturating_sub(before)),
             _ => None,
@@ -436,6 +459,7 @@ mod tests {
             },
             wall,
             ctx_switches: ctx,
+            cpu: None,
             bytes_per_call: None,
             resources: None,
         }
@@ -446,6 +470,7 @@ mod tests {
         let json = report(10, Duration::ZERO, None).to_json();
         assert!(json.contains("\"calls_per_s\": null"), "{json}");
         assert!(json.contains("\"ctx_switches_per_call\": null"), "{json}");
+        assert!(json.contains("\"cpu_us_per_call\": null"), "{json}");
     }
 
     #[test]

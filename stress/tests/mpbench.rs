@@ -84,7 +84,7 @@ fn stdout_lines(output: &Output) -> Vec<String> {
 }
 
 /// The fields of the contract line, in order.
-const CONTRACT: [&str; 7] = [
+const CONTRACT: [&str; 8] = [
     "scenario",
     "calls",
     "threads",
@@ -92,6 +92,7 @@ const CONTRACT: [&str; 7] = [
     "p99_us",
     "calls_per_s",
     "ctx_switches_per_call",
+    "cpu_us_per_call",
 ];
 
 /// Checks that `line` is a contract line of scenario `name` with `calls` calls and `threads`
@@ -108,6 +109,20 @@ fn contract_line(line: &str, name: &str, calls: usize, threads: usize) -> HashMa
     let p99 = number(&map, "p99_us");
     assert!(median > 0.0 && p99 >= median, "median {median}, p99 {p99}");
     assert!(number(&map, "calls_per_s") > 0.0, "{line}");
+    if cfg!(target_os = "linux") {
+        // Both processes' CPU time over the measured calls: never negative, and no more than
+        // every core of the machine busy for the whole wall time of the calls, give or take
+        // the clock ticks (10 ms) of each reading: one second in all is ample slack.
+        let cpu = number(&map, "cpu_us_per_call");
+        let wall_us_per_call = 1e6 / number(&map, "calls_per_s");
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        #[allow(clippy::cast_precision_loss)]
+        let ceiling = wall_us_per_call * cores as f64;
+        assert!(
+            cpu.is_finite() && cpu >= 0.0 && cpu <= ceiling + 1e6 / calls.max(1) as f64,
+            "cpu_us_per_call {cpu} (ceiling {ceiling}): {line}"
+        );
+    }
     map
 }
 

@@ -73,6 +73,7 @@ const BOTTOM: f64 = 44.0;
 ///     summary: Summary { count: 10, min: us(1), median: us(median), p99: us(2 * median), max: us(90) },
 ///     wall: us(1000),
 ///     ctx_switches: None,
+///     cpu: None,
 ///     bytes_per_call: None,
 ///     resources: None,
 /// };
@@ -369,6 +370,7 @@ mod tests {
             },
             wall: us(1000),
             ctx_switches: None,
+            cpu: None,
             bytes_per_call: None,
             resources: None,
         }
