@@ -40,8 +40,8 @@ fn ticks_per_second() -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("sysconf(_SC_CLK_TCK) failed"))
 }
 
-/// User plus system CPU time so far of every thread of process `pid`, in the kernel's clock
-/// ticks (usually 10 ms) of resolution.
+/// User plus system CPU time so far of every thread of process `pid`: to the microsecond for
+/// this process (`getrusage`), in the kernel's clock ticks (usually 10 ms) for another.
 ///
 /// # Errors
 ///
@@ -57,6 +57,9 @@ fn ticks_per_second() -> io::Result<u64> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn process_cpu(pid: u32) -> io::Result<Duration> {
+    if pid == std::process::id() {
+        return own_cpu();
+    }
     let path = format!("/proc/{pid}/stat");
     let text = fs::read_to_string(&path)?;
     let ticks = parse_stat(&text).ok_or_else(|| {
@@ -70,6 +73,22 @@ pub fn process_cpu(pid: u32) -> io::Result<Duration> {
     Ok(Duration::from_nanos(
         u64::try_from(nanos).unwrap_or(u64::MAX),
     ))
+}
+
+/// This process's user plus system CPU time, every thread, from `getrusage(RUSAGE_SELF)`.
+fn own_cpu() -> io::Result<Duration> {
+    // SAFETY: an all-zero `rusage` is a valid value (plain integers), which getrusage overwrites.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable `rusage` for the duration of the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let of = |t: libc::timeval| {
+        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+        let micros = u64::try_from(t.tv_usec).unwrap_or(0);
+        Duration::from_secs(secs) + Duration::from_micros(micros)
+    };
+    Ok(of(usage.ru_utime) + of(usage.ru_stime))
 }
 
 /// Sum of [`process_cpu`] over several processes.

@@ -32,6 +32,7 @@ use crate::ctxsw;
 use crate::scenarios::{Client, Plan, Scenario};
 use crate::stats::{self, Summary};
 
+pub mod idle;
 pub mod plot;
 pub mod resources;
 
@@ -416,7 +417,7 @@ fn count_f64(n: usize) -> f64 {
 
 /// A JSON number with `decimals` places, or `null` for `None`, NaN and infinities (which JSON
 /// cannot represent).
-fn json_number(x: Option<f64>, decimals: usize) -> String {
+pub(crate) fn json_number(x: Option<f64>, decimals: usize) -> String {
     match x {
         Some(x) if x.is_finite() => format!("{x:.decimals$}"),
         _ => "null".to_owned(),

@@ -16,13 +16,22 @@ use stress::Options;
 use stress::child::ChildProcess;
 use stress::scenarios::{self, Scenario};
 
+/// `multiprocess_event_loop::spin::SPIN_ENV`, the spinning budget in microseconds.
+const SPIN_ENV: &str = "MULTIPROCESS_WAIT_SPIN_US";
+
 const LIMIT: Duration = Duration::from_secs(60);
 const MPBENCH: &str = env!("CARGO_BIN_EXE_mpbench");
 
 /// Runs `mpbench ARGS` to completion, or kills it and fails after [`LIMIT`].
 fn mpbench(args: &[&str]) -> Output {
+    mpbench_with(args, &[])
+}
+
+/// [`mpbench`] with `vars` set in its environment (and its child's).
+fn mpbench_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     let child = Command::new(MPBENCH)
         .args(args)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -128,8 +137,14 @@ fn contract_line(line: &str, name: &str, calls: usize, threads: usize) -> HashMa
 
 /// Runs `mpbench NAME --json --calls 200 --warmup WARMUP` and checks its one JSON line: the
 /// fields, in order, and values that make sense together.
+///
+/// Spinning is off (`MULTIPROCESS_WAIT_SPIN_US=0`): a thread that yields while it spins may
+/// never switch out on an idle core, so only without it must every call block.
 fn one_scenario_200_calls(name: &str, warmup: &str) {
-    let output = mpbench(&[name, "--json", "--calls", "200", "--warmup", warmup]);
+    let output = mpbench_with(
+        &[name, "--json", "--calls", "200", "--warmup", warmup],
+        &[(SPIN_ENV, "0")],
+    );
     let lines = stdout_lines(&output);
     assert_eq!(lines.len(), 1, "one JSON line: {lines:?}");
     let map = contract_line(&lines[0], name, 200, 1);
@@ -415,6 +430,41 @@ fn plotting_one_scenario_adds_the_floors() {
 }
 
 #[test]
+fn an_idle_pair_uses_under_one_percent_of_a_cpu() {
+    // `idle` runs after the other scenarios and prints its own line. Two seconds keep the test
+    // short; the clock ticks of the child's `/proc/PID/stat` (10 ms) are then at most half of
+    // the 1% allowed.
+    let output = mpbench(&[
+        "idle,call",
+        "--json",
+        "--calls",
+        "200",
+        "--warmup",
+        "20",
+        "--idle-seconds",
+        "2",
+    ]);
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    contract_line(&lines[0], "call", 200, 1);
+    let fields = fields(&lines[1]);
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["scenario", "seconds", "cpu_percent"], "{}", lines[1]);
+    let map: HashMap<String, String> = fields.into_iter().collect();
+    assert_eq!(map["scenario"], "\"idle\"", "{}", lines[1]);
+    let seconds = number(&map, "seconds");
+    assert!((2.0..30.0).contains(&seconds), "{}", lines[1]);
+    if cfg!(target_os = "linux") {
+        let percent = number(&map, "cpu_percent");
+        assert!(
+            percent.is_finite() && (0.0..1.0).contains(&percent),
+            "an idle pair of processes used {percent}% of a CPU: {}",
+            lines[1]
+        );
+    }
+}
+
+#[test]
 fn bad_arguments_are_a_usage_error() {
     for args in [
         &["nope"][..],
@@ -426,6 +476,9 @@ fn bad_arguments_are_a_usage_error() {
         &["raw", "--plot-scale", "cubic"],
         &["raw", "--worker-stack-kib"],
         &["raw", "--worker-stack-kib", "many"],
+        &["idle", "--idle-seconds"],
+        &["idle", "--idle-seconds", "-1"],
+        &["idle,nope"],
     ] {
         let output = mpbench(args);
         assert!(!output.status.success(), "{args:?} should fail");
