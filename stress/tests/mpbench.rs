@@ -93,7 +93,7 @@ fn stdout_lines(output: &Output) -> Vec<String> {
 }
 
 /// The fields of the contract line, in order.
-const CONTRACT: [&str; 8] = [
+const CONTRACT: [&str; 9] = [
     "scenario",
     "calls",
     "threads",
@@ -102,6 +102,7 @@ const CONTRACT: [&str; 8] = [
     "calls_per_s",
     "ctx_switches_per_call",
     "cpu_us_per_call",
+    "sleeps_per_call",
 ];
 
 /// Checks that `line` is a contract line of scenario `name` with `calls` calls and `threads`
@@ -132,6 +133,8 @@ fn contract_line(line: &str, name: &str, calls: usize, threads: usize) -> HashMa
             "cpu_us_per_call {cpu} (ceiling {ceiling}): {line}"
         );
     }
+    let sleeps = number(&map, "sleeps_per_call");
+    assert!(sleeps.is_finite() && sleeps >= 0.0, "{line}");
     map
 }
 
@@ -157,6 +160,15 @@ fn one_scenario_200_calls(name: &str, warmup: &str) {
         // or on a futex.
         let ctx = number(&map, "ctx_switches_per_call");
         assert!(ctx > 0.5, "ctx_switches_per_call {ctx}");
+    }
+    let sleeps = number(&map, "sleeps_per_call");
+    match name {
+        // No Waiter takes part: nothing can count a sleep.
+        "raw" => assert_eq!(sleeps, 0.0, "{}", lines[0]),
+        // Without spinning, the caller sleeps until its reply and the worker until its next
+        // request: about two per call.
+        "call" => assert!(sleeps > 0.5, "sleeps_per_call {sleeps}: {}", lines[0]),
+        _ => {}
     }
 }
 

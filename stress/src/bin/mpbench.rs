@@ -86,7 +86,9 @@ fn usage() -> String {
          \x20             how long {idle} makes no call; default {idle_seconds}\n\
          \n\
          JSON: {{\"scenario\", \"calls\", \"threads\", \"median_us\", \"p99_us\", \"calls_per_s\",\n\
-         \x20      \"ctx_switches_per_call\", \"cpu_us_per_call\"}} per scenario (ctx_switches_per_call\n\
+         \x20      \"ctx_switches_per_call\", \"cpu_us_per_call\", \"sleeps_per_call\"}} per scenario\n\
+         \x20      (per call, both processes: every context switch, yields of spinning threads\n\
+         \x20      included; user+system CPU time; Waiter waits that really slept; ctx_switches_per_call\n\
          \x20      is null where unknown: newthread and scale, whose threads exit); {{\"scenario\": \"idle\",\n\
          \x20      \"seconds\", \"cpu_percent\"}} for idle; after scale's, {{\"scenario\": \"scale-resources\", \"server_threads_before\",\n\
          \x20      \"server_threads_after\", \"server_rss_before_kib\", \"server_rss_peak_kib\",\n\
@@ -266,6 +268,7 @@ fn child_main(args: &[String]) -> Result<(), Failure> {
     // us alone, and nothing in this process has opened or adopted a descriptor since, so no
     // other owner of that number exists.
     let conn = unsafe { child::adopt_inherited_fd(fd) }?;
+    child::report_sleeps()?;
     match scenario.serve(conn) {
         // A parent that died mid-call is the end of the run, not the child's failure.
         Err(e)

@@ -74,6 +74,7 @@ const BOTTOM: f64 = 44.0;
 ///     wall: us(1000),
 ///     ctx_switches: None,
 ///     cpu: None,
+///     sleeps: None,
 ///     bytes_per_call: None,
 ///     resources: None,
 /// };
@@ -371,6 +372,7 @@ mod tests {
             wall: us(1000),
             ctx_switches: None,
             cpu: None,
+            sleeps: None,
             bytes_per_call: None,
             resources: None,
         }
