@@ -34,6 +34,7 @@ use crate::placement::{CpuHint, WakePlace};
 use crate::spin::{Spin, yield_now};
 #[cfg(not(loom))]
 use crate::sync::Weak;
+use crate::sync::global::{AtomicU64, Ordering};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 #[derive(Default)]
@@ -353,6 +354,7 @@ impl Waiter {
     fn sleep<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         state.place.going_to_sleep();
         state = self.cv.wait(state);
+        SLEEPS.fetch_add(1, Ordering::Relaxed);
         let restore = state.place.awake();
         if restore.is_needed() {
             drop(state);
@@ -437,6 +439,30 @@ impl Waiter {
     }
 }
 
+/// Blocking waits of this process's Waiters that really slept: every return
+/// from the condition variable's wait in [`Waiter::wait`] and
+/// [`Waiter::serve`], after the spinning budget ran out (or spinning was off).
+/// A reply or job caught while spinning costs a yield, not a sleep, and is not
+/// counted. Relaxed: a statistic, ordered with nothing.
+static SLEEPS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times, so far, a thread of this process blocked in a Waiter (for
+/// a reply, or a worker for its next request) and was woken: sleeps, as
+/// opposed to the yields of spinning (see the `spin` module). Event-loop
+/// threads blocking in `epoll_wait` are not counted.
+///
+/// # Examples
+///
+/// ```
+/// let before = multiprocess_event_loop::waiter::sleeps();
+/// // ... calls ...
+/// let slept = multiprocess_event_loop::waiter::sleeps() - before;
+/// # let _ = slept;
+/// ```
+pub fn sleeps() -> u64 {
+    SLEEPS.load(Ordering::Relaxed)
+}
+
 /// Describes every thread that is waiting for a reply or running a request
 /// ("worker-3: waiting for reply #12 Probe.add"): what a watchdog prints when a
 /// test is stuck.
@@ -473,5 +499,26 @@ mod tests {
         // The serving thread will drop the queued job (and what it captured)
         // itself, so its owner must not join it inline.
         assert!(!queued.close());
+    }
+
+    #[test]
+    fn a_worker_that_blocks_and_is_woken_counts_a_sleep() {
+        // 50 ms without a job is far beyond the spinning budget (100 us by
+        // default): the worker must have gone to sleep, and `close` wakes it.
+        let waiter = Waiter::new("sleeper");
+        let before = sleeps();
+        let worker = {
+            let waiter = Arc::clone(&waiter);
+            std::thread::spawn(move || waiter.serve())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waiter.close();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !worker.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "serve did not return");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        worker.join().expect("worker thread");
+        assert!(sleeps() > before, "no sleep counted");
     }
 }

@@ -13,13 +13,18 @@
 //! the parent closes or shuts it down, or dies, the child reads EOF and must exit. The
 //! [`ChildProcess`] handle shuts the socket down and reaps the child on drop, killing it if it
 //! has not exited within [`EXIT_GRACE`].
+//!
+//! The child's stdin and stdout are pipes to the parent, for one thing only: the parent asks
+//! (one byte on the child's stdin) for the child's count of Waiter sleeps
+//! ([`multiprocess_event_loop::waiter::sleeps`]), which lives in the child's memory, and a
+//! thread of the child started by [`report_sleeps`] answers with one line on its stdout.
 
-use std::io;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -41,6 +46,9 @@ pub const EXIT_GRACE: Duration = Duration::from_secs(10);
 pub struct ChildProcess {
     child: Option<Child>,
     conn: UnixStream,
+    /// Where the parent asks for, and reads, the child's sleeps.
+    ask: Option<ChildStdin>,
+    answers: Option<BufReader<ChildStdout>>,
     /// The child in the test kit's registry (so that a test watchdog's dump shows its
     /// threads), until it is reaped.
     registration: Option<mp_testkit::children::Registration>,
@@ -50,7 +58,8 @@ impl ChildProcess {
     /// Starts `exe --child SCENARIO --fd N`, with `N` the child's end of a fresh socket pair.
     ///
     /// `exe` must understand the hidden subcommand (`mpbench` does). The child's stdin and
-    /// stdout are `/dev/null`; its stderr is ours, so its errors are seen.
+    /// stdout are pipes for [`sleeps`](Self::sleeps); its stderr is ours, so its errors are
+    /// seen.
     ///
     /// # Examples
     ///
@@ -70,13 +79,15 @@ impl ChildProcess {
         cmd.arg(CHILD_FLAG)
             .arg(scenario)
             .arg(FD_FLAG)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
         // Appends the number of the child's end (`--fd N`), and closes our copy of it once the
         // child is spawned: as long as it were open here, the child would not see EOF when
         // `conn` closes.
-        let (child, conn) =
+        let (mut child, conn) =
             multiprocess_thread_map::spawn_process_with(&mut cmd, |fd| fd.to_string())?;
+        let ask = child.stdin.take();
+        let answers = child.stdout.take().map(BufReader::new);
         let registration = mp_testkit::children::register(
             child.id(),
             format!("{} --child {scenario}", exe.display()),
@@ -84,6 +95,8 @@ impl ChildProcess {
         Ok(ChildProcess {
             child: Some(child),
             conn,
+            ask,
+            answers,
             registration: Some(registration),
         })
     }
@@ -91,6 +104,34 @@ impl ChildProcess {
     /// The child's process id (for `/proc/PID/...`).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The child's [`multiprocess_event_loop::waiter::sleeps`] so far, asked over its stdin
+    /// and answered on its stdout by the thread [`report_sleeps`] started in the child.
+    ///
+    /// # Errors
+    ///
+    /// If the child does not answer (it exited, or does not run [`report_sleeps`]: EOF) or
+    /// answers something else than a number.
+    pub fn sleeps(&mut self) -> io::Result<u64> {
+        let (Some(ask), Some(answers)) = (self.ask.as_mut(), self.answers.as_mut()) else {
+            return Err(io::Error::other("the child's pipes are gone"));
+        };
+        ask.write_all(b"?")?;
+        ask.flush()?;
+        let mut line = String::new();
+        if answers.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the child does not report its sleeps",
+            ));
+        }
+        line.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the child reported {line:?} for its sleeps"),
+            )
+        })
     }
 
     /// A new handle on the parent's end of the socket.
@@ -112,6 +153,8 @@ impl ChildProcess {
     fn shutdown_and_reap(&mut self) -> io::Result<ExitStatus> {
         // Fails only if already shut down or never connected; either way EOF is on its way.
         let _ = self.conn.shutdown(Shutdown::Both);
+        // EOF on its stdin ends the child's reporting thread.
+        self.ask = None;
         let status = match self.child.take() {
             Some(child) => wait_bounded(child, EXIT_GRACE),
             None => Err(io::Error::other("child already reaped")),
@@ -121,6 +164,33 @@ impl ChildProcess {
         self.registration = None;
         status
     }
+}
+
+/// In the child: starts a thread that answers each byte on stdin with one line on stdout,
+/// this process's [`multiprocess_event_loop::waiter::sleeps`] so far; it ends on EOF. What
+/// [`ChildProcess::sleeps`] reads.
+///
+/// # Errors
+///
+/// If the thread cannot be spawned.
+pub fn report_sleeps() -> io::Result<()> {
+    thread::Builder::new()
+        .name("mpbench-report-sleeps".into())
+        .spawn(|| {
+            let mut stdin = io::stdin().lock();
+            let mut stdout = io::stdout().lock();
+            let mut byte = [0u8; 1];
+            while matches!(stdin.read(&mut byte), Ok(1)) {
+                let sleeps = multiprocess_event_loop::waiter::sleeps();
+                if writeln!(stdout, "{sleeps}")
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
 }
 
 impl Drop for ChildProcess {

@@ -23,6 +23,7 @@
 //! - [`scenarios`]: what is measured. A [`Scenario`](scenarios::Scenario) says how the parent makes
 //!   one call and how the child serves calls; each scenario is one module.
 //! - [`child`]: spawning the child with an inherited socket, and making sure it goes away.
+//! - [`cpu`]: user plus system CPU time of a process, from `/proc/PID/stat`.
 //! - [`ctxsw`]: context switches of every thread of a process, from `/proc/PID/task/*/status`.
 //! - [`stats`]: median and p99 from the per-call samples.
 //! - [`run`]: the measurement loop (warm-up, interleaved rounds) and the JSON/table output.
@@ -32,6 +33,7 @@
 multiprocess::include_proxies!();
 
 pub mod child;
+pub mod cpu;
 pub mod ctxsw;
 pub mod run;
 pub mod scenarios;

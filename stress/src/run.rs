@@ -27,10 +27,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::child::ChildProcess;
+use crate::cpu;
 use crate::ctxsw;
 use crate::scenarios::{Client, Plan, Scenario};
 use crate::stats::{self, Summary};
 
+pub mod idle;
 pub mod plot;
 pub mod resources;
 
@@ -82,6 +84,13 @@ pub struct Report {
     /// Context switches of both processes during the measured calls; `None` if `/proc` could
     /// not be read, or if the scenario's threads exit while measured.
     pub ctx_switches: Option<u64>,
+    /// User plus system CPU time of both processes (all their threads) during the measured
+    /// calls; `None` if `/proc` could not be read.
+    pub cpu: Option<Duration>,
+    /// Waiter sleeps of both processes during the measured calls
+    /// ([`multiprocess_event_loop::waiter::sleeps`]); `None` if the child did not report its
+    /// count.
+    pub sleeps: Option<u64>,
     /// Bytes moved per call, both ways, for a scenario that moves a payload.
     pub bytes_per_call: Option<u64>,
     /// The child's threads and memory around the measured calls, for a scenario that watches
@@ -98,6 +107,20 @@ impl Report {
     /// Context switches (both processes, all threads) per call.
     pub fn ctx_switches_per_call(&self) -> Option<f64> {
         self.ctx_switches
+            .map(|n| count_f64(usize::try_from(n).unwrap_or(usize::MAX)))
+            .map(|n| n / count_f64(self.summary.count))
+    }
+
+    /// CPU time (user plus system, both processes) per call, in microseconds.
+    pub fn cpu_us_per_call(&self) -> Option<f64> {
+        self.cpu
+            .map(micros)
+            .map(|us| us / count_f64(self.summary.count))
+    }
+
+    /// Waiter sleeps (both processes) per call.
+    pub fn sleeps_per_call(&self) -> Option<f64> {
+        self.sleeps
             .map(|n| count_f64(usize::try_from(n).unwrap_or(usize::MAX)))
             .map(|n| n / count_f64(self.summary.count))
     }
@@ -134,17 +157,19 @@ impl Report {
     ///     summary: Summary { count: 4, min: us(1), median: us(2), p99: us(8), max: us(8) },
     ///     wall: us(20),
     ///     ctx_switches: Some(10),
+    ///     cpu: Some(us(30)),
+    ///     sleeps: Some(6),
     ///     bytes_per_call: None,
     ///     resources: None,
     /// };
     /// assert_eq!(
     ///     report.to_json(),
-    ///     r#"{"scenario": "raw", "calls": 4, "threads": 1, "median_us": 2.000, "p99_us": 8.000, "calls_per_s": 200000.0, "ctx_switches_per_call": 2.500}"#
+    ///     r#"{"scenario": "raw", "calls": 4, "threads": 1, "median_us": 2.000, "p99_us": 8.000, "calls_per_s": 200000.0, "ctx_switches_per_call": 2.500, "cpu_us_per_call": 7.500, "sleeps_per_call": 1.500}"#
     /// );
     /// ```
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"scenario\": {}, \"calls\": {}, \"threads\": {}, \"median_us\": {}, \"p99_us\": {}, \"calls_per_s\": {}, \"ctx_switches_per_call\": {}}}",
+            "{{\"scenario\": {}, \"calls\": {}, \"threads\": {}, \"median_us\": {}, \"p99_us\": {}, \"calls_per_s\": {}, \"ctx_switches_per_call\": {}, \"cpu_us_per_call\": {}, \"sleeps_per_call\": {}}}",
             json_string(self.scenario),
             self.summary.count,
             self.threads,
@@ -152,6 +177,8 @@ impl Report {
             json_number(Some(micros(self.summary.p99)), 3),
             json_number(Some(self.calls_per_s()), 1),
             json_number(self.ctx_switches_per_call(), 3),
+            json_number(self.cpu_us_per_call(), 3),
+            json_number(self.sleeps_per_call(), 3),
         )
     }
 }
@@ -192,6 +219,8 @@ pub fn run(
             samples: Vec::with_capacity(plan.calls),
             wall: Duration::ZERO,
             ctx_switches: scenario.counts_switches().then_some(0),
+            cpu: Some(Duration::ZERO),
+            sleeps: Some(0),
             baseline_threads,
             before: None,
             resources: None,
@@ -261,6 +290,8 @@ pub fn run(
             summary,
             wall: run.wall,
             ctx_switches: run.ctx_switches,
+            cpu: run.cpu,
+            sleeps: run.sleeps,
             bytes_per_call: run.bytes_per_call,
             resources: run.resources,
         });
@@ -295,6 +326,10 @@ struct Run {
     wall: Duration,
     /// `None` from the start for a scenario whose switches cannot be counted.
     ctx_switches: Option<u64>,
+    /// `None` once a reading of `/proc/PID/stat` failed.
+    cpu: Option<Duration>,
+    /// `None` once the child did not report its sleeps.
+    sleeps: Option<u64>,
     /// The child's threads once set up, for a scenario that watches its [`Resources`].
     baseline_threads: Option<usize>,
     before: Option<resources::Before>,
@@ -306,15 +341,35 @@ impl Run {
     fn measure(&mut self, n: usize) -> io::Result<()> {
         let counting = self.ctx_switches.is_some();
         let before = counting.then(|| ctxsw::switches(&self.pids).ok()).flatten();
+        let sleeps_before = self.both_sleeps();
+        let cpu_before = cpu::cpu(&self.pids).ok();
         let start = Instant::now();
         self.client.run(n, &mut self.samples)?;
         self.wall += start.elapsed();
+        let cpu_after = cpu::cpu(&self.pids).ok();
+        let sleeps_after = self.both_sleeps();
+        self.sleeps = match (self.sleeps, sleeps_before, sleeps_after) {
+            (Some(total), Some(before), Some(after)) => Some(total + after.saturating_sub(before)),
+            _ => None,
+        };
         let after = counting.then(|| ctxsw::switches(&self.pids).ok()).flatten();
+        self.cpu = match (self.cpu, cpu_before, cpu_after) {
+            (Some(total), Some(before), Some(after)) => Some(total + after.saturating_sub(before)),
+            _ => None,
+        };
         self.ctx_switches = match (self.ctx_switches, before, after) {
             (Some(total), Some(before), Some(after)) => Some(total + after.saturating_sub(before)),
             _ => None,
         };
         Ok(())
+    }
+}
+
+impl Run {
+    /// Waiter sleeps so far of this process and the child together.
+    fn both_sleeps(&mut self) -> Option<u64> {
+        let child = self.child.sleeps().ok()?;
+        Some(multiprocess_event_loop::waiter::sleeps() + child)
     }
 }
 
@@ -393,7 +448,7 @@ fn count_f64(n: usize) -> f64 {
 
 /// A JSON number with `decimals` places, or `null` for `None`, NaN and infinities (which JSON
 /// cannot represent).
-fn json_number(x: Option<f64>, decimals: usize) -> String {
+pub(crate) fn json_number(x: Option<f64>, decimals: usize) -> String {
     match x {
         Some(x) if x.is_finite() => format!("{x:.decimals$}"),
         _ => "null".to_owned(),
@@ -436,6 +491,8 @@ mod tests {
             },
             wall,
             ctx_switches: ctx,
+            cpu: None,
+            sleeps: None,
             bytes_per_call: None,
             resources: None,
         }
@@ -446,6 +503,8 @@ mod tests {
         let json = report(10, Duration::ZERO, None).to_json();
         assert!(json.contains("\"calls_per_s\": null"), "{json}");
         assert!(json.contains("\"ctx_switches_per_call\": null"), "{json}");
+        assert!(json.contains("\"cpu_us_per_call\": null"), "{json}");
+        assert!(json.contains("\"sleeps_per_call\": null"), "{json}");
     }
 
     #[test]

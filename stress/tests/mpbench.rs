@@ -16,13 +16,22 @@ use stress::Options;
 use stress::child::ChildProcess;
 use stress::scenarios::{self, Scenario};
 
+/// `multiprocess_event_loop::spin::SPIN_ENV`, the spinning budget in microseconds.
+const SPIN_ENV: &str = "MULTIPROCESS_WAIT_SPIN_US";
+
 const LIMIT: Duration = Duration::from_secs(60);
 const MPBENCH: &str = env!("CARGO_BIN_EXE_mpbench");
 
 /// Runs `mpbench ARGS` to completion, or kills it and fails after [`LIMIT`].
 fn mpbench(args: &[&str]) -> Output {
+    mpbench_with(args, &[])
+}
+
+/// [`mpbench`] with `vars` set in its environment (and its child's).
+fn mpbench_with(args: &[&str], vars: &[(&str, &str)]) -> Output {
     let child = Command::new(MPBENCH)
         .args(args)
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -84,7 +93,7 @@ fn stdout_lines(output: &Output) -> Vec<String> {
 }
 
 /// The fields of the contract line, in order.
-const CONTRACT: [&str; 7] = [
+const CONTRACT: [&str; 9] = [
     "scenario",
     "calls",
     "threads",
@@ -92,6 +101,8 @@ const CONTRACT: [&str; 7] = [
     "p99_us",
     "calls_per_s",
     "ctx_switches_per_call",
+    "cpu_us_per_call",
+    "sleeps_per_call",
 ];
 
 /// Checks that `line` is a contract line of scenario `name` with `calls` calls and `threads`
@@ -108,13 +119,35 @@ fn contract_line(line: &str, name: &str, calls: usize, threads: usize) -> HashMa
     let p99 = number(&map, "p99_us");
     assert!(median > 0.0 && p99 >= median, "median {median}, p99 {p99}");
     assert!(number(&map, "calls_per_s") > 0.0, "{line}");
+    if cfg!(target_os = "linux") {
+        // Both processes' CPU time over the measured calls: never negative, and no more than
+        // every core of the machine busy for the whole wall time of the calls, give or take
+        // the clock ticks (10 ms) of each reading: one second in all is ample slack.
+        let cpu = number(&map, "cpu_us_per_call");
+        let wall_us_per_call = 1e6 / number(&map, "calls_per_s");
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        #[allow(clippy::cast_precision_loss)]
+        let ceiling = wall_us_per_call * cores as f64;
+        assert!(
+            cpu.is_finite() && cpu >= 0.0 && cpu <= ceiling + 1e6 / calls.max(1) as f64,
+            "cpu_us_per_call {cpu} (ceiling {ceiling}): {line}"
+        );
+    }
+    let sleeps = number(&map, "sleeps_per_call");
+    assert!(sleeps.is_finite() && sleeps >= 0.0, "{line}");
     map
 }
 
 /// Runs `mpbench NAME --json --calls 200 --warmup WARMUP` and checks its one JSON line: the
 /// fields, in order, and values that make sense together.
+///
+/// Spinning is off (`MULTIPROCESS_WAIT_SPIN_US=0`): a thread that yields while it spins may
+/// never switch out on an idle core, so only without it must every call block.
 fn one_scenario_200_calls(name: &str, warmup: &str) {
-    let output = mpbench(&[name, "--json", "--calls", "200", "--warmup", warmup]);
+    let output = mpbench_with(
+        &[name, "--json", "--calls", "200", "--warmup", warmup],
+        &[(SPIN_ENV, "0")],
+    );
     let lines = stdout_lines(&output);
     assert_eq!(lines.len(), 1, "one JSON line: {lines:?}");
     let map = contract_line(&lines[0], name, 200, 1);
@@ -127,6 +160,15 @@ fn one_scenario_200_calls(name: &str, warmup: &str) {
         // or on a futex.
         let ctx = number(&map, "ctx_switches_per_call");
         assert!(ctx > 0.5, "ctx_switches_per_call {ctx}");
+    }
+    let sleeps = number(&map, "sleeps_per_call");
+    match name {
+        // No Waiter takes part: nothing can count a sleep.
+        "raw" => assert_eq!(sleeps, 0.0, "{}", lines[0]),
+        // Without spinning, the caller sleeps until its reply and the worker until its next
+        // request: about two per call.
+        "call" => assert!(sleeps > 0.5, "sleeps_per_call {sleeps}: {}", lines[0]),
+        _ => {}
     }
 }
 
@@ -400,6 +442,41 @@ fn plotting_one_scenario_adds_the_floors() {
 }
 
 #[test]
+fn an_idle_pair_uses_under_one_percent_of_a_cpu() {
+    // `idle` runs after the other scenarios and prints its own line. Two seconds keep the test
+    // short; the clock ticks of the child's `/proc/PID/stat` (10 ms) are then at most half of
+    // the 1% allowed.
+    let output = mpbench(&[
+        "idle,call",
+        "--json",
+        "--calls",
+        "200",
+        "--warmup",
+        "20",
+        "--idle-seconds",
+        "2",
+    ]);
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    contract_line(&lines[0], "call", 200, 1);
+    let fields = fields(&lines[1]);
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["scenario", "seconds", "cpu_percent"], "{}", lines[1]);
+    let map: HashMap<String, String> = fields.into_iter().collect();
+    assert_eq!(map["scenario"], "\"idle\"", "{}", lines[1]);
+    let seconds = number(&map, "seconds");
+    assert!((2.0..30.0).contains(&seconds), "{}", lines[1]);
+    if cfg!(target_os = "linux") {
+        let percent = number(&map, "cpu_percent");
+        assert!(
+            percent.is_finite() && (0.0..1.0).contains(&percent),
+            "an idle pair of processes used {percent}% of a CPU: {}",
+            lines[1]
+        );
+    }
+}
+
+#[test]
 fn bad_arguments_are_a_usage_error() {
     for args in [
         &["nope"][..],
@@ -411,6 +488,9 @@ fn bad_arguments_are_a_usage_error() {
         &["raw", "--plot-scale", "cubic"],
         &["raw", "--worker-stack-kib"],
         &["raw", "--worker-stack-kib", "many"],
+        &["idle", "--idle-seconds"],
+        &["idle", "--idle-seconds", "-1"],
+        &["idle,nope"],
     ] {
         let output = mpbench(args);
         assert!(!output.status.success(), "{args:?} should fail");

@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! mpbench SCENARIO [--json] [--calls N] [--warmup N] [--round N] [--worker-stack-kib N]
-//!                  [--plot FILE.svg] [--plot-scale auto|linear|log]
+//!                  [--plot FILE.svg] [--plot-scale auto|linear|log] [--idle-seconds N]
 //! ```
 //!
 //! `SCENARIO` is a scenario name, a comma-separated list of them, or `all` (every scenario);
 //! several scenarios run interleaved in rounds. Prints one JSON object per scenario (per variant:
 //! `threads` has one per thread count) per line, and after `scale`'s, its `scale-resources`
-//! line; without `--json`, a table follows. The hidden form
+//! line; without `--json`, a table follows. `idle` (not part of `all`: it takes 10 s) runs after
+//! the others and prints its own line. The hidden form
 //! `mpbench --child SCENARIO --fd N` is the child process, serving over inherited descriptor N.
 //!
 //! `--worker-stack-kib N` reaches the child through the environment variable
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use stress::child::{self, CHILD_FLAG, FD_FLAG};
+use stress::run::idle;
 use stress::run::plot::{self, Scale};
 use stress::run::{DEFAULT_CALLS, DEFAULT_ROUND};
 use stress::scenarios::{self, newthread, payload, scale};
@@ -62,8 +64,9 @@ impl From<io::Error> for Failure {
 fn usage() -> String {
     format!(
         "usage: mpbench SCENARIO [--json] [--calls N] [--warmup N] [--round N] [--worker-stack-kib N]\n\
-         \x20                [--plot FILE.svg] [--plot-scale auto|linear|log]\n\
-         scenarios: all, {names};\n         \x20          or several, comma-separated (raw,chain,capnp,call), interleaved\n\
+         \x20                [--plot FILE.svg] [--plot-scale auto|linear|log] [--idle-seconds N]\n\
+         scenarios: all, {names};\n\
+         \x20          {idle} (not in all: a connected pair making no call, its CPU use);\n         \x20          or several, comma-separated (raw,chain,capnp,call), interleaved\n\
          \n\
          --calls N     measured calls per scenario (per variant); default {DEFAULT_CALLS}, except:\n\
          \x20             newthread {newthread} (each call starts a thread), payload and raw-1mib {payload}\n\
@@ -79,10 +82,15 @@ fn usage() -> String {
          \x20             and capnp are added to the run if not in it\n\
          --plot-scale auto|linear|log\n\
          \x20             latency axis of the plot (auto: log if the spread is wide)\n\
+         --idle-seconds N\n\
+         \x20             how long {idle} makes no call; default {idle_seconds}\n\
          \n\
          JSON: {{\"scenario\", \"calls\", \"threads\", \"median_us\", \"p99_us\", \"calls_per_s\",\n\
-         \x20      \"ctx_switches_per_call\"}} per scenario (null where unknown: newthread and scale, whose\n\
-         \x20      threads exit); after scale's, {{\"scenario\": \"scale-resources\", \"server_threads_before\",\n\
+         \x20      \"ctx_switches_per_call\", \"cpu_us_per_call\", \"sleeps_per_call\"}} per scenario\n\
+         \x20      (per call, both processes: every context switch, yields of spinning threads\n\
+         \x20      included; user+system CPU time; Waiter waits that really slept; ctx_switches_per_call\n\
+         \x20      is null where unknown: newthread and scale, whose threads exit); {{\"scenario\": \"idle\",\n\
+         \x20      \"seconds\", \"cpu_percent\"}} for idle; after scale's, {{\"scenario\": \"scale-resources\", \"server_threads_before\",\n\
          \x20      \"server_threads_after\", \"server_rss_before_kib\", \"server_rss_peak_kib\",\n\
          \x20      \"server_rss_after_kib\"}}: the child's threads and resident memory around the run",
         names = scenarios::names().join(", "),
@@ -90,6 +98,8 @@ fn usage() -> String {
         payload = payload::DEFAULT_CALLS,
         scale = scale::DEFAULT_CALLS,
         per_thread = scale::CALLS_PER_THREAD,
+        idle = idle::NAME,
+        idle_seconds = idle::DEFAULT_SECONDS,
     )
 }
 
@@ -100,6 +110,7 @@ fn bench_main(args: &[String]) -> Result<(), Failure> {
     let mut worker_stack_kib = None;
     let mut plot_file = None;
     let mut plot_scale = Scale::Auto;
+    let mut idle_seconds = idle::DEFAULT_SECONDS;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -107,6 +118,10 @@ fn bench_main(args: &[String]) -> Result<(), Failure> {
             "--calls" => opts.calls = Some(number(arg, args.next())?),
             "--warmup" => opts.warmup = Some(number(arg, args.next())?),
             "--round" => opts.round = number(arg, args.next())?,
+            "--idle-seconds" => {
+                idle_seconds = u64::try_from(number(arg, args.next())?)
+                    .map_err(|_| Failure::Usage("--idle-seconds is too large".into()))?;
+            }
             "--worker-stack-kib" => worker_stack_kib = Some(number(arg, args.next())?),
             "--plot" => {
                 let file = args
@@ -136,8 +151,15 @@ fn bench_main(args: &[String]) -> Result<(), Failure> {
             "--calls and --round must be at least 1".into(),
         ));
     }
-    let mut chosen = scenarios::select(name);
-    if chosen.is_empty() {
+    // `idle` makes no calls: it is not a `Scenario`, and runs after the others.
+    let want_idle = name.split(',').any(|n| n == idle::NAME);
+    let rest: Vec<&str> = name.split(',').filter(|n| *n != idle::NAME).collect();
+    let mut chosen = if rest.is_empty() {
+        Vec::new()
+    } else {
+        scenarios::select(&rest.join(","))
+    };
+    if !rest.is_empty() && chosen.is_empty() {
         return Err(Failure::Usage(format!("unknown scenario {name}")));
     }
     if plot_file.is_some() {
@@ -160,19 +182,42 @@ fn bench_main(args: &[String]) -> Result<(), Failure> {
         unsafe { std::env::set_var(WORKER_STACK_ENV, kib.to_string()) };
     }
     let exe = std::env::current_exe()?;
-    let reports = run::run(&exe, &mut chosen, &opts)?;
+    let reports = if chosen.is_empty() {
+        Vec::new()
+    } else {
+        run::run(&exe, &mut chosen, &opts)?
+    };
     for report in &reports {
         println!("{}", report.to_json());
         if let Some(resources) = &report.resources {
             println!("{}", resources.to_json(report.scenario));
         }
     }
+    let idled = if want_idle {
+        let idled = idle::run(&exe, std::time::Duration::from_secs(idle_seconds))?;
+        println!("{}", idled.to_json());
+        Some(idled)
+    } else {
+        None
+    };
     if let Some(file) = &plot_file {
         std::fs::write(file, plot::svg(&reports, plot_scale))?;
     }
     if !json {
         println!();
-        print!("{}", run::table(&reports));
+        if !reports.is_empty() {
+            print!("{}", run::table(&reports));
+        }
+        if let Some(idled) = idled {
+            let percent = idled
+                .cpu_percent()
+                .map_or_else(|| "n/a".to_owned(), |p| format!("{p:.3}%"));
+            println!(
+                "{}: {percent} of one CPU over {:.1} s without a call (both processes)",
+                idle::NAME,
+                idled.wall.as_secs_f64()
+            );
+        }
         if let Some(file) = &plot_file {
             println!("\nplot: {}", file.display());
         }
@@ -223,6 +268,7 @@ fn child_main(args: &[String]) -> Result<(), Failure> {
     // us alone, and nothing in this process has opened or adopted a descriptor since, so no
     // other owner of that number exists.
     let conn = unsafe { child::adopt_inherited_fd(fd) }?;
+    child::report_sleeps()?;
     match scenario.serve(conn) {
         // A parent that died mid-call is the end of the run, not the child's failure.
         Err(e)

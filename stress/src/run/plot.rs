@@ -73,6 +73,8 @@ const BOTTOM: f64 = 44.0;
 ///     summary: Summary { count: 10, min: us(1), median: us(median), p99: us(2 * median), max: us(90) },
 ///     wall: us(1000),
 ///     ctx_switches: None,
+///     cpu: None,
+///     sleeps: None,
 ///     bytes_per_call: None,
 ///     resources: None,
 /// };
@@ -369,6 +371,8 @@ mod tests {
             },
             wall: us(1000),
             ctx_switches: None,
+            cpu: None,
+            sleeps: None,
             bytes_per_call: None,
             resources: None,
         }
