@@ -652,6 +652,10 @@ impl Emit<'_> {
         }
     }
 
+    /// An expression reading element `i` of list reader `list` into its
+    /// owned Rust type: what [`get_from`](Self::get_from) reads, except
+    /// that a struct list's `get` returns the reader itself, not a
+    /// `Result` of it.
     fn get_elem(&self, ty: &Ty, list: &str, i: &str, label: &str, depth: usize) -> String {
         let p = self.private();
         match ty {
@@ -664,37 +668,13 @@ impl Emit<'_> {
                 let owned = self.get_elem(wire, list, i, label, depth);
                 self.read_carried(rust, &self.borrowed_get(wire, &read, label, &owned), label)
             }
-            Ty::Map(_) => "compile_error!(\"a list of maps is not supported\")".into(),
-            Ty::Void | Ty::Unbound => "()".into(),
-            Ty::Prim(_) => format!("{list}.get({i})"),
-            Ty::Enum(_) => format!("{list}.get({i}).map_err(|e| {p}::bad_value({label:?}, e))?"),
-            Ty::Text => {
-                format!("{list}.get({i})?.to_string().map_err(|e| {p}::bad_value({label:?}, e))?")
-            }
-            Ty::Data => format!("{list}.get({i})?.to_vec()"),
             Ty::Struct(_) | Ty::Generic(..) | Ty::Param(_) => {
                 format!(
                     "<{} as {p}::Wire>::read({list}.get({i}), &mp_ctx)?",
                     ty.owned()
                 )
             }
-            Ty::List(inner) => {
-                let (sub, j) = (format!("list{depth}"), format!("i{depth}"));
-                format!(
-                    "{{\n let {sub} = {list}.get({i})?;\n let mut items = Vec::with_capacity({sub}.len() as usize);\n \
-                     for {j} in 0..{sub}.len() {{\n items.push({});\n }}\n items\n }}",
-                    self.get_elem(inner, &sub, &j, &format!("{label}[]"), depth + 1)
-                )
-            }
-            Ty::Interface(n) => format!(
-                "<dyn {}::{} as {}::Interface>::from_capnp({list}.get({i})?, &mp_ctx)?",
-                n.proxy_mod, n.rust, self.rt
-            ),
-            Ty::Closure(n) => format!(
-                "{}::__{}_from_capnp({list}.get({i})?, &mp_ctx)?",
-                n.proxy_mod,
-                snake(&n.rust)
-            ),
+            _ => self.get_from(ty, &format!("{list}.get({i})"), label, depth),
         }
     }
 
