@@ -31,6 +31,17 @@ pub fn discard_panic(payload: Box<dyn Any + Send>) {
     }
 }
 
+/// The text of a caught panic: its `&str` or `String` payload.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

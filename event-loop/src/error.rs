@@ -179,6 +179,29 @@ impl Error {
         capnp::Error::failed(format!("{method}{PANICKED}{message}"))
     }
 
+    /// What a server answers for `method` once its implementation has run:
+    /// the value, the implementation's error as the method's failure
+    /// ([`to_capnp_reply`](Self::to_capnp_reply)), or its panic as a
+    /// failure that says so (the payload is dropped safely).
+    pub fn job_reply<T>(
+        method: &str,
+        outcome: std::thread::Result<Result<T>>,
+    ) -> std::result::Result<T, capnp::Error> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            // The method's own error, whatever its kind (a disconnection or
+            // an invalid thread it met on a call of its own): for the caller
+            // a failure of the method, never a sign that this connection is
+            // gone or that its thread is unknown.
+            Ok(Err(error)) => Err(error.to_capnp_reply(method)),
+            Err(panic) => {
+                let message = crate::contain::panic_message(&*panic);
+                crate::contain::discard_panic(panic);
+                Err(Self::panic_reply(method, &message))
+            }
+        }
+    }
+
     /// Whether this error means the connection is gone.
     pub fn is_disconnected(&self) -> bool {
         matches!(self, Error::Disconnected(_))

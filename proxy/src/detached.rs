@@ -98,17 +98,7 @@ where
     }));
     async move {
         let result = match receiver.await {
-            Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(error))) => Err(error.to_capnp_reply(method)),
-            Ok(Err(panic)) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic payload".to_string());
-                multiprocess_event_loop::contain::discard_panic(panic);
-                Err(Error::panic_reply(method, &message))
-            }
+            Ok(outcome) => Error::job_reply(method, outcome),
             Err(_) => Err(capnp::Error::failed(format!(
                 "{method}: the pool thread ended before answering"
             ))),

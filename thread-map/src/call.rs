@@ -414,17 +414,7 @@ impl ServeContext {
                     tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, "{refused}");
                     Err(refused.to_capnp())
                 }
-                Ok(Ok(Ok(Ok(value)))) => Ok(value),
-                // The method's own error, whatever its kind (a disconnection
-                // or an invalid thread it met on a call of its own): for the
-                // caller a remote error, never a sign that this connection
-                // is gone or that its thread is unknown.
-                Ok(Ok(Ok(Err(error)))) => Err(error.to_capnp_reply(method)),
-                Ok(Ok(Err(panic))) => {
-                    let message = panic_message(&panic);
-                    multiprocess_event_loop::contain::discard_panic(panic);
-                    Err(Error::panic_reply(method, &message))
-                }
+                Ok(Ok(job)) => Error::job_reply(method, job),
                 Err(_) => Err(capnp::Error::failed(format!(
                     "thread {} exited before running {method}",
                     server.name
@@ -629,15 +619,5 @@ async fn not_a_thread(thread: crate::proxy_capnp::thread::Client) -> Error {
             Error::from_capnp(e)
         )),
         _ => invalid(),
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string panic payload".to_string()
     }
 }
