@@ -11,7 +11,8 @@
 //              from the main thread and run on the child's worker thread for it.
 // Calls run in interleaved rounds (warm-up too). Per scenario one JSON line:
 // nearest-rank median and p99, calls per second of the rounds' wall time, and
-// context switches of every thread of both processes per call.
+// per call the context switches of every thread of both processes and the CPU
+// time (user plus system) of both processes.
 
 #include <bench.capnp.h>
 #include <bench.capnp.proxy.h>
@@ -36,6 +37,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <sys/resource.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -102,6 +104,42 @@ uint64_t ProcessSwitches(pid_t pid)
         }
     }
     return total;
+}
+
+// ---- CPU time ----------------------------------------------------------------
+
+// User plus system CPU time so far of every thread of `pid`, live or exited, in
+// microseconds: from getrusage(RUSAGE_SELF) for this process (to the
+// microsecond), from utime and stime of /proc/PID/stat for another (in clock
+// ticks, usually 10 ms). As stress/src/cpu.rs reads it; nullopt if unreadable.
+std::optional<uint64_t> ProcessCpuMicros(pid_t pid)
+{
+    if (pid == getpid()) {
+        rusage usage{};
+        if (getrusage(RUSAGE_SELF, &usage) != 0) return std::nullopt;
+        auto micros = [](const timeval& t) {
+            return static_cast<uint64_t>(t.tv_sec) * 1000000 + static_cast<uint64_t>(t.tv_usec);
+        };
+        return micros(usage.ru_utime) + micros(usage.ru_stime);
+    }
+    std::ifstream file{"/proc/" + std::to_string(pid) + "/stat"};
+    std::string text;
+    if (!file || !std::getline(file, text)) return std::nullopt;
+    // The command name (field 2) is in parentheses and may hold spaces and
+    // parentheses: count from the last ')'. Field 3 (state) follows it;
+    // utime and stime are fields 14 and 15.
+    const size_t paren{text.rfind(')')};
+    if (paren == std::string::npos) return std::nullopt;
+    std::istringstream fields{text.substr(paren + 1)};
+    std::string skipped;
+    for (int i = 0; i < 11; ++i) {
+        if (!(fields >> skipped)) return std::nullopt;
+    }
+    uint64_t utime{0}, stime{0};
+    if (!(fields >> utime >> stime)) return std::nullopt;
+    const long ticks_per_second{sysconf(_SC_CLK_TCK)};
+    if (ticks_per_second <= 0) return std::nullopt;
+    return (utime + stime) * 1000000 / static_cast<uint64_t>(ticks_per_second);
 }
 
 // ---- The parent's side of one child ------------------------------------------
@@ -224,16 +262,33 @@ struct Run {
     std::vector<Nanos> samples;
     Nanos wall{0};
     uint64_t switches{0};
+    //! CPU time of both processes over the measured calls; nullopt once a reading failed.
+    std::optional<uint64_t> cpu_micros{0};
 
     uint64_t Switches() const { return ProcessSwitches(getpid()) + ProcessSwitches(peer->pid()); }
+
+    std::optional<uint64_t> CpuMicros() const
+    {
+        const auto self{ProcessCpuMicros(getpid())};
+        const auto child{ProcessCpuMicros(peer->pid())};
+        if (!self || !child) return std::nullopt;
+        return *self + *child;
+    }
 
     void Measure(size_t n)
     {
         const uint64_t before{Switches()};
+        const auto cpu_before{CpuMicros()};
         const auto start{Clock::now()};
         run(n, samples);
         wall += Clock::now() - start;
+        const auto cpu_after{CpuMicros()};
         switches += Switches() - before;
+        if (cpu_micros && cpu_before && cpu_after) {
+            *cpu_micros += *cpu_after > *cpu_before ? *cpu_after - *cpu_before : 0;
+        } else {
+            cpu_micros.reset();
+        }
     }
 };
 
@@ -248,13 +303,15 @@ std::string Json(Run& run)
 {
     std::sort(run.samples.begin(), run.samples.end());
     const double calls{static_cast<double>(run.samples.size())};
+    char cpu[32] = "null";
+    if (run.cpu_micros) std::snprintf(cpu, sizeof(cpu), "%.3f", static_cast<double>(*run.cpu_micros) / calls);
     char line[512];
     std::snprintf(line, sizeof(line),
         "{\"scenario\": \"%s\", \"calls\": %zu, \"threads\": 1, \"median_us\": %.3f, \"p99_us\": %.3f, "
-        "\"calls_per_s\": %.1f, \"ctx_switches_per_call\": %.3f}",
+        "\"calls_per_s\": %.1f, \"ctx_switches_per_call\": %.3f, \"cpu_us_per_call\": %s}",
         run.name.c_str(), run.samples.size(), PercentileMicros(run.samples, 50),
         PercentileMicros(run.samples, 99), calls / std::chrono::duration<double>(run.wall).count(),
-        static_cast<double>(run.switches) / calls);
+        static_cast<double>(run.switches) / calls, cpu);
     return line;
 }
 
