@@ -5,6 +5,7 @@
 
 #include <mp/type-context.h>
 #include <mp/type-decay.h>
+#include <mp/type-function.h>
 #include <mp/type-interface.h>
 #include <mp/type-number.h>
 #include <mp/type-threadmap.h>

@@ -1,14 +1,26 @@
 // cppbench: libmultiprocess's latency between two processes, measured the way
-// `mpbench capnp,call --json` (the stress crate) measures the Rust runtime.
+// `mpbench capnp,call,callback,nested --json` (the stress crate) measures the
+// Rust runtime.
 //
-//   cppbench [capnp,call] [--calls N] [--warmup N] [--round N]
+//   cppbench [capnp,call,callback,callback-nodestroy,nested] [--calls N] [--warmup N] [--round N]
 //   cppbench --child FD          (the child process, serving over FD)
 //
 // Scenarios (each against its own child, spawned over a socketpair):
-//   cpp-capnp  Bench.ping on the raw capnp client, made on the parent's event-loop
-//              thread (inside EventLoop::sync) and answered on the child's.
-//   cpp-call   the generated proxy's blocking Bench.add(i, 1) with a Context, made
-//              from the main thread and run on the child's worker thread for it.
+//   cpp-capnp   Bench.ping on the raw capnp client, made on the parent's event-loop
+//               thread (inside EventLoop::sync) and answered on the child's.
+//   cpp-call    the generated proxy's blocking Bench.add(i, 1) with a Context, made
+//               from the main thread and run on the child's worker thread for it.
+//   cpp-callback
+//               Bench.callFn(f, i) with a fresh std::function f per call; the
+//               child's worker calls f(i) back once, which runs on the main thread
+//               (blocked in its call). f's interface has `destroy`, so letting go
+//               of it is one more round trip to the main thread.
+//   cpp-callback-nodestroy
+//               the same through Bench.callFnNoDestroy, whose function interface
+//               has no `destroy`.
+//   cpp-nested  Bench.recurse(f, 8): f(n) calls recurse(f', n - 1) back on the
+//               same connection, down to 0; one sample is a whole tree divided
+//               by its depth.
 // Calls run in interleaved rounds (warm-up too). Per scenario one JSON line:
 // nearest-rank median and p99, calls per second of the rounds' wall time, and
 // per call the context switches of every thread of both processes and the CPU
@@ -24,6 +36,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -55,6 +68,9 @@ class BenchImpl : public Bench
 public:
     int add(int a, int b) override { return a + b; }
     void ping(uint64_t&) override {} // Sends the value back unchanged.
+    int callFn(std::function<int(int)> fn, int arg) override { return fn(arg); }
+    int callFnNoDestroy(std::function<int(int)> fn, int arg) override { return fn(arg); }
+    int recurse(std::function<int(int)> fn, int depth) override { return fn(depth); }
 };
 
 class InitImpl : public Init
@@ -255,6 +271,58 @@ RunFn CapnpScenario(Peer& peer)
     };
 }
 
+// cpp-callback and cpp-callback-nodestroy: a fresh std::function per call,
+// which the child calls back once. The closure runs on this thread while it
+// is blocked in its call.
+RunFn CallbackScenario(Peer& peer, bool destroy)
+{
+    return [&bench = peer.bench(), destroy, seq = 0](size_t n, std::vector<Nanos>& samples) mutable {
+        for (size_t i = 0; i < n; ++i) {
+            ++seq;
+            const auto start{Clock::now()};
+            const int result{destroy ? bench.callFn([](int x) { return x * 2; }, seq)
+                                     : bench.callFnNoDestroy([](int x) { return x * 2; }, seq)};
+            samples.push_back(Clock::now() - start);
+            if (result != seq * 2) throw std::runtime_error("callFn: wrong result " + std::to_string(result));
+        }
+    };
+}
+
+// Levels per cpp-nested tree, as mpbench's `nested`.
+constexpr int NESTED_DEPTH{8};
+
+// f(n) for cpp-nested: calls recurse(f', n - 1) through the child, with a fresh
+// f', or stops at 0. An error is kept in `error` (the first one) and turns the
+// result into INT_MIN, so the tree's check fails with it.
+std::function<int(int)> Level(Bench& bench, std::string& error)
+{
+    return [&bench, &error](int n) -> int {
+        if (n == 0) return 0;
+        try {
+            return bench.recurse(Level(bench, error), n - 1) + 1;
+        } catch (const std::exception& e) {
+            if (error.empty()) error = e.what();
+            return INT_MIN;
+        }
+    };
+}
+
+// cpp-nested: one recursion tree NESTED_DEPTH levels deep per sample, timed
+// whole and divided by its depth.
+RunFn NestedScenario(Peer& peer)
+{
+    return [&bench = peer.bench()](size_t n, std::vector<Nanos>& samples) {
+        std::string error;
+        for (size_t i = 0; i < n; ++i) {
+            const auto start{Clock::now()};
+            const int result{bench.recurse(Level(bench, error), NESTED_DEPTH)};
+            samples.push_back((Clock::now() - start) / NESTED_DEPTH);
+            if (!error.empty()) throw std::runtime_error("recurse: " + error);
+            if (result != NESTED_DEPTH) throw std::runtime_error("recurse: wrong result " + std::to_string(result));
+        }
+    };
+}
+
 struct Run {
     std::string name;
     std::unique_ptr<Peer> peer;
@@ -318,6 +386,9 @@ std::string Json(Run& run)
 struct Options {
     bool capnp{true};
     bool call{true};
+    bool callback{true};
+    bool callback_nodestroy{true};
+    bool nested{true};
     size_t calls{20000};
     size_t warmup{2000};
     size_t round{2000};
@@ -339,11 +410,14 @@ Options ParseArgs(const std::vector<std::string>& args)
         } else if (arg == "--round") {
             options.round = number();
         } else if (!arg.empty() && arg[0] != '-') {
-            options.capnp = options.call = false;
+            options.capnp = options.call = options.callback = options.callback_nodestroy = options.nested = false;
             std::stringstream names{arg};
             for (std::string name; std::getline(names, name, ',');) {
                 if (name == "capnp") options.capnp = true;
                 else if (name == "call") options.call = true;
+                else if (name == "callback") options.callback = true;
+                else if (name == "callback-nodestroy") options.callback_nodestroy = true;
+                else if (name == "nested") options.nested = true;
                 else throw std::invalid_argument("unknown scenario " + name);
             }
         } else {
@@ -366,6 +440,21 @@ int BenchMain(const Options& options)
         auto peer{std::make_unique<Peer>("cppbench-call")};
         RunFn run{CallScenario(*peer)};
         runs.push_back({"cpp-call", std::move(peer), std::move(run)});
+    }
+    if (options.callback) {
+        auto peer{std::make_unique<Peer>("cppbench-callback")};
+        RunFn run{CallbackScenario(*peer, /*destroy=*/true)};
+        runs.push_back({"cpp-callback", std::move(peer), std::move(run)});
+    }
+    if (options.callback_nodestroy) {
+        auto peer{std::make_unique<Peer>("cppbench-callback-nodestroy")};
+        RunFn run{CallbackScenario(*peer, /*destroy=*/false)};
+        runs.push_back({"cpp-callback-nodestroy", std::move(peer), std::move(run)});
+    }
+    if (options.nested) {
+        auto peer{std::make_unique<Peer>("cppbench-nested")};
+        RunFn run{NestedScenario(*peer)};
+        runs.push_back({"cpp-nested", std::move(peer), std::move(run)});
     }
     // Several scenarios take turns, `round` calls each; a single one makes all its calls at once.
     const size_t round{runs.size() > 1 ? options.round : std::max(options.calls, options.warmup)};
@@ -406,7 +495,7 @@ int main(int argc, char** argv)
         }
         return cppbench::BenchMain(cppbench::ParseArgs(args));
     } catch (const std::invalid_argument& e) {
-        std::cerr << "cppbench: " << e.what() << "\nusage: cppbench [capnp,call] [--calls N] [--warmup N] [--round N]\n";
+        std::cerr << "cppbench: " << e.what() << "\nusage: cppbench [capnp,call,callback,callback-nodestroy,nested] [--calls N] [--warmup N] [--round N]\n";
         return 2;
     } catch (const std::exception& e) {
         std::cerr << "cppbench: " << e.what() << '\n';
