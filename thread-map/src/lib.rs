@@ -106,6 +106,7 @@ mod process;
 mod sync;
 mod thread_server;
 mod worker;
+mod write_queue;
 
 #[cfg(all(test, loom))]
 mod loom_models;

@@ -303,7 +303,7 @@ impl capnp_futures::serialize::AsOutputSegments for Queued {
     }
 }
 
-type Sender = capnp_futures::Sender<Queued>;
+type Sender = crate::write_queue::Sender<Queued>;
 
 struct Outgoing {
     message: Builder<HeapAllocator>,
@@ -332,10 +332,7 @@ impl capnp_rpc::OutgoingMessage for Outgoing {
             message: message.clone(),
             _ticket: ticket,
         };
-        (
-            Promise::from_future(sender.send(queued).map_ok(|_| ())),
-            message,
-        )
+        (Promise::from_future(sender.send(queued)), message)
     }
 
     fn take(self: Box<Self>) -> Builder<HeapAllocator> {
@@ -440,7 +437,7 @@ impl<R: Input> Network<R> {
         let (fulfiller, disconnected) = oneshot::channel();
         let disconnected =
             disconnected.map_err(|_| capnp::Error::disconnected("disconnected".into()));
-        let (sender, queue) = capnp_futures::write_queue(output);
+        let (sender, queue) = crate::write_queue::write_queue(output);
         // Runs until the queue ends and the connection is gone, even if the
         // queue fails first.
         let driver = Promise::from_future(queue.then(move |r| {
