@@ -36,10 +36,11 @@ pub(crate) struct ThreadServer {
     /// the answer is sent (or the call cancelled) and the job has run: what
     /// pool dispatch compares. Shared with the requests that count in it.
     pub(crate) depth: Arc<AtomicUsize>,
-    /// The last `Context.callbackThread` a request for this worker carried.
-    /// A worker serves one client thread, so this is that thread's handle;
-    /// keeping it saves a `Release` message (and the peer's re-export) after
-    /// every call.
+    /// The last `Context.callbackThread` a request for this thread carried.
+    /// A worker serves one client thread, and an application thread is
+    /// called back by the peer worker serving it, so this is almost always
+    /// the same handle; keeping it saves a `Release` message (and the
+    /// peer's re-export) after every call.
     callback_thread: std::cell::RefCell<Option<thread::Client>>,
     /// The peer thread that sends this thread its requests, for tracing:
     /// for a worker, the client thread named in `makeThread` (unknown for
@@ -106,9 +107,6 @@ impl ThreadServer {
 
     /// Keeps `callback` (the caller's thread handle) alive between requests.
     pub(crate) fn keep_callback_thread(&self, callback: &thread::Client) {
-        if !matches!(self.target, Target::Worker(_)) {
-            return;
-        }
         use capnp::capability::FromClientHook;
         let mut kept = self.callback_thread.borrow_mut();
         let same = kept
