@@ -183,7 +183,11 @@ pub struct LoopContext {
     reactor: Rc<Reactor>,
     at_exit: RefCell<Vec<Box<dyn FnOnce()>>>,
     after_tasks: RefCell<Vec<Box<dyn FnOnce()>>>,
+    when_idle: RefCell<Vec<IdleHook>>,
 }
+
+/// Code the loop runs when it runs out of work ([`LoopContext::when_idle`]).
+type IdleHook = Box<dyn Fn(bool)>;
 
 impl fmt::Debug for LoopContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,6 +205,7 @@ impl LoopContext {
             reactor: Rc::new(reactor),
             at_exit: RefCell::new(Vec::new()),
             after_tasks: RefCell::new(Vec::new()),
+            when_idle: RefCell::new(Vec::new()),
             shared,
         });
         LOOP_ID.with(|id| id.set(context.shared.id));
@@ -245,6 +250,28 @@ impl LoopContext {
     /// its tasks are dropped (to drop tables that dropping tasks still use).
     pub fn after_tasks(&self, f: impl FnOnce() + 'static) {
         self.after_tasks.borrow_mut().push(Box::new(f));
+    }
+
+    /// Registers `f` to run on the loop thread each time the loop has run
+    /// out of work: with `false` at each look while it spins, with `true`
+    /// just before it sleeps. For work that may wait until the loop is
+    /// idle (waking the cleanup thread for a batch of destructors). `f`
+    /// must be quick, and must not register another hook.
+    pub fn when_idle(&self, f: impl Fn(bool) + 'static) {
+        self.when_idle.borrow_mut().push(Box::new(f));
+    }
+
+    /// Runs the [`when_idle`](Self::when_idle) hooks; `sleeping` says
+    /// whether the loop is about to sleep.
+    fn idle(&self, sleeping: bool) {
+        let Ok(hooks) = self.when_idle.try_borrow() else {
+            return;
+        };
+        for hook in hooks.iter() {
+            if !crate::contain::caught(|| hook(sleeping)) {
+                crate::executor::report("an idle hook of the event loop panicked");
+            }
+        }
     }
 
     /// A handle to this loop (counts as a reference).
@@ -309,11 +336,13 @@ impl LoopContext {
                     }
                 }
                 Next::Idle => {
+                    self.idle(false);
                     if !self.poll_io(Some(Duration::ZERO)) {
                         spin::yield_now();
                     }
                 }
                 Next::Sleep => {
+                    self.idle(true);
                     self.poll_io(None);
                     spin.reset();
                 }

@@ -80,6 +80,8 @@ pub(crate) struct Spin {
     deadline: Option<Instant>,
     /// Whether this spell holds one of the places.
     counted: bool,
+    /// A spell of a thread that never spins ([`Spin::never`]).
+    never: bool,
 }
 
 impl Spin {
@@ -94,9 +96,18 @@ impl Spin {
         Self::new(false)
     }
 
+    /// A spell that never spins: [`again`](Self::again) is always false.
+    pub(crate) fn never() -> Self {
+        Self {
+            never: true,
+            ..Self::new(false)
+        }
+    }
+
     fn new(first: bool) -> Self {
         Self {
             first,
+            never: false,
             deadline: None,
             counted: false,
         }
@@ -107,7 +118,7 @@ impl Spin {
     /// count.
     pub(crate) fn again(&mut self) -> bool {
         let budget = budget();
-        if budget.is_zero() {
+        if budget.is_zero() || self.never {
             return false;
         }
         let now = Instant::now();

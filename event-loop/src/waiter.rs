@@ -67,6 +67,8 @@ pub struct Waiter {
     name: Arc<str>,
     /// The CPU this thread spins on while it waits (see `placement`).
     spinning_on: CpuHint,
+    /// Whether the thread may spin before it sleeps (see `spin`).
+    spins: bool,
 }
 
 impl fmt::Debug for Waiter {
@@ -169,14 +171,37 @@ fn register(_waiter: &Arc<Waiter>) {}
 impl Waiter {
     /// A new Waiter for the thread called `name`.
     pub fn new(name: impl Into<Arc<str>>) -> Arc<Self> {
+        Self::with_spinning(name.into(), true)
+    }
+
+    /// A new Waiter for the thread called `name` that never spins: it
+    /// sleeps as soon as it has nothing to do. For a thread whose work
+    /// nobody waits for (the loop's cleanup thread): spinning would buy it
+    /// nothing and take a spinning place, and CPU time, from the threads a
+    /// call goes through.
+    pub fn never_spinning(name: impl Into<Arc<str>>) -> Arc<Self> {
+        Self::with_spinning(name.into(), false)
+    }
+
+    fn with_spinning(name: Arc<str>, spins: bool) -> Arc<Self> {
         let waiter = Arc::new(Self {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
-            name: name.into(),
+            name,
             spinning_on: CpuHint::new(),
+            spins,
         });
         register(&waiter);
         waiter
+    }
+
+    /// A spell of spinning for this Waiter's thread.
+    fn spin(&self) -> Spin {
+        if self.spins {
+            Spin::for_waiter()
+        } else {
+            Spin::never()
+        }
     }
 
     /// The calling thread's Waiter, created on first use.
@@ -274,7 +299,7 @@ impl Waiter {
     /// says what the thread waits for, for [`dump_waiters`].
     pub fn wait<T>(&self, slot: &Slot<T>, what: impl Fn() -> String) -> T {
         let mut described = false;
-        let mut spin = Spin::for_waiter();
+        let mut spin = self.spin();
         loop {
             if let Some(value) = slot.take() {
                 if described {
@@ -369,7 +394,7 @@ impl Waiter {
     /// they carry).
     pub fn serve(&self) {
         loop {
-            let mut spin = Spin::for_waiter();
+            let mut spin = self.spin();
             let job = {
                 let mut state = self.state.lock();
                 state.busy = false;

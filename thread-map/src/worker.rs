@@ -275,17 +275,19 @@ impl Worker {
         reaper: Reaper,
         peer_threads: Option<Arc<AtomicUsize>>,
     ) -> io::Result<Self> {
-        Self::start(name, os_name, reaper, 1, peer_threads)
+        Self::start(name, os_name, reaper, 1, peer_threads, true)
     }
 
     /// Starts a loop's cleanup thread: a worker that serves no peer, so it
-    /// is not counted in [`live_workers`].
+    /// is not counted in [`live_workers`]. It never spins: nobody waits for
+    /// what it does, and a spinning place it took would be one less for
+    /// the threads a call goes through.
     pub(crate) fn spawn_cleanup(
         name: Arc<str>,
         os_name: String,
         reaper: Reaper,
     ) -> io::Result<Self> {
-        Self::start(name, os_name, reaper, 0, None)
+        Self::start(name, os_name, reaper, 0, None, false)
     }
 
     fn start(
@@ -294,8 +296,13 @@ impl Worker {
         reaper: Reaper,
         counted: usize,
         peer_threads: Option<Arc<AtomicUsize>>,
+        spins: bool,
     ) -> io::Result<Self> {
-        let waiter = Waiter::new(name.clone());
+        let waiter = if spins {
+            Waiter::new(name.clone())
+        } else {
+            Waiter::never_spinning(name.clone())
+        };
         let join: JoinSlot = Arc::new(Mutex::new(None));
         let orphan = Arc::new(AtomicUsize::new(OWNED));
         let thread_waiter = waiter.clone();
