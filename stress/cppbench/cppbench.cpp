@@ -20,7 +20,7 @@
 //               has no `destroy`.
 //   cpp-nested  Bench.recurse(f, 8): f(n) calls recurse(f', n - 1) back on the
 //               same connection, down to 0; one sample is a whole tree divided
-//               by its depth.
+//               by its 9 levels (recurse calls, from depth 8 to 0).
 // Calls run in interleaved rounds (warm-up too). Per scenario one JSON line:
 // nearest-rank median and p99, calls per second of the rounds' wall time, and
 // per call the context switches of every thread of both processes and the CPU
@@ -290,6 +290,9 @@ RunFn CallbackScenario(Peer& peer, bool destroy)
 
 // Levels per cpp-nested tree, as mpbench's `nested`.
 constexpr int NESTED_DEPTH{8};
+// Levels per tree: recurse calls (each with its callback) from depth
+// NESTED_DEPTH down to 0, as mpbench's `nested::LEVELS`.
+constexpr int NESTED_LEVELS{NESTED_DEPTH + 1};
 
 // f(n) for cpp-nested: calls recurse(f', n - 1) through the child, with a fresh
 // f', or stops at 0. An error is kept in `error` (the first one) and turns the
@@ -307,8 +310,8 @@ std::function<int(int)> Level(Bench& bench, std::string& error)
     };
 }
 
-// cpp-nested: one recursion tree NESTED_DEPTH levels deep per sample, timed
-// whole and divided by its depth.
+// cpp-nested: one recursion tree NESTED_DEPTH deep per sample, timed whole
+// and divided by its NESTED_LEVELS levels.
 RunFn NestedScenario(Peer& peer)
 {
     return [&bench = peer.bench()](size_t n, std::vector<Nanos>& samples) {
@@ -316,7 +319,7 @@ RunFn NestedScenario(Peer& peer)
         for (size_t i = 0; i < n; ++i) {
             const auto start{Clock::now()};
             const int result{bench.recurse(Level(bench, error), NESTED_DEPTH)};
-            samples.push_back((Clock::now() - start) / NESTED_DEPTH);
+            samples.push_back((Clock::now() - start) / NESTED_LEVELS);
             if (!error.empty()) throw std::runtime_error("recurse: " + error);
             if (result != NESTED_DEPTH) throw std::runtime_error("recurse: wrong result " + std::to_string(result));
         }

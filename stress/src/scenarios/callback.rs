@@ -59,6 +59,36 @@ impl Scenario for Callback {
     }
 }
 
+/// The `callback-saved` scenario: the closure is passed once (`saveFn`), and each call
+/// (`callSaved`) calls it back: `callback` without passing and releasing a capability per call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SavedCallback;
+
+impl Scenario for SavedCallback {
+    fn name(&self) -> &'static str {
+        "callback-saved"
+    }
+
+    fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
+        let parent = Parent::connect(conn, "mpbench-callback-saved-loop")?;
+        let probe = parent.init.make_probe().map_err(runtime::to_io)?;
+        let closure: IntFn = Arc::new(|x| Ok(x.wrapping_mul(2)));
+        probe.save_fn(Some(closure)).map_err(runtime::to_io)?;
+        let mut seq = 0i32;
+        let state = (probe, parent);
+        Ok(Client::Each(Box::new(move || {
+            let (probe, _parent): &(Arc<dyn Probe>, Parent) = &state;
+            seq = seq.wrapping_add(1);
+            let out = probe.call_saved(seq).map_err(runtime::to_io)?;
+            super::check_reply(seq.wrapping_mul(2), out)
+        })))
+    }
+
+    fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
+        runtime::serve(conn, "mpbench-callback-saved-child-loop")
+    }
+}
+
 /// The `callback-hand` scenario: `callback` with the hand-written client and server.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HandCallback;

@@ -23,7 +23,8 @@
 //! - [`listen`]: `call` over a connection made through a listening unix socket (`listen`) or
 //!   TCP on loopback (`listen-tcp`) instead of a socketpair;
 //! - [`callback`] and [`nested`]: calls back into the caller's thread, once or 8 levels deep
-//!   (and `callback-hand`, `callback` written by hand);
+//!   (and `callback-hand`, `callback` written by hand; `callback-saved`, the closure passed
+//!   once and called back with each call: `callback` less passing a capability per call);
 //! - [`threads`]: 1, 2, 8 and 32 application threads calling at once, each on its own worker;
 //! - [`newthread`]: the first call of a fresh thread, which also makes its worker;
 //! - [`payload`] and [`raw_1mib`]: 1 MiB each way, through the runtime and on the bare socket
@@ -218,6 +219,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(listen::Listen { tcp: true }),
         Box::new(callback::Callback),
         Box::new(callback::HandCallback),
+        Box::new(callback::SavedCallback),
         Box::new(nested::Nested),
     ];
     for count in threads::COUNTS {
