@@ -124,6 +124,11 @@ mod tests {
     }
 
     #[test]
+    fn saved_closure_client_and_server_in_one_process() {
+        crate::scenarios::run_in_one_process(SavedCallback, &[50]);
+    }
+
+    #[test]
     fn hand_written_client_and_server_in_one_process() {
         crate::scenarios::run_in_one_process(HandCallback, &[50]);
     }
