@@ -70,7 +70,8 @@ fn usage() -> String {
          \n\
          --calls N     measured calls per scenario (per variant); default {DEFAULT_CALLS}, except:\n\
          \x20             newthread {newthread} (each call starts a thread), payload and raw-1mib {payload}\n\
-         \x20             (1 MiB each way per call), scale {scale} (in {per_thread}-call threads: 1000 threads)\n\
+         \x20             (1 MiB each way per call), scale {scale} (in {per_thread}-call threads: 1000 threads),\n\
+         \x20             paced-1ms 2000 and paced-10ms 200 (2 s of calls)\n\
          --warmup N    unmeasured calls first; default a tenth of the default calls (scale: none)\n\
          --round N     calls per scenario per turn with several scenarios; default {DEFAULT_ROUND},\n\
          \x20             scaled down for scenarios that make fewer calls (scale: one turn)\n\

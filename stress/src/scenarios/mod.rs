@@ -25,6 +25,9 @@
 //! - [`callback`] and [`nested`]: calls back into the caller's thread, once or 8 levels deep
 //!   (and `callback-hand`, `callback` written by hand; `callback-saved`, the closure passed
 //!   once and called back with each call: `callback` less passing a capability per call);
+//! - [`paced`]: `call` once per millisecond (`paced-1ms`) or per 10 ms (`paced-10ms`), so
+//!   the threads settle between calls: what spinning costs and buys when calls do not keep
+//!   coming;
 //! - [`threads`]: 1, 2, 8 and 32 application threads calling at once, each on its own worker;
 //! - [`newthread`]: the first call of a fresh thread, which also makes its worker;
 //! - [`payload`] and [`raw_1mib`]: 1 MiB each way, through the runtime and on the bare socket
@@ -45,6 +48,7 @@ pub mod hand;
 pub mod listen;
 pub mod nested;
 pub mod newthread;
+pub mod paced;
 pub mod payload;
 pub mod raw;
 pub mod raw_1cpu;
@@ -221,6 +225,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(callback::HandCallback),
         Box::new(callback::SavedCallback),
         Box::new(nested::Nested),
+        Box::new(paced::Paced::ONE_MS),
+        Box::new(paced::Paced::TEN_MS),
     ];
     for count in threads::COUNTS {
         all.push(Box::new(threads::Threads::new(count)));
