@@ -184,6 +184,21 @@ pub struct LoopContext {
     at_exit: RefCell<Vec<Box<dyn FnOnce()>>>,
     after_tasks: RefCell<Vec<Box<dyn FnOnce()>>>,
     when_idle: RefCell<Vec<IdleHook>>,
+    /// How many things this loop expects soon ([`LoopContext::expect_soon`]).
+    expecting: Rc<Cell<usize>>,
+}
+
+/// Something the loop expects soon, until dropped ([`LoopContext::expect_soon`]).
+/// Loop thread only.
+#[derive(Debug)]
+pub struct Expecting {
+    count: Rc<Cell<usize>>,
+}
+
+impl Drop for Expecting {
+    fn drop(&mut self) {
+        self.count.set(self.count.get().saturating_sub(1));
+    }
 }
 
 /// Code the loop runs when it runs out of work ([`LoopContext::when_idle`]).
@@ -206,6 +221,7 @@ impl LoopContext {
             at_exit: RefCell::new(Vec::new()),
             after_tasks: RefCell::new(Vec::new()),
             when_idle: RefCell::new(Vec::new()),
+            expecting: Rc::new(Cell::new(0)),
             shared,
         });
         LOOP_ID.with(|id| id.set(context.shared.id));
@@ -261,6 +277,20 @@ impl LoopContext {
         self.when_idle.borrow_mut().push(Box::new(f));
     }
 
+    /// Tells the loop that something it will wait for should come soon
+    /// (the reply to a call it has sent, a worker's answer to a request it
+    /// handed over), until the returned guard is dropped. The adaptive
+    /// spinning policy keeps apart what the loop's waits have been like
+    /// while it expects something and while it does not, so that the idle
+    /// time between calls a millisecond apart does not stop it spinning for
+    /// the replies within a call, nor the other way round.
+    pub fn expect_soon(&self) -> Expecting {
+        self.expecting.set(self.expecting.get() + 1);
+        Expecting {
+            count: self.expecting.clone(),
+        }
+    }
+
     /// Runs the [`when_idle`](Self::when_idle) hooks; `sleeping` says
     /// whether the loop is about to sleep.
     fn idle(&self, sleeping: bool) {
@@ -306,17 +336,41 @@ impl LoopContext {
         // The loop spins (polls its sockets without blocking and yields)
         // for a while before it sleeps in epoll: see `spin`.
         let mut spin = Spin::for_loop();
+        // What its waits have been like (adaptive spinning, see `spin`),
+        // kept apart for the two kinds: waits while it expects something
+        // soon (`expect_soon`), and waits with nothing expected.
+        let expecting_waits = spin::History::new();
+        let other_waits = spin::History::new();
+        let mut waiting: Option<&spin::History> = None;
         let mut batches: u32 = 0;
         loop {
             let mailbox = &self.shared.mailbox;
             let next = match mailbox.take_work(&mut jobs, &mut ready, false) {
-                Next::Idle if !spin.again() => mailbox.take_work(&mut jobs, &mut ready, true),
+                Next::Idle => {
+                    if waiting.is_none() {
+                        let history = if self.expecting.get() > 0 {
+                            &expecting_waits
+                        } else {
+                            &other_waits
+                        };
+                        spin.begin(history);
+                        waiting = Some(history);
+                    }
+                    if spin.again() {
+                        Next::Idle
+                    } else {
+                        mailbox.take_work(&mut jobs, &mut ready, true)
+                    }
+                }
                 next => next,
             };
             match next {
                 Next::Work => {
                     // Not spinning while it works: the place goes back now.
-                    spin.reset();
+                    match waiting.take() {
+                        Some(history) => spin.end(history),
+                        None => spin.reset(),
+                    }
                     for job in jobs.drain(..) {
                         // A panicking closure must not take the loop, and
                         // every connection on it, down with it.

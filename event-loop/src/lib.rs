@@ -47,7 +47,7 @@ pub mod sync;
 pub mod waiter;
 
 pub use error::{Error, Failure, Result};
-pub use event_loop::{EventLoop, LoopContext, LoopHandle, LoopPoster, on_a_loop_thread};
+pub use event_loop::{EventLoop, Expecting, LoopContext, LoopHandle, LoopPoster, on_a_loop_thread};
 pub use io::{AsyncStream, ReadHalf, WriteHalf};
 pub use socket::{AsyncListener, ListenSocket, Socket};
 pub use waiter::{Reply, Slot, Waiter, dump_waiters};

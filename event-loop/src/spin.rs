@@ -28,6 +28,52 @@ pub const DEFAULT_SPIN_US: u64 = 100;
 /// The environment variable that overrides [`DEFAULT_SPIN_US`].
 pub const SPIN_ENV: &str = "MULTIPROCESS_WAIT_SPIN_US";
 
+/// The environment variable that chooses when a thread spins:
+/// `adaptive` (the default) or `always`.
+///
+/// - `always`: every wait spins first, for up to the budget.
+/// - `adaptive`: a wait spins only if the thread's last wait of the same
+///   kind ended within the budget, that is, if spinning would have caught
+///   it. While calls keep coming, every wait is short and every wait
+///   spins, as with `always`; once they stop coming, the next wait of each
+///   kind spins for nothing once, and from then on the threads sleep at
+///   once, so calls that come a millisecond apart cost no spinning in
+///   between. A short wait (one a sleeping thread was woken from within
+///   the budget) arms spinning again.
+///
+/// The kinds are: a thread waiting for a reply; a worker waiting for its
+/// next request; an event loop waiting while it expects something soon (a
+/// reply to a call it sent, a worker's answer to a request it handed
+/// over); an event loop waiting with nothing expected.
+pub const SPIN_POLICY_ENV: &str = "MULTIPROCESS_SPIN_POLICY";
+
+/// Whether the adaptive policy is in force (see [`SPIN_POLICY_ENV`]).
+#[cfg(not(loom))]
+fn adaptive() -> bool {
+    static ADAPTIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ADAPTIVE.get_or_init(|| {
+        std::env::var(SPIN_POLICY_ENV).map_or(true, |policy| policy.trim() != "always")
+    })
+}
+
+#[cfg(loom)]
+fn adaptive() -> bool {
+    true
+}
+
+/// What one thread remembers of its waits of one kind: whether the last
+/// one ended within the budget. Starts armed. Owned by the waiting thread
+/// (a thread-local, or the loop's own state).
+#[derive(Debug)]
+pub(crate) struct History(std::cell::Cell<bool>);
+
+impl History {
+    /// A history whose next wait may spin.
+    pub(crate) const fn new() -> Self {
+        Self(std::cell::Cell::new(true))
+    }
+}
+
 /// How long one spell of spinning may last.
 #[cfg(not(loom))]
 fn budget() -> Duration {
@@ -81,7 +127,13 @@ pub(crate) struct Spin {
     /// Whether this spell holds one of the places.
     counted: bool,
     /// A spell of a thread that never spins ([`Spin::never`]).
-    never: bool,
+    pub(crate) never: bool,
+    /// Whether this wait may spin, from its kind's [`History`] (the
+    /// adaptive policy); set by [`begin`](Self::begin).
+    armed: bool,
+    /// When the thread found it had nothing to do: the first `again` since
+    /// `begin`.
+    idle_since: Option<Instant>,
 }
 
 impl Spin {
@@ -110,7 +162,29 @@ impl Spin {
             never: false,
             deadline: None,
             counted: false,
+            armed: true,
+            idle_since: None,
         }
+    }
+
+    /// Starts a wait of the kind `history` keeps: under the adaptive
+    /// policy, it spins only if the last such wait was short.
+    pub(crate) fn begin(&mut self, history: &History) {
+        self.reset();
+        self.armed = !adaptive() || history.0.get();
+        self.idle_since = None;
+    }
+
+    /// The wait is over (work came): records in `history` whether it was
+    /// short enough for spinning to catch. A wait that found work at once
+    /// (no `again` since `begin`) counts as short.
+    pub(crate) fn end(&mut self, history: &History) {
+        let short = self
+            .idle_since
+            .take()
+            .is_none_or(|since| since.elapsed() <= budget());
+        history.0.set(short);
+        self.reset();
     }
 
     /// Whether to yield once more rather than sleep. The clock starts at the
@@ -122,6 +196,12 @@ impl Spin {
             return false;
         }
         let now = Instant::now();
+        if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+        if !self.armed {
+            return false;
+        }
         let deadline = match self.deadline {
             Some(deadline) => deadline,
             None => {
@@ -169,6 +249,41 @@ pub(crate) fn yield_now() {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// The adaptive rule, without spinning (an unarmed spell takes no
+    /// place, so this cannot disturb the test of the places below).
+    #[test]
+    fn a_wait_spins_only_if_the_last_of_its_kind_was_short() {
+        if budget().is_zero() || !adaptive() {
+            eprintln!("spinning off or not adaptive: nothing to check");
+            return;
+        }
+        let history = History::new();
+        assert!(history.0.get(), "a kind starts armed");
+
+        // A wait that ran past the budget disarms its kind...
+        let mut spell = Spin::for_waiter();
+        spell.begin(&history);
+        spell.idle_since = Some(Instant::now() - budget() * 2);
+        spell.end(&history);
+        assert!(!history.0.get());
+
+        // ...so the next wait of that kind sleeps at once, taking no place.
+        let mut next = Spin::for_waiter();
+        next.begin(&history);
+        assert!(!next.again(), "a disarmed wait does not spin");
+        assert!(!next.counted);
+        // It was woken at once: short, so the kind is armed again.
+        next.end(&history);
+        assert!(history.0.get());
+
+        // Work found before looking idle at all counts as short too.
+        let other = History::new();
+        let mut busy = Spin::for_loop();
+        busy.begin(&other);
+        busy.end(&other);
+        assert!(other.0.get());
+    }
 
     /// It counts the process-wide places exactly, so no other test of this
     /// crate's unit tests may spin: none starts a loop or waits in a

@@ -31,7 +31,7 @@ use std::fmt;
 use crate::error::{Error, Result};
 use crate::mailbox::Job;
 use crate::placement::{CpuHint, WakePlace};
-use crate::spin::{Spin, yield_now};
+use crate::spin::{History, Spin, yield_now};
 #[cfg(not(loom))]
 use crate::sync::Weak;
 use crate::sync::global::{AtomicU64, Ordering};
@@ -153,6 +153,12 @@ impl<T> Drop for Reply<T> {
 
 thread_local! {
     static CURRENT: RefCell<Option<Arc<Waiter>>> = const { RefCell::new(None) };
+    /// What this thread's waits for replies have been like (adaptive
+    /// spinning, see `spin`).
+    static REPLY_WAITS: History = const { History::new() };
+    /// What this thread's waits for its next job have been like (a worker
+    /// between requests).
+    static IDLE_WAITS: History = const { History::new() };
 }
 
 #[cfg(not(loom))]
@@ -300,8 +306,10 @@ impl Waiter {
     pub fn wait<T>(&self, slot: &Slot<T>, what: impl Fn() -> String) -> T {
         let mut described = false;
         let mut spin = self.spin();
+        REPLY_WAITS.with(|history| spin.begin(history));
         loop {
             if let Some(value) = slot.take() {
+                REPLY_WAITS.with(|history| spin.end(history));
                 if described {
                     self.state.lock().waiting_for.pop();
                 }
@@ -349,12 +357,14 @@ impl Waiter {
             };
             if let Some(job) = job {
                 // The job may run long: give back the spinning place first.
-                spin.reset();
+                // The wait for it is over; the wait after it is another.
+                REPLY_WAITS.with(|history| spin.end(history));
                 // Counted, so that a request that would nest too deep for
                 // the stack left is refused (`stack::check_nesting`).
                 let nested = crate::stack::Nested::enter();
                 job();
                 drop(nested);
+                REPLY_WAITS.with(|history| spin.begin(history));
                 // A deliberately broken protocol that the loom models must
                 // reject (`--cfg loom_broken_waiter`): after a job, it sleeps
                 // until the next job or notification before it looks at the
@@ -395,6 +405,7 @@ impl Waiter {
     pub fn serve(&self) {
         loop {
             let mut spin = self.spin();
+            IDLE_WAITS.with(|history| spin.begin(history));
             let job = {
                 let mut state = self.state.lock();
                 state.busy = false;
@@ -419,6 +430,7 @@ impl Waiter {
                 }
             };
             // The job may run long: give back the spinning place first.
+            IDLE_WAITS.with(|history| spin.end(history));
             drop(spin);
             job();
         }
@@ -524,6 +536,16 @@ mod tests {
         // The serving thread will drop the queued job (and what it captured)
         // itself, so its owner must not join it inline.
         assert!(!queued.close());
+    }
+
+    #[test]
+    fn a_never_spinning_waiter_sleeps_at_once_and_others_may_spin() {
+        let mut spell = Waiter::never_spinning("cleanup").spin();
+        assert!(!spell.again(), "a never-spinning waiter spun");
+        // An ordinary Waiter's spell may spin (if spinning is on): only
+        // look at what it would do, without taking a place.
+        let spell = Waiter::new("worker").spin();
+        assert!(!spell.never);
     }
 
     #[test]

@@ -239,6 +239,79 @@ fn closures_are_dropped_off_the_loop_in_process() {
     );
 }
 
+/// A closure passed with each of many calls (more than the loop hands its
+/// cleanup thread at once) is dropped after its call, every one: on the
+/// cleanup thread, in the order they were released (or, if the release
+/// overtook the caller's own reference, by the caller), never on the loop;
+/// none is lost or kept waiting for a batch that never fills.
+fn many_released_closures_are_all_dropped_in_order(peer: Peer) {
+    const CALLS: i32 = 300;
+    let probe = peer.init.make_probe().expect("makeProbe");
+    let (sender, dropped) = mpsc::channel::<(i32, String)>();
+    struct Numbered(i32, mpsc::Sender<(i32, String)>);
+    impl Drop for Numbered {
+        fn drop(&mut self) {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            let _ = self.1.send((self.0, name));
+        }
+    }
+    for i in 0..CALLS {
+        let signal = Numbered(i, sender.clone());
+        let closure: IntFn = Arc::new(move |x| {
+            let _ = &signal;
+            Ok(x + 1)
+        });
+        assert_eq!(probe.call_fn(closure, i).expect("callFn").result, i + 1);
+    }
+    drop(sender);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while seen.len() < CALLS as usize {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match dropped.recv_timeout(left) {
+            Ok(drop) => seen.push(drop),
+            Err(e) => panic!("{} of {CALLS} closures dropped: {e}", seen.len()),
+        }
+    }
+    // The caller's own reference goes when `call_fn` returns: if the
+    // release overtook that, the caller's thread drops the closure itself.
+    let me = std::thread::current().name().unwrap_or("?").to_string();
+    let elsewhere: Vec<&(i32, String)> = seen
+        .iter()
+        .filter(|(_, t)| *t != "mp-cleanup" && *t != me)
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "dropped on another thread: {elsewhere:?}"
+    );
+    let mut all: Vec<i32> = seen.iter().map(|(i, _)| *i).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..CALLS).collect::<Vec<_>>(), "not each dropped once");
+    let cleaned: Vec<i32> = seen
+        .iter()
+        .filter(|(_, t)| t == "mp-cleanup")
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(
+        cleaned.windows(2).all(|pair| pair[0] < pair[1]),
+        "the cleanup thread dropped them out of order: {cleaned:?}"
+    );
+    assert!(
+        cleaned.len() > CALLS as usize / 2,
+        "only {} of {CALLS} dropped on the cleanup thread",
+        cleaned.len()
+    );
+}
+
+#[test]
+fn many_released_closures_are_all_dropped_in_order_child() {
+    guard(
+        "many_released_closures_are_all_dropped_in_order_child",
+        LIMIT,
+        || many_released_closures_are_all_dropped_in_order(child()),
+    );
+}
+
 /// libmultiprocess's example shape: A calls B passing a callback; B, while
 /// serving it, calls the callback, which forwards to C. The forwarded call
 /// runs on C's worker for A's thread, the same one A reaches directly.

@@ -225,8 +225,12 @@ impl<C: Clone + 'static> RemoteObject<C> {
             };
             let thread_name = entry.name.clone();
             LoopContext::with(|cx| {
+                // The reply is due soon: the loop's waits until then are of
+                // their own kind for adaptive spinning.
+                let expecting = cx.expect_soon();
                 cx.spawn(async move {
                     let result = future.await.map_err(|e| Error::from_capnp_call(e, method));
+                    drop(expecting);
                     match &result {
                         Ok(_) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, server = %server, "IPC client recv"),
                         Err(e) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, server = %server, "IPC client recv error: {e}"),
@@ -403,11 +407,14 @@ impl ServeContext {
                 drop(job_hold);
                 let _ = sender.send(outcome);
             };
+            // The worker's answer is due soon (see `expect_soon`).
+            let expecting = LoopContext::with(|cx| cx.expect_soon());
             server.post(Box::new(run)).map_err(|e| e.to_capnp())?;
             // The future may be dropped at the await (the peer cancelled the
             // call): the job still holds the request, which keeps counting
             // in the worker's load until the job has run.
             let outcome = receiver.await;
+            drop(expecting);
             drop(in_flight);
             let result = match outcome {
                 Ok(Err(refused)) => {
