@@ -73,7 +73,7 @@ impl ConnStatus {
         self.closed.lock().clone()
     }
 
-    fn wait(&self, timeout: Duration) -> Option<Error> {
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Error> {
         let timeout = if multiprocess_event_loop::on_a_loop_thread() {
             Duration::ZERO
         } else {
@@ -763,6 +763,11 @@ impl Connection {
     /// Whether the connection is gone.
     pub fn is_disconnected(&self) -> bool {
         self.shared.status.get().is_some()
+    }
+
+    /// Its status, to wait on without holding the connection open.
+    pub(crate) fn status(&self) -> Arc<ConnStatus> {
+        self.shared.status.clone()
     }
 
     /// Why the connection closed, if it has.

@@ -308,6 +308,29 @@ impl Listener {
         connections.len()
     }
 
+    /// Blocks until at most `count` accepted connections are open (closed
+    /// by either end, and their tables dropped), or `timeout` passes;
+    /// returns whether they are. Waiting holds no connection open.
+    pub fn wait_connections(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let open = {
+                let mut connections = self.shared.connections.lock();
+                connections.retain(|c| !c.is_disconnected());
+                if connections.len() <= count {
+                    return true;
+                }
+                connections.first().map(Connection::status)
+            };
+            let left = deadline.map_or(Duration::MAX, crate::drain::remaining);
+            if let Some(status) = open
+                && status.wait(left).is_none()
+            {
+                return false;
+            }
+        }
+    }
+
     /// How many requests from this listener's connections are running
     /// (from their arrival until they are answered and their job has run).
     pub fn requests_running(&self) -> usize {

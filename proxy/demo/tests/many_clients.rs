@@ -194,8 +194,10 @@ fn read_round(client: &mut Process) -> Vec<ThreadReport> {
     reports
 }
 
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mp-many-{}", std::process::id()));
+/// A directory of the test's own: `name` keeps the tests of this file,
+/// which run at once, apart.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mp-many-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir(&dir).expect("create the test's directory");
     dir
@@ -204,7 +206,7 @@ fn temp_dir() -> PathBuf {
 #[test]
 fn sixty_four_clients_of_four_threads_each() {
     guard("sixty_four_clients_of_four_threads_each", BOUND, || {
-        let dir = temp_dir();
+        let dir = temp_dir("64");
         let mut server = Server::start(&dir);
         // No connection has been made yet: the descriptors the server keeps.
         let idle_fds = server.stats().fds;
@@ -293,6 +295,34 @@ fn sixty_four_clients_of_four_threads_each() {
             after.rss_kib <= before.rss_kib + RSS_SLACK_KIB,
             "memory: {before} -> {after}"
         );
+        server.process.finish();
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// The server settles only once its clients' connections are closed, not
+/// just their workers gone (`Listener::wait_connections`): a client that is
+/// connected (with no worker, having made no call) keeps it unsettled until
+/// it exits.
+#[test]
+fn settling_waits_for_connections_to_close() {
+    guard("settling_waits_for_connections_to_close", BOUND, || {
+        let dir = temp_dir("settle");
+        let mut server = Server::start(&dir);
+        let mut client = Process::start(
+            env!("CARGO_BIN_EXE_load-client"),
+            &[&server.address, "1", "1"],
+        );
+        assert_eq!(client.line(), "connected");
+        assert_eq!(server.workers(), 0, "the client has made no call");
+        server.process.send("settle 0 200");
+        let line = server.process.line();
+        assert!(
+            line.starts_with("settled false "),
+            "settled with a connection open: {line}"
+        );
+        client.finish();
+        server.settle(0);
         server.process.finish();
         let _ = std::fs::remove_dir_all(&dir);
     });

@@ -3,7 +3,8 @@
 //!
 //! - `workers`: prints `workers N` (live worker threads);
 //! - `settle N MS`: waits at most MS milliseconds until at most N workers
-//!   are alive and their threads joined; prints `settled true|false N`.
+//!   are alive and their threads joined (and, for N = 0, no connection is
+//!   open); prints `settled true|false N`.
 //!
 //! `load-server ADDRESS`; prints `listening ADDRESS` first; exits at the
 //! end of input.
@@ -35,8 +36,15 @@ impl Load for Server {
 /// are joined: a worker that stops counting has already handed its join to
 /// the loop (or the loop is joining it), so a round trip through the loop
 /// comes back after it.
-fn settle(count: usize, timeout: Duration) -> Result<bool> {
-    let settled = multiprocess::raw::wait_for_workers(count, timeout);
+fn settle(listener: &multiprocess::Listener, count: usize, timeout: Duration) -> Result<bool> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut settled = multiprocess::raw::wait_for_workers(count, timeout);
+    // A client's worker can go (the client released it) a little before
+    // its connection closes (the end of its socket is read after).
+    if settled && count == 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        settled = listener.wait_connections(0, left);
+    }
     multiprocess::default_loop()?.sync(|| ())?;
     Ok(settled)
 }
@@ -64,7 +72,7 @@ fn main() {
         match words.as_slice() {
             ["workers"] => say(&format!("workers {}", multiprocess::live_workers())),
             ["settle", count, ms] => match (count.parse(), ms.parse()) {
-                (Ok(count), Ok(ms)) => match settle(count, Duration::from_millis(ms)) {
+                (Ok(count), Ok(ms)) => match settle(&listener, count, Duration::from_millis(ms)) {
                     Ok(settled) => say(&format!(
                         "settled {settled} {}",
                         multiprocess::live_workers()
