@@ -26,6 +26,8 @@
 //! - [`cpu`]: user plus system CPU time of a process, from `/proc/PID/stat`.
 //! - [`ctxsw`]: context switches of every thread of a process, from `/proc/PID/task/*/status`.
 //! - [`stats`]: median and p99 from the per-call samples.
+//! - [`wait`]: the runtime's way of waiting (spin, then sleep) for plain threads, as `chain`
+//!   waits.
 //! - [`run`]: the measurement loop (warm-up, interleaved rounds) and the JSON/table output.
 //! - [`bench`] and [`bench_capnp`]: `schema/bench.capnp`, the `capnp` scenario's interface,
 //!   compiled in `build.rs` (the scenario serves and calls it by hand, on capnpc's code).
@@ -38,5 +40,6 @@ pub mod ctxsw;
 pub mod run;
 pub mod scenarios;
 pub mod stats;
+pub mod wait;
 
 pub use run::{Options, Report};

@@ -164,7 +164,7 @@ fn one_scenario_200_calls(name: &str, warmup: &str) {
     let sleeps = number(&map, "sleeps_per_call");
     match name {
         // No Waiter takes part: nothing can count a sleep.
-        "raw" => assert_eq!(sleeps, 0.0, "{}", lines[0]),
+        "raw" | "chain" | "chain-park" => assert_eq!(sleeps, 0.0, "{}", lines[0]),
         // Without spinning, the caller sleeps until its reply and the worker until its next
         // request: about two per call.
         "call" => assert!(sleeps > 0.5, "sleeps_per_call {sleeps}: {}", lines[0]),
@@ -175,6 +175,26 @@ fn one_scenario_200_calls(name: &str, warmup: &str) {
 #[test]
 fn raw_200_calls_across_two_processes() {
     one_scenario_200_calls("raw", "20");
+}
+
+#[test]
+fn chain_200_calls_across_two_processes() {
+    // `call`'s hand-offs on plain threads, waiting as the runtime does, and parking.
+    for name in ["chain", "chain-park"] {
+        one_scenario_200_calls(name, "20");
+    }
+}
+
+#[test]
+fn chain_200_calls_spinning() {
+    // The same 200 calls with spinning on (the runtime's default budget): the same contract.
+    let output = mpbench_with(
+        &["chain", "--json", "--calls", "200", "--warmup", "20"],
+        &[(SPIN_ENV, "100")],
+    );
+    let lines = stdout_lines(&output);
+    assert_eq!(lines.len(), 1, "one JSON line: {lines:?}");
+    contract_line(&lines[0], "chain", 200, 1);
 }
 
 #[test]

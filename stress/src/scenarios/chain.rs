@@ -1,29 +1,47 @@
 //! `chain`: the four cross-thread hand-offs the runtime makes per call, with plain threads,
-//! crossbeam channels and blocking socket I/O; no capnp.
+//! crossbeam channels and blocking socket I/O, each thread waiting the way the runtime's threads
+//! wait; no capnp, no event loop. The floor of [`call`](super::call)'s shape.
 //!
 //! # Shape
 //!
 //! ```text
 //!  parent                                   child
-//!  app ──(1) chan──▶ loop ══ socket ══▶ reader ──(2) chan──▶ worker
-//!  app ◀─(4) chan─── loop ◀═ socket ═══ writer ◀─(3) chan─── worker
+//!  app ──(1) chan──▶ loop ══ socket ══▶ loop ──(2) chan──▶ worker
+//!  app ◀─(4) chan─── loop ◀═ socket ═══ loop ◀─(3) chan─── worker
 //! ```
 //!
 //! - Parent: the application thread (the one timing the call) sends the request over a channel
-//!   to the parent's "loop" thread (hand-off 1). Calls are synchronous, so that one thread can
-//!   write the request and then block reading the reply; it hands the reply to the
-//!   application thread over a second channel (hand-off 4).
-//! - Child: its "loop" thread is split in two, because blocking I/O cannot wait on the socket
-//!   and a channel at once. The reader (the child's main thread) reads the socket and hands the
-//!   request to the worker (hand-off 2); the worker answers `request + 1` over a channel to the
-//!   writer (hand-off 3), a dedicated thread that writes the socket.
+//!   to the parent's "loop" thread (hand-off 1), which writes it to the socket, reads the reply
+//!   and hands it to the application thread over a second channel (hand-off 4).
+//! - Child: its main thread is the "loop": it reads the request from the socket, hands it to the
+//!   worker (hand-off 2), receives the worker's answer, `request + 1`, over a channel (hand-off
+//!   3) and writes it to the socket. Calls are synchronous, so neither loop ever has to wait on
+//!   the socket and a channel at once, which blocking I/O could not.
 //!
-//! So per call: 4 channel hand-offs and 2 socket crossings, 6 thread wake-ups in all, the same
-//! counts as the runtime (app → parent loop → child loop → worker → child loop → parent loop
-//! → app). What differs: the runtime's loop thread waits in `epoll` and is woken by a
-//! descriptor write when work is posted to it, where here a loop thread waits in `read` or in
-//! a crossbeam receive (which spins briefly, then parks on a futex). The gap between `chain`
-//! and the runtime scenarios is the price of the event loop and of capnp.
+//! So per call: 4 channel hand-offs and 2 socket crossings, 6 thread wake-ups in all, on as many
+//! threads as the runtime's call (app → parent loop → child loop → worker → child loop → parent
+//! loop → app).
+//!
+//! # Waiting
+//!
+//! Every wait spins, then sleeps, by the runtime's rules ([`crate::wait`], a copy of
+//! `multiprocess_event_loop::spin`): for up to `MULTIPROCESS_WAIT_SPIN_US` (default 100 µs, `0`
+//! never spins) the thread looks without blocking (`try_recv` on a channel, `recv(2)` with
+//! `MSG_DONTWAIT` on the socket) and yields between looks; then it blocks (crossbeam's `recv`,
+//! `read`). The two loops always may spin; the application thread and the worker only while one
+//! of their process's places (one per CPU) is free. Threads start on their creator's CPU, as the
+//! runtime's do (`placement::start_near`, and its `MULTIPROCESS_START_NEAR` switch).
+//!
+//! Two of the runtime's placement rules are left out. Waking a sleeper on its waker's CPU needs
+//! the sleeper's record kept under the lock it sleeps on, which a crossbeam channel does not
+//! offer; it decides where threads wake after an idle spell (here, the start of each round).
+//! Handing over (a loop yields at once after giving work to a thread that spins on its CPU)
+//! happens by itself: a loop's next step after a hand-off is a look that finds nothing, and a
+//! yield.
+//!
+//! What is left between `chain` and `call` is the runtime's own work: the event loop (epoll,
+//! mailbox, executor), capnp's encoding and dispatch, the Waiter. [`chain_park`](super::chain_park)
+//! is the same with waits that sleep at once, the way `chain` waited before the runtime spun.
 //!
 //! Channels are `unbounded`, like the runtime's mailbox.
 
@@ -33,8 +51,10 @@ use std::os::unix::net::UnixStream;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
+use multiprocess_event_loop::placement::{current_cpu, start_near};
 
 use super::{Client, Scenario, check_reply, read_msg, write_msg};
+use crate::wait::{Role, SocketReader, Waits, recv};
 
 /// The `chain` scenario.
 #[derive(Clone, Copy, Debug, Default)]
@@ -46,61 +66,81 @@ impl Scenario for Chain {
     }
 
     fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
-        let (req_tx, req_rx) = unbounded();
-        let (rep_tx, rep_rx) = unbounded();
-        let loop_conn = conn.try_clone()?;
-        let loop_thread = thread::Builder::new()
-            .name("chain-parent-loop".into())
-            .spawn(move || parent_loop(loop_conn, &req_rx, &rep_tx))?;
-        let mut client = ChainClient {
-            requests: Some(req_tx),
-            replies: rep_rx,
-            conn,
-            loop_thread: Some(loop_thread),
-            seq: 0,
-        };
-        Ok(Client::Each(Box::new(move || client.call())))
+        client(conn, Waits::Spin)
     }
 
     fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
-        let (req_tx, req_rx) = unbounded::<u64>();
-        let (rep_tx, rep_rx) = unbounded::<u64>();
-        let worker = thread::Builder::new()
-            .name("chain-worker".into())
-            .spawn(move || {
-                for request in req_rx {
-                    if rep_tx.send(request.wrapping_add(1)).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        let mut write_conn = conn.try_clone()?;
-        let writer = thread::Builder::new()
-            .name("chain-child-writer".into())
-            .spawn(move || -> io::Result<()> {
-                for reply in rep_rx {
-                    write_msg(&mut write_conn, reply)?;
-                }
-                Ok(())
-            })?;
-        let read_result = child_reader(conn, &req_tx);
-        // Closing the request channel stops the worker, whose exit closes the reply channel
-        // and stops the writer: both joins are bounded.
-        drop(req_tx);
-        let worker_result = worker.join();
-        let writer_result = writer.join();
-        read_result?;
-        worker_result.map_err(|_| io::Error::other("chain worker thread panicked"))?;
-        writer_result.map_err(|_| io::Error::other("chain writer thread panicked"))?
+        serve(conn, Waits::Spin)
     }
 }
 
-/// The child's reader: socket → worker, until EOF.
-fn child_reader(mut conn: UnixStream, requests: &Sender<u64>) -> io::Result<()> {
-    while let Some(request) = read_msg(&mut conn)? {
-        if requests.send(request).is_err() {
-            return Err(io::Error::other("chain worker thread stopped"));
-        }
+/// The parent's half, its threads waiting as `waits` says.
+pub(crate) fn client(conn: UnixStream, waits: Waits) -> io::Result<Client> {
+    let (req_tx, req_rx) = unbounded();
+    let (rep_tx, rep_rx) = unbounded();
+    let loop_conn = conn.try_clone()?;
+    let creator = current_cpu();
+    let loop_thread = thread::Builder::new()
+        .name("chain-parent-loop".into())
+        .spawn(move || {
+            start_near(creator);
+            parent_loop(&loop_conn, &req_rx, &rep_tx, waits)
+        })?;
+    let mut client = ChainClient {
+        requests: Some(req_tx),
+        replies: rep_rx,
+        conn,
+        loop_thread: Some(loop_thread),
+        seq: 0,
+        waits,
+    };
+    Ok(Client::Each(Box::new(move || client.call())))
+}
+
+/// The child's half: its main thread is the loop, with one worker; both wait as `waits` says.
+pub(crate) fn serve(conn: UnixStream, waits: Waits) -> io::Result<()> {
+    let (req_tx, req_rx) = unbounded::<u64>();
+    let (rep_tx, rep_rx) = unbounded::<u64>();
+    let creator = current_cpu();
+    let worker = thread::Builder::new()
+        .name("chain-worker".into())
+        .spawn(move || {
+            start_near(creator);
+            while let Ok(request) = recv(&req_rx, waits.spell(Role::Waiter)) {
+                if rep_tx.send(request.wrapping_add(1)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    let loop_result = child_loop(&conn, &req_tx, &rep_rx, waits);
+    // Closing the request channel stops the worker: the join is bounded.
+    drop(req_tx);
+    let worker_result = worker.join();
+    loop_result?;
+    worker_result.map_err(|_| io::Error::other("chain worker thread panicked"))
+}
+
+/// The child's loop: socket → worker → socket, until EOF.
+///
+/// One thread does both, like the runtime's loop: calls are synchronous, so while it waits for
+/// the worker no request can arrive, and while it waits on the socket the worker has nothing.
+fn child_loop(
+    conn: &UnixStream,
+    requests: &Sender<u64>,
+    replies: &Receiver<u64>,
+    waits: Waits,
+) -> io::Result<()> {
+    let mut reader = SocketReader::new(conn, waits, Role::Loop);
+    let mut writer = conn;
+    while let Some(request) = read_msg(&mut reader)? {
+        // If the worker is gone, the send fails or (it died with the request) its reply
+        // sender is dropped and the receive ends.
+        let reply = requests
+            .send(request)
+            .ok()
+            .and_then(|()| recv(replies, waits.spell(Role::Loop)).ok())
+            .ok_or_else(|| io::Error::other("chain worker thread stopped"))?;
+        write_msg(&mut writer, reply)?;
     }
     Ok(())
 }
@@ -110,13 +150,16 @@ fn child_reader(mut conn: UnixStream, requests: &Sender<u64>) -> io::Result<()> 
 /// Returns `Ok` when the client goes away (its request channel closes), an error when the
 /// connection does.
 fn parent_loop(
-    mut conn: UnixStream,
+    conn: &UnixStream,
     requests: &Receiver<u64>,
     replies: &Sender<u64>,
+    waits: Waits,
 ) -> io::Result<()> {
-    for request in requests {
-        write_msg(&mut conn, request)?;
-        let Some(reply) = read_msg(&mut conn)? else {
+    let mut reader = SocketReader::new(conn, waits, Role::Loop);
+    let mut writer = conn;
+    while let Ok(request) = recv(requests, waits.spell(Role::Loop)) {
+        write_msg(&mut writer, request)?;
+        let Some(reply) = read_msg(&mut reader)? else {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the child closed the connection",
@@ -138,6 +181,7 @@ struct ChainClient {
     conn: UnixStream,
     loop_thread: Option<JoinHandle<io::Result<()>>>,
     seq: u64,
+    waits: Waits,
 }
 
 impl ChainClient {
@@ -151,7 +195,7 @@ impl ChainClient {
             return Err(self.loop_stopped());
         }
         // If the loop thread dies, it drops the reply sender and this returns.
-        match self.replies.recv() {
+        match recv(&self.replies, self.waits.spell(Role::Waiter)) {
             Ok(reply) => check_reply(self.seq.wrapping_add(1), reply),
             Err(_) => Err(self.loop_stopped()),
         }
@@ -185,7 +229,7 @@ mod tests {
 
     #[test]
     fn client_and_server_in_one_process() {
-        crate::scenarios::run_in_one_process(Chain, &[100]);
+        crate::scenarios::run_in_one_process(Chain, &[100, 7]);
     }
 
     #[test]

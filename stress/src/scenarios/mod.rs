@@ -14,7 +14,9 @@
 //! The scenarios so far:
 //! - [`raw`]: blocking 8-byte ping-pong on the socket, the floor;
 //! - [`raw_1cpu`]: the same with both ends pinned to one CPU: the price of a same-CPU hand-off;
-//! - [`chain`]: the runtime's four thread hand-offs per call, with plain threads and channels;
+//! - [`chain`]: the runtime's four thread hand-offs per call, with plain threads and channels,
+//!   each thread waiting as the runtime's do (spin, then sleep): the floor of `call`'s shape;
+//!   [`chain_park`] (`chain-park`), the same with waits that sleep at once;
 //! - [`capnp`]: a plain capnp-rpc call on the runtime's connection, made on the parent's
 //!   event-loop thread and answered on the child's: no `Context`, no worker, no hand-off;
 //! - [`call`]: the runtime's blocking call with a `Context`, from the application thread to the
@@ -44,6 +46,7 @@ pub mod call;
 pub mod callback;
 pub mod capnp;
 pub mod chain;
+pub mod chain_park;
 pub mod hand;
 pub mod listen;
 pub mod nested;
@@ -216,6 +219,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(raw::Raw),
         Box::new(raw_1cpu::RawOneCpu),
         Box::new(chain::Chain),
+        Box::new(chain_park::ChainPark),
         Box::new(capnp::Capnp),
         Box::new(call::ContextCall),
         Box::new(call::HandCall),
