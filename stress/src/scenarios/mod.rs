@@ -12,8 +12,10 @@
 //! each is its own entry in [`all`] with its own child process, and each prints its own JSON line.
 //!
 //! The scenarios so far:
-//! - [`raw`]: blocking 8-byte ping-pong on the socket, the floor;
-//! - [`raw_1cpu`]: the same with both ends pinned to one CPU: the price of a same-CPU hand-off;
+//! - [`raw`]: 8-byte ping-pong on the socket, the floor, its two ends waiting as the runtime's
+//!   loops do (spin, then sleep);
+//! - [`raw_1cpu`]: the same with both ends pinned to one CPU and blocking in `read`: the price of
+//!   a same-CPU hand-off;
 //! - [`chain`]: the runtime's four thread hand-offs per call, with plain threads and channels,
 //!   each thread waiting as the runtime's do (spin, then sleep): the floor of `call`'s shape;
 //!   [`chain_park`] (`chain-park`), the same with waits that sleep at once;

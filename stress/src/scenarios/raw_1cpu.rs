@@ -1,6 +1,7 @@
 //! `raw-1cpu`: [`raw`](super::raw)'s 8-byte ping-pong with both ends pinned to one CPU, so
 //! each message is a hand-off between two threads that share that CPU: the sender blocks in
-//! `read`, the kernel switches to the receiver. Two same-CPU switches and one socket round trip
+//! `read` (at once: unlike `raw`'s, these ends do not spin), the kernel switches to the
+//! receiver. Two same-CPU switches and one socket round trip
 //! per call, in the same run as the scenarios it explains.
 //!
 //! # What it explains
