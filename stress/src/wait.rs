@@ -1,9 +1,11 @@
 //! Waiting the way the runtime waits, for plain threads: spin (yield) for a while, then sleep.
 //!
-//! The [`chain`](crate::scenarios::chain) scenario is the floor of a call's shape, so its
-//! threads must wait as the runtime's do, or the runtime beats its own floor (a parked thread's
-//! futex wake costs more than the whole hand-off of a spinning one). This is the runtime's
-//! policy (`multiprocess_event_loop::spin`, whose `Spin` is private to that crate), copied:
+//! The [`chain`](crate::scenarios::chain) scenario is the floor of a call's shape, and
+//! [`raw`](crate::scenarios::raw) of every call, so their threads must wait as the runtime's
+//! do, or the runtime beats its own floors (on an idle virtual machine, a sleeping thread woken
+//! on another CPU costs more than a whole hand-off between spinning ones). This is the
+//! runtime's policy (`multiprocess_event_loop::spin`, whose `Spin` is private to that crate),
+//! copied:
 //!
 //! - A spell of spinning lasts at most the budget, `MULTIPROCESS_WAIT_SPIN_US`
 //!   ([`SPIN_ENV`], default [`DEFAULT_SPIN_US`] µs, `0` never spins): the runtime's variable, so
@@ -17,11 +19,21 @@
 //! The places here are counted apart from the runtime's: a process running a `chain` never
 //! has runtime threads spinning at the same time (their loops are idle).
 //!
-//! What a look and a sleep are depends on what is awaited: [`recv`] looks with `try_recv` and
-//! sleeps in a blocking `recv`; [`SocketReader`] looks with a non-blocking `recv(2)`
-//! (`MSG_DONTWAIT`, which leaves the socket itself blocking, so other threads' writes and the
-//! socket's timeouts are unchanged) and sleeps in a blocking `read`. With [`Waits::Park`] both
-//! sleep at once: what `chain-park` measures.
+//! A thread that really sleeps on a [`handoff`] wakes near its waker, as the runtime's do
+//! (`multiprocess_event_loop::placement`, "wake near the waker", whose `WakePlace` is private
+//! to that crate and copied here): it records its thread id and CPU as it goes to sleep, and
+//! the first thread to hand it a value from another CPU narrows the sleeper's CPU mask to its
+//! own before the wake-up, so the kernel wakes it there; once awake, the sleeper puts its own
+//! mask back. Same switch as the runtime's: on when the process may use fewer than
+//! [`WAKE_NEAR_BELOW_CPUS`] CPUs, or as `MULTIPROCESS_WAKE_NEAR` (`1`, `0`) says. A sleeper
+//! woken through a socket (by the other process) is not narrowed, in the runtime nor here.
+//!
+//! What a look and a sleep are depends on what is awaited: a [`HandoffReceiver`] looks at its
+//! queue and sleeps on a condition variable, as the runtime's Waiter does; a [`SocketReader`]
+//! looks with a non-blocking `recv(2)` (`MSG_DONTWAIT`, which leaves the socket itself
+//! blocking, so other threads' writes and the socket's timeouts are unchanged) and sleeps in a
+//! blocking `read`, as a loop sleeps in `epoll_wait`. With [`Waits::Park`] both sleep at once:
+//! what `chain-park` measures.
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -30,16 +42,20 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvError, TryRecvError};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use multiprocess_event_loop::placement::current_cpu;
+pub use multiprocess_event_loop::placement::{WAKE_NEAR_BELOW_CPUS, WAKE_NEAR_ENV};
 pub use multiprocess_event_loop::spin::{DEFAULT_SPIN_US, SPIN_ENV, max_spinners};
+use parking_lot::{Condvar, Mutex};
 
 /// How a scenario's threads wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Waits {
     /// Spin within the budget and the places, then sleep: the runtime's way.
     Spin,
-    /// Sleep at once: a blocking `recv` (crossbeam's, which itself spins a few rounds before it
-    /// parks on a futex) or a blocking `read`.
+    /// Sleep at once: on the condition variable, or in a blocking `read`.
     Park,
 }
 
@@ -165,23 +181,238 @@ impl Drop for Spin<'_> {
     }
 }
 
-/// Receives from `rx`: looks with `try_recv` and yields while `spell` allows, then blocks.
-///
-/// # Errors
-///
-/// [`RecvError`] once every sender is gone and the channel is empty.
-pub fn recv<T>(rx: &Receiver<T>, spell: Option<Spin<'_>>) -> Result<T, RecvError> {
-    if let Some(mut spin) = spell {
+/// A channel from one thread to another whose receiver waits as the runtime's Waiter does: a
+/// queue under a mutex, with a condition variable to sleep on and the [`WakePlace`] of the
+/// receiving thread under the same lock.
+pub fn handoff<T>() -> (HandoffSender<T>, HandoffReceiver<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            sender_gone: false,
+            receiver_gone: false,
+            place: WakePlace::default(),
+        }),
+        cv: Condvar::new(),
+    });
+    (
+        HandoffSender {
+            shared: shared.clone(),
+        },
+        HandoffReceiver { shared },
+    )
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    cv: Condvar,
+}
+
+struct State<T> {
+    queue: VecDeque<T>,
+    sender_gone: bool,
+    receiver_gone: bool,
+    place: WakePlace,
+}
+
+/// The sending end of a [`handoff`]. Dropping it wakes the receiver, whose `recv` then returns
+/// `None` once the queue is empty.
+pub struct HandoffSender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> HandoffSender<T> {
+    /// Queues `value` and wakes the receiver; if the receiver sleeps on another CPU, it wakes
+    /// on this one.
+    ///
+    /// # Errors
+    ///
+    /// The value back, if the receiver is gone.
+    pub fn send(&self, value: T) -> Result<(), T> {
+        let mut state = self.shared.state.lock();
+        if state.receiver_gone {
+            return Err(value);
+        }
+        state.queue.push_back(value);
+        state.place.waking();
+        drop(state);
+        self.shared.cv.notify_one();
+        Ok(())
+    }
+}
+
+impl<T> Drop for HandoffSender<T> {
+    fn drop(&mut self) {
+        self.shared.state.lock().sender_gone = true;
+        self.shared.cv.notify_all();
+    }
+}
+
+impl<T> std::fmt::Debug for HandoffSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandoffSender").finish_non_exhaustive()
+    }
+}
+
+/// The receiving end of a [`handoff`]: one thread's.
+pub struct HandoffReceiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> HandoffReceiver<T> {
+    /// The next value: looks at the queue and yields while `spell` allows, then sleeps on the
+    /// condition variable, where a sender may have it woken on its own CPU. `None` once the
+    /// sender is gone and the queue is empty.
+    pub fn recv(&self, mut spell: Option<Spin<'_>>) -> Option<T> {
+        let mut state = self.shared.state.lock();
         loop {
-            match rx.try_recv() {
-                Ok(value) => return Ok(value),
-                Err(TryRecvError::Disconnected) => return Err(RecvError),
-                Err(TryRecvError::Empty) if spin.again() => std::thread::yield_now(),
-                Err(TryRecvError::Empty) => break,
+            if let Some(value) = state.queue.pop_front() {
+                return Some(value);
+            }
+            if state.sender_gone {
+                return None;
+            }
+            if spell.as_mut().is_some_and(Spin::again) {
+                drop(state);
+                std::thread::yield_now();
+                state = self.shared.state.lock();
+                continue;
+            }
+            state.place.going_to_sleep();
+            self.shared.cv.wait(&mut state);
+            // A sender may have narrowed this thread's mask: put it back with the lock let go,
+            // so that senders do not wait for the system call.
+            if let Some(own) = state.place.awake() {
+                drop(state);
+                // If it fails, the process lost CPUs meanwhile; the kernel has moved the thread.
+                let _ = set_mask(0, &own);
+                state = self.shared.state.lock();
             }
         }
     }
-    rx.recv()
+}
+
+impl<T> Drop for HandoffReceiver<T> {
+    fn drop(&mut self) {
+        self.shared.state.lock().receiver_gone = true;
+    }
+}
+
+impl<T> std::fmt::Debug for HandoffReceiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandoffReceiver").finish_non_exhaustive()
+    }
+}
+
+/// Where the receiving thread of a [`handoff`] wakes: the runtime's `placement::WakePlace`,
+/// kept under the hand-off's lock.
+#[derive(Default)]
+pub struct WakePlace {
+    /// While the receiver sleeps: its thread id and the CPU it went to sleep on.
+    asleep: Option<(libc::pid_t, Option<usize>)>,
+    /// The receiver's own mask, while a sender has narrowed it.
+    narrowed: Option<libc::cpu_set_t>,
+}
+
+impl std::fmt::Debug for WakePlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WakePlace")
+            .field("asleep", &self.asleep)
+            .field("narrowed", &self.narrowed.is_some())
+            .finish()
+    }
+}
+
+impl WakePlace {
+    /// The receiving thread is about to sleep (lock held).
+    fn going_to_sleep(&mut self) {
+        if wake_near_enabled() {
+            self.record_sleeper();
+        }
+    }
+
+    /// Records the calling thread as the sleeper, whatever the setting.
+    fn record_sleeper(&mut self) {
+        self.asleep = Some((os_tid(), current_cpu()));
+    }
+
+    /// A thread handing the receiver a value (lock held): if the receiver sleeps on another
+    /// CPU, narrows it to this thread's CPU, once, before the caller wakes it. Leaves it alone
+    /// if its mask has one CPU only (pinned by its user) or does not allow this one.
+    fn waking(&mut self) {
+        let Some((tid, slept_on)) = self.asleep.take() else {
+            return;
+        };
+        let Some(here) = current_cpu() else { return };
+        if slept_on == Some(here) {
+            return;
+        }
+        let Some(only_here) = only(here) else { return };
+        // `tid` cannot exit meanwhile: it sleeps under the lock the caller holds.
+        let Some(own) = mask_of(tid) else { return };
+        // SAFETY: `here` is below CPU_SETSIZE (`only` checked it); `own` is a valid cpu_set_t.
+        if !unsafe { libc::CPU_ISSET(here, &own) } || unsafe { libc::CPU_COUNT(&own) } < 2 {
+            return;
+        }
+        // The sleeper is off every run queue: this only changes its mask.
+        if set_mask(tid, &only_here) {
+            self.narrowed = Some(own);
+        }
+    }
+
+    /// The receiving thread woke up (lock held): the mask to put back once the lock is let go,
+    /// if a sender narrowed it.
+    fn awake(&mut self) -> Option<libc::cpu_set_t> {
+        self.asleep = None;
+        self.narrowed.take()
+    }
+}
+
+/// Whether a sender narrows a sleeping receiver to its own CPU: as `MULTIPROCESS_WAKE_NEAR`
+/// says, or else when the process may use fewer than [`WAKE_NEAR_BELOW_CPUS`] CPUs (the
+/// runtime's rule).
+pub fn wake_near_enabled() -> bool {
+    static ENABLED: LazyLock<bool> =
+        LazyLock::new(
+            || match std::env::var(WAKE_NEAR_ENV).as_deref().map(str::trim) {
+                Ok("0") => false,
+                Ok("1") => true,
+                _ => max_spinners() < WAKE_NEAR_BELOW_CPUS,
+            },
+        );
+    *ENABLED
+}
+
+/// The calling thread's id.
+fn os_tid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// The CPU mask of thread `tid` (0: the calling thread).
+fn mask_of(tid: libc::pid_t) -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `mask` is a valid cpu_set_t of the size given.
+    let got = unsafe { libc::sched_getaffinity(tid, std::mem::size_of_val(&mask), &mut mask) };
+    (got == 0).then_some(mask)
+}
+
+/// Sets the CPU mask of thread `tid` (0: the calling thread); whether it took.
+fn set_mask(tid: libc::pid_t, mask: &libc::cpu_set_t) -> bool {
+    // SAFETY: `mask` is a valid cpu_set_t of the size given.
+    unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(mask), mask) == 0 }
+}
+
+/// The mask of `cpu` alone, if `cpu` can be in a mask at all.
+fn only(cpu: usize) -> Option<libc::cpu_set_t> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return None;
+    }
+    // SAFETY: all zeroes is the empty set.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE, as CPU_SET needs.
+    unsafe { libc::CPU_SET(cpu, &mut mask) };
+    Some(mask)
 }
 
 /// A blocking socket read as the runtime's threads wait for one: each [`read`](Read::read)
@@ -241,8 +472,6 @@ fn recv_now(conn: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use std::io::Write;
 
-    use crossbeam_channel::unbounded;
-
     use super::*;
 
     const LONG: Duration = Duration::from_secs(60);
@@ -295,20 +524,29 @@ mod tests {
     }
 
     #[test]
-    fn recv_gets_what_was_sent_then_sees_the_senders_gone() {
-        for waits in [Waits::Spin, Waits::Park] {
-            let (tx, rx) = unbounded();
-            let sender = std::thread::spawn(move || {
+    fn a_handoff_delivers_what_was_sent_then_sees_the_sender_gone() {
+        mp_testkit::watchdog::guard("handoff", LONG, || {
+            for waits in [Waits::Spin, Waits::Park] {
+                let (tx, rx) = handoff();
+                let sender = std::thread::spawn(move || {
+                    for i in 0..100u64 {
+                        tx.send(i).expect("the receiver is alive");
+                    }
+                });
                 for i in 0..100u64 {
-                    tx.send(i).expect("the receiver is alive");
+                    assert_eq!(rx.recv(waits.spell(Role::Waiter)), Some(i), "{waits:?}");
                 }
-            });
-            for i in 0..100u64 {
-                assert_eq!(recv(&rx, waits.spell(Role::Waiter)), Ok(i), "{waits:?}");
+                sender.join().expect("sender");
+                assert_eq!(rx.recv(waits.spell(Role::Loop)), None, "{waits:?}");
             }
-            sender.join().expect("sender");
-            assert_eq!(recv(&rx, waits.spell(Role::Loop)), Err(RecvError));
-        }
+        });
+    }
+
+    #[test]
+    fn a_send_to_a_dropped_receiver_gives_the_value_back() {
+        let (tx, rx) = handoff();
+        drop(rx);
+        assert_eq!(tx.send(7u64), Err(7));
     }
 
     #[test]
@@ -331,5 +569,109 @@ mod tests {
             let mut buf = [0u8; 8];
             assert_eq!(reader.read(&mut buf).expect("EOF"), 0, "{waits:?}");
         }
+    }
+
+    /// The CPUs of a mask, as a list.
+    fn cpus(set: &libc::cpu_set_t) -> Vec<usize> {
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: every index is below CPU_SETSIZE.
+            .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, set) })
+            .collect()
+    }
+
+    /// The calling thread's CPU mask, as a list.
+    fn affinity() -> Vec<usize> {
+        cpus(&mask_of(0).expect("the calling thread's mask"))
+    }
+
+    /// Puts the calling thread on `cpu`, then gives it back its whole mask.
+    fn move_to(cpu: usize) {
+        let own = mask_of(0).expect("own mask");
+        assert!(set_mask(0, &only(cpu).expect("a CPU")), "move to {cpu}");
+        assert!(set_mask(0, &own), "own mask back");
+    }
+
+    #[test]
+    fn a_sender_on_another_cpu_narrows_the_sleeper_which_gets_its_mask_back() {
+        let inherited = affinity();
+        let [first, second, ..] = inherited[..] else {
+            // One CPU: nowhere else to wake, and `waking` never narrows.
+            return;
+        };
+        mp_testkit::watchdog::guard("wake near", LONG, || {
+            let place = Arc::new(Mutex::new(WakePlace::default()));
+            let (tx, rx) = handoff::<()>();
+            let sleeper = std::thread::spawn({
+                let place = place.clone();
+                move || {
+                    move_to(first);
+                    // As `HandoffReceiver::recv` does, whatever the setting.
+                    place.lock().record_sleeper();
+                    rx.recv(None).expect("woken");
+                    if let Some(own) = place.lock().awake() {
+                        assert!(set_mask(0, &own), "own mask back");
+                    }
+                    affinity()
+                }
+            });
+            // Until the sleeper has recorded itself (bounded by the watchdog).
+            let (tid, slept_on) = loop {
+                if let Some(asleep) = place.lock().asleep {
+                    break asleep;
+                }
+                std::thread::yield_now();
+            };
+            let own = cpus(&mask_of(tid).expect("the sleeper's mask"));
+            let narrowed_to = std::thread::spawn({
+                let place = place.clone();
+                move || {
+                    assert!(set_mask(0, &only(second).expect("a CPU")), "pin the waker");
+                    place.lock().waking();
+                    // A second waker finds the sleeper already claimed.
+                    place.lock().waking();
+                    let mask = cpus(&mask_of(tid).expect("the sleeper's mask"));
+                    tx.send(()).expect("the sleeper waits");
+                    mask
+                }
+            })
+            .join()
+            .expect("waker");
+            if slept_on == Some(second) {
+                assert_eq!(
+                    narrowed_to, own,
+                    "a sleeper on the waker's CPU stays as it is"
+                );
+            } else {
+                assert_eq!(narrowed_to, [second], "narrowed to the waker's CPU");
+            }
+            let after = sleeper.join().expect("sleeper");
+            assert_eq!(after, inherited, "the woken thread gets its own mask back");
+        });
+    }
+
+    #[test]
+    fn a_sleeping_receiver_is_woken_and_gets_its_mask_back() {
+        // Through `recv` itself: whatever the setting and wherever the two threads run, the
+        // receiver ends with the mask it had.
+        let inherited = affinity();
+        mp_testkit::watchdog::guard("sleep and wake", LONG, || {
+            let (tx, rx) = handoff::<u64>();
+            let (ready_tx, ready_rx) = handoff::<()>();
+            let receiver = std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for _ in 0..50 {
+                    ready_tx.send(()).expect("the sender waits");
+                    got.push(rx.recv(None).expect("a value"));
+                }
+                (got, affinity())
+            });
+            for i in 0..50u64 {
+                ready_rx.recv(None).expect("the receiver asks");
+                tx.send(i).expect("the receiver waits");
+            }
+            let (got, after) = receiver.join().expect("receiver");
+            assert_eq!(got, (0..50).collect::<Vec<_>>());
+            assert_eq!(after, inherited);
+        });
     }
 }

@@ -1,6 +1,6 @@
 //! `chain`: the four cross-thread hand-offs the runtime makes per call, with plain threads,
-//! crossbeam channels and blocking socket I/O, each thread waiting the way the runtime's threads
-//! wait; no capnp, no event loop. The floor of [`call`](super::call)'s shape.
+//! in-process channels and blocking socket I/O, each thread waiting the way the runtime's
+//! threads wait; no capnp, no event loop. The floor of [`call`](super::call)'s shape.
 //!
 //! # Shape
 //!
@@ -24,37 +24,41 @@
 //!
 //! # Waiting
 //!
-//! Every wait spins, then sleeps, by the runtime's rules ([`crate::wait`], a copy of
-//! `multiprocess_event_loop::spin`): for up to `MULTIPROCESS_WAIT_SPIN_US` (default 100 µs, `0`
-//! never spins) the thread looks without blocking (`try_recv` on a channel, `recv(2)` with
-//! `MSG_DONTWAIT` on the socket) and yields between looks; then it blocks (crossbeam's `recv`,
-//! `read`). The two loops always may spin; the application thread and the worker only while one
-//! of their process's places (one per CPU) is free. Threads start on their creator's CPU, as the
-//! runtime's do (`placement::start_near`, and its `MULTIPROCESS_START_NEAR` switch).
+//! Every wait is the runtime's ([`crate::wait`], a copy of `multiprocess_event_loop::spin` and
+//! of its placement rules):
 //!
-//! Two of the runtime's placement rules are left out. Waking a sleeper on its waker's CPU needs
-//! the sleeper's record kept under the lock it sleeps on, which a crossbeam channel does not
-//! offer; it decides where threads wake after an idle spell (here, the start of each round).
-//! Handing over (a loop yields at once after giving work to a thread that spins on its CPU)
-//! happens by itself: a loop's next step after a hand-off is a look that finds nothing, and a
-//! yield.
+//! - **Spin, then sleep.** For up to `MULTIPROCESS_WAIT_SPIN_US` (default 100 µs, `0` never
+//!   spins) a waiting thread looks without blocking (its channel's queue; the socket with
+//!   `recv(2)` and `MSG_DONTWAIT`) and yields between looks; then it sleeps (on the channel's
+//!   condition variable; in `read`). The two loops always may spin; the application thread
+//!   and the worker only while one of their process's places (one per CPU) is free.
+//! - **Start near the creator.** The parent's loop and the child's worker start on the CPU of
+//!   the thread that made them (`placement::start_near`, with its `MULTIPROCESS_START_NEAR`
+//!   switch).
+//! - **Wake near the waker.** A thread asleep on a channel is woken on the CPU of the thread
+//!   that hands it work, which narrows its CPU mask just before the wake-up (the channel is a
+//!   queue, a mutex and a condition variable, as the runtime's Waiter is, so that the sleeper's
+//!   record is under the lock it sleeps on). A loop woken through the socket is not, there as
+//!   here.
+//! - **Hand over** (a loop yields at once after giving work to a thread that spins on its CPU)
+//!   happens by itself: a loop's next step after a hand-off is a look that finds nothing, and a
+//!   yield.
 //!
 //! What is left between `chain` and `call` is the runtime's own work: the event loop (epoll,
-//! mailbox, executor), capnp's encoding and dispatch, the Waiter. [`chain_park`](super::chain_park)
-//! is the same with waits that sleep at once, the way `chain` waited before the runtime spun.
+//! mailbox, executor), capnp's encoding and dispatch, the Waiter's bookkeeping.
+//! [`chain_park`](super::chain_park) is the same with waits that sleep at once.
 //!
-//! Channels are `unbounded`, like the runtime's mailbox.
+//! Channels are unbounded, like the runtime's mailbox.
 
 use std::io;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
 use multiprocess_event_loop::placement::{current_cpu, start_near};
 
 use super::{Client, Scenario, check_reply, read_msg, write_msg};
-use crate::wait::{Role, SocketReader, Waits, recv};
+use crate::wait::{HandoffReceiver, HandoffSender, Role, SocketReader, Waits, handoff};
 
 /// The `chain` scenario.
 #[derive(Clone, Copy, Debug, Default)]
@@ -76,8 +80,8 @@ impl Scenario for Chain {
 
 /// The parent's half, its threads waiting as `waits` says.
 pub(crate) fn client(conn: UnixStream, waits: Waits) -> io::Result<Client> {
-    let (req_tx, req_rx) = unbounded();
-    let (rep_tx, rep_rx) = unbounded();
+    let (req_tx, req_rx) = handoff();
+    let (rep_tx, rep_rx) = handoff();
     let loop_conn = conn.try_clone()?;
     let creator = current_cpu();
     let loop_thread = thread::Builder::new()
@@ -99,14 +103,14 @@ pub(crate) fn client(conn: UnixStream, waits: Waits) -> io::Result<Client> {
 
 /// The child's half: its main thread is the loop, with one worker; both wait as `waits` says.
 pub(crate) fn serve(conn: UnixStream, waits: Waits) -> io::Result<()> {
-    let (req_tx, req_rx) = unbounded::<u64>();
-    let (rep_tx, rep_rx) = unbounded::<u64>();
+    let (req_tx, req_rx) = handoff::<u64>();
+    let (rep_tx, rep_rx) = handoff::<u64>();
     let creator = current_cpu();
     let worker = thread::Builder::new()
         .name("chain-worker".into())
         .spawn(move || {
             start_near(creator);
-            while let Ok(request) = recv(&req_rx, waits.spell(Role::Waiter)) {
+            while let Some(request) = req_rx.recv(waits.spell(Role::Waiter)) {
                 if rep_tx.send(request.wrapping_add(1)).is_err() {
                     break;
                 }
@@ -126,8 +130,8 @@ pub(crate) fn serve(conn: UnixStream, waits: Waits) -> io::Result<()> {
 /// the worker no request can arrive, and while it waits on the socket the worker has nothing.
 fn child_loop(
     conn: &UnixStream,
-    requests: &Sender<u64>,
-    replies: &Receiver<u64>,
+    requests: &HandoffSender<u64>,
+    replies: &HandoffReceiver<u64>,
     waits: Waits,
 ) -> io::Result<()> {
     let mut reader = SocketReader::new(conn, waits, Role::Loop);
@@ -138,7 +142,7 @@ fn child_loop(
         let reply = requests
             .send(request)
             .ok()
-            .and_then(|()| recv(replies, waits.spell(Role::Loop)).ok())
+            .and_then(|()| replies.recv(waits.spell(Role::Loop)))
             .ok_or_else(|| io::Error::other("chain worker thread stopped"))?;
         write_msg(&mut writer, reply)?;
     }
@@ -151,13 +155,13 @@ fn child_loop(
 /// connection does.
 fn parent_loop(
     conn: &UnixStream,
-    requests: &Receiver<u64>,
-    replies: &Sender<u64>,
+    requests: &HandoffReceiver<u64>,
+    replies: &HandoffSender<u64>,
     waits: Waits,
 ) -> io::Result<()> {
     let mut reader = SocketReader::new(conn, waits, Role::Loop);
     let mut writer = conn;
-    while let Ok(request) = recv(requests, waits.spell(Role::Loop)) {
+    while let Some(request) = requests.recv(waits.spell(Role::Loop)) {
         write_msg(&mut writer, request)?;
         let Some(reply) = read_msg(&mut reader)? else {
             return Err(io::Error::new(
@@ -175,8 +179,8 @@ fn parent_loop(
 /// The parent's half: the application thread's end of the channels.
 struct ChainClient {
     /// `None` once dropped, to stop the loop thread.
-    requests: Option<Sender<u64>>,
-    replies: Receiver<u64>,
+    requests: Option<HandoffSender<u64>>,
+    replies: HandoffReceiver<u64>,
     /// Kept to shut the socket down, which unblocks the loop thread if it is in `read`.
     conn: UnixStream,
     loop_thread: Option<JoinHandle<io::Result<()>>>,
@@ -195,9 +199,9 @@ impl ChainClient {
             return Err(self.loop_stopped());
         }
         // If the loop thread dies, it drops the reply sender and this returns.
-        match recv(&self.replies, self.waits.spell(Role::Waiter)) {
-            Ok(reply) => check_reply(self.seq.wrapping_add(1), reply),
-            Err(_) => Err(self.loop_stopped()),
+        match self.replies.recv(self.waits.spell(Role::Waiter)) {
+            Some(reply) => check_reply(self.seq.wrapping_add(1), reply),
+            None => Err(self.loop_stopped()),
         }
     }
 

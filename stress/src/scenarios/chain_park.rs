@@ -1,11 +1,11 @@
-//! `chain-park`: [`chain`] with every wait a sleep: its threads block in a
-//! crossbeam `recv` (a few rounds of spinning inside crossbeam, then a futex) or in `read` at
-//! once, where `chain`'s spin first, as the runtime's do.
+//! `chain-park`: [`chain`] with every wait a sleep: its threads sleep at once on their
+//! channel's condition variable or in `read`, where `chain`'s first spin, as the runtime's do.
 //!
-//! Same threads, same hand-offs, same placement as `chain`; only the waits differ. So the gap
-//! between the two is what spinning buys on plain threads, and `chain-park` beside `call` with
-//! `MULTIPROCESS_WAIT_SPIN_US=0` (where `chain` parks too) says how much of a parked call is the
-//! wake-ups rather than the runtime.
+//! Same threads, same hand-offs, same placement as `chain` (a sleeper still wakes near its
+//! waker); only the waits differ, as if `MULTIPROCESS_WAIT_SPIN_US` were 0 for this scenario
+//! alone. So the gap between the two, in one run, is what spinning buys on plain threads; on
+//! an idle virtual machine, most of it is the host waking a halted CPU for a thread woken
+//! there.
 
 use std::io;
 use std::os::unix::net::UnixStream;
