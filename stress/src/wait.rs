@@ -15,6 +15,12 @@
 //!   left, otherwise it sleeps at once.
 //! - Between looks the thread yields (`sched_yield`), leaving its CPU to any other runnable
 //!   thread.
+//! - Adaptive (unless `MULTIPROCESS_SPIN_POLICY=always`, [`SPIN_POLICY_ENV`]): a wait spins only
+//!   if the thread's last wait of the same kind ([`History`]) ended within the budget, so that
+//!   a thread whose waits have been long sleeps at once. The kinds are the runtime's: an
+//!   application thread waiting for a reply; a worker waiting for its next request; a loop
+//!   waiting while it expects something soon (the reply to a request it sent, the worker's
+//!   answer); a loop waiting with nothing expected.
 //!
 //! The places here are counted apart from the runtime's: a process running a `chain` never
 //! has runtime threads spinning at the same time (their loops are idle).
@@ -42,6 +48,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -69,12 +76,43 @@ pub enum Role {
 }
 
 impl Waits {
-    /// The spell of spinning one wait of a thread in `role` starts with; `None`: sleep at once.
-    pub fn spell(self, role: Role) -> Option<Spin<'static>> {
+    /// The spell of spinning one wait of a thread in `role` starts with, for a wait of the kind
+    /// `history` keeps; `None`: sleep at once.
+    pub fn spell(self, role: Role, history: &History) -> Option<Spin<'_>> {
         match self {
             Waits::Park => None,
-            Waits::Spin => Some(Spin::new(&PROCESS, budget(), role)),
+            Waits::Spin => Some(Spin::new(&PROCESS, budget(), role).of_kind(history, adaptive())),
         }
+    }
+}
+
+/// The environment variable that chooses when a thread spins: `adaptive` (the default) or
+/// `always`; the runtime's.
+pub const SPIN_POLICY_ENV: &str = "MULTIPROCESS_SPIN_POLICY";
+
+/// Whether the adaptive policy is in force (see [`SPIN_POLICY_ENV`]).
+pub fn adaptive() -> bool {
+    static ADAPTIVE: LazyLock<bool> = LazyLock::new(|| {
+        std::env::var(SPIN_POLICY_ENV).map_or(true, |policy| policy.trim() != "always")
+    });
+    *ADAPTIVE
+}
+
+/// What one thread remembers of its waits of one kind: whether the last one ended within the
+/// budget. Starts armed. Kept by the waiting thread.
+#[derive(Debug)]
+pub struct History(Cell<bool>);
+
+impl History {
+    /// A history whose next wait may spin.
+    pub const fn new() -> Self {
+        Self(Cell::new(true))
+    }
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -117,7 +155,7 @@ impl Places {
 static PROCESS: LazyLock<Places> = LazyLock::new(|| Places::new(max_spinners()));
 
 /// One wait's spell of spinning: [`again`](Spin::again) says whether to yield once more or
-/// sleep. Dropping it gives its place back.
+/// sleep, [`end`](Spin::end) that the wait is over. Dropping it gives its place back.
 #[derive(Debug)]
 pub struct Spin<'a> {
     places: &'a Places,
@@ -128,10 +166,16 @@ pub struct Spin<'a> {
     deadline: Option<Instant>,
     /// Whether it holds a place.
     counted: bool,
+    /// Whether this wait may spin, from its kind's history (the adaptive policy).
+    armed: bool,
+    /// When the thread found it had nothing to do: the first `again`.
+    idle_since: Option<Instant>,
+    /// The history of its kind, which [`end`](Spin::end) updates.
+    history: Option<&'a History>,
 }
 
 impl<'a> Spin<'a> {
-    /// A spell of a thread in `role`, on `places`, of at most `budget`.
+    /// A spell of a thread in `role`, on `places`, of at most `budget`; armed, of no kind.
     pub fn new(places: &'a Places, budget: Duration, role: Role) -> Self {
         Self {
             places,
@@ -139,6 +183,28 @@ impl<'a> Spin<'a> {
             first: role == Role::Loop,
             deadline: None,
             counted: false,
+            armed: true,
+            idle_since: None,
+            history: None,
+        }
+    }
+
+    /// The spell of a wait of the kind `history` keeps: under the adaptive policy, it spins
+    /// only if the last such wait was short.
+    pub fn of_kind(mut self, history: &'a History, adaptive: bool) -> Self {
+        self.armed = !adaptive || history.0.get();
+        self.history = Some(history);
+        self
+    }
+
+    /// The wait is over (what it waited for came): records in its kind's history whether it
+    /// was short enough for spinning to catch. A wait that found it at once counts as short.
+    pub fn end(self) {
+        let short = self
+            .idle_since
+            .is_none_or(|since| since.elapsed() <= self.budget);
+        if let Some(history) = self.history {
+            history.0.set(short);
         }
     }
 
@@ -148,6 +214,12 @@ impl<'a> Spin<'a> {
             return false;
         }
         let now = Instant::now();
+        if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+        if !self.armed {
+            return false;
+        }
         let deadline = match self.deadline {
             Some(deadline) => deadline,
             None => {
@@ -266,6 +338,10 @@ impl<T> HandoffReceiver<T> {
         let mut state = self.shared.state.lock();
         loop {
             if let Some(value) = state.queue.pop_front() {
+                drop(state);
+                if let Some(spin) = spell {
+                    spin.end();
+                }
                 return Some(value);
             }
             if state.sender_gone {
@@ -416,40 +492,56 @@ fn only(cpu: usize) -> Option<libc::cpu_set_t> {
 }
 
 /// A blocking socket read as the runtime's threads wait for one: each [`read`](Read::read)
-/// tries without blocking and yields while a fresh spell allows, then blocks in `read`.
+/// is a wait of the kind `history` keeps, which tries without blocking and yields while its
+/// spell allows, then blocks in `read`.
 #[derive(Debug)]
 pub struct SocketReader<'a> {
     conn: &'a UnixStream,
     waits: Waits,
     role: Role,
+    history: &'a History,
 }
 
 impl<'a> SocketReader<'a> {
-    /// Reads `conn` (left in blocking mode) as a thread in `role` waits.
-    pub fn new(conn: &'a UnixStream, waits: Waits, role: Role) -> Self {
-        Self { conn, waits, role }
+    /// Reads `conn` (left in blocking mode) as a thread in `role` waits, its waits of the kind
+    /// `history` keeps.
+    pub fn new(conn: &'a UnixStream, waits: Waits, role: Role, history: &'a History) -> Self {
+        Self {
+            conn,
+            waits,
+            role,
+            history,
+        }
     }
 }
 
 impl Read for SocketReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(mut spin) = self.waits.spell(self.role) {
-            loop {
-                match recv_now(self.conn, buf) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if !spin.again() {
-                            break;
-                        }
-                        std::thread::yield_now();
-                    }
-                    Err(e) => return Err(e),
+        let mut conn = self.conn;
+        let Some(mut spin) = self.waits.spell(self.role, self.history) else {
+            return conn.read(buf);
+        };
+        loop {
+            match recv_now(self.conn, buf) {
+                Ok(n) => {
+                    spin.end();
+                    return Ok(n);
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !spin.again() {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) => return Err(e),
             }
         }
-        let mut conn = self.conn;
-        conn.read(buf)
+        let read = conn.read(buf);
+        if read.is_ok() {
+            spin.end();
+        }
+        read
     }
 }
 
@@ -523,6 +615,47 @@ mod tests {
         assert_eq!(places.taken(), 0);
     }
 
+    /// Ends `spell` as a wait that outlasted its budget.
+    fn outlast(mut spell: Spin<'_>) {
+        let started = Instant::now();
+        while spell.again() {
+            assert!(started.elapsed() < LONG, "the spell outlives its budget");
+        }
+        // Past the deadline `again` saw, whatever the clock's resolution.
+        let past = Instant::now() + Duration::from_micros(10);
+        while Instant::now() < past {}
+        spell.end();
+    }
+
+    #[test]
+    fn under_the_adaptive_policy_a_wait_spins_only_if_the_last_of_its_kind_was_short() {
+        let places = Places::new(1);
+        let budget = Duration::from_micros(200);
+        let history = History::new();
+        let spell = || Spin::new(&places, budget, Role::Waiter).of_kind(&history, true);
+
+        // A wait that found its value at once is short: the next one spins.
+        spell().end();
+        let mut next = spell();
+        assert!(next.again(), "armed after a short wait");
+        next.end();
+        assert_eq!(places.taken(), 0, "an ended spell gives its place back");
+
+        // A wait that outlasted the budget: the next one sleeps at once, taking no place.
+        outlast(spell());
+        let mut unarmed = spell();
+        assert!(!unarmed.again(), "a wait after a long one sleeps at once");
+        assert_eq!(places.taken(), 0, "and takes no place");
+        // Woken within the budget: short, so spinning is armed again.
+        unarmed.end();
+        assert!(spell().again(), "a short wait arms spinning again");
+
+        // Under `always`, a long history does not matter.
+        outlast(spell());
+        let mut always = Spin::new(&places, budget, Role::Waiter).of_kind(&history, false);
+        assert!(always.again(), "always spins");
+    }
+
     #[test]
     fn a_handoff_delivers_what_was_sent_then_sees_the_sender_gone() {
         mp_testkit::watchdog::guard("handoff", LONG, || {
@@ -533,11 +666,13 @@ mod tests {
                         tx.send(i).expect("the receiver is alive");
                     }
                 });
+                let history = History::new();
                 for i in 0..100u64 {
-                    assert_eq!(rx.recv(waits.spell(Role::Waiter)), Some(i), "{waits:?}");
+                    let spell = waits.spell(Role::Waiter, &history);
+                    assert_eq!(rx.recv(spell), Some(i), "{waits:?}");
                 }
                 sender.join().expect("sender");
-                assert_eq!(rx.recv(waits.spell(Role::Loop)), None, "{waits:?}");
+                assert_eq!(rx.recv(waits.spell(Role::Loop, &history)), None);
             }
         });
     }
@@ -559,7 +694,8 @@ mod tests {
                     b.write_all(&i.to_le_bytes()).expect("write");
                 }
             });
-            let mut reader = SocketReader::new(&a, waits, Role::Loop);
+            let history = History::new();
+            let mut reader = SocketReader::new(&a, waits, Role::Loop, &history);
             for i in 0..100u64 {
                 let mut buf = [0u8; 8];
                 reader.read_exact(&mut buf).expect("read");

@@ -31,7 +31,9 @@
 //!   spins) a waiting thread looks without blocking (its channel's queue; the socket with
 //!   `recv(2)` and `MSG_DONTWAIT`) and yields between looks; then it sleeps (on the channel's
 //!   condition variable; in `read`). The two loops always may spin; the application thread
-//!   and the worker only while one of their process's places (one per CPU) is free.
+//!   and the worker only while one of their process's places (one per CPU) is free. Under the
+//!   adaptive policy (the default), a wait spins only if the thread's last wait of the same
+//!   kind was short.
 //! - **Start near the creator.** The parent's loop and the child's worker start on the CPU of
 //!   the thread that made them (`placement::start_near`, with its `MULTIPROCESS_START_NEAR`
 //!   switch).
@@ -58,7 +60,7 @@ use std::thread::{self, JoinHandle};
 use multiprocess_event_loop::placement::{current_cpu, start_near};
 
 use super::{Client, Scenario, check_reply, read_msg, write_msg};
-use crate::wait::{HandoffReceiver, HandoffSender, Role, SocketReader, Waits, handoff};
+use crate::wait::{HandoffReceiver, HandoffSender, History, Role, SocketReader, Waits, handoff};
 
 /// The `chain` scenario.
 #[derive(Clone, Copy, Debug, Default)]
@@ -97,6 +99,7 @@ pub(crate) fn client(conn: UnixStream, waits: Waits) -> io::Result<Client> {
         loop_thread: Some(loop_thread),
         seq: 0,
         waits,
+        reply_waits: History::new(),
     };
     Ok(Client::Each(Box::new(move || client.call())))
 }
@@ -110,7 +113,9 @@ pub(crate) fn serve(conn: UnixStream, waits: Waits) -> io::Result<()> {
         .name("chain-worker".into())
         .spawn(move || {
             start_near(creator);
-            while let Some(request) = req_rx.recv(waits.spell(Role::Waiter)) {
+            // A worker waiting for its next request.
+            let idle = History::new();
+            while let Some(request) = req_rx.recv(waits.spell(Role::Waiter, &idle)) {
                 if rep_tx.send(request.wrapping_add(1)).is_err() {
                     break;
                 }
@@ -134,7 +139,10 @@ fn child_loop(
     replies: &HandoffReceiver<u64>,
     waits: Waits,
 ) -> io::Result<()> {
-    let mut reader = SocketReader::new(conn, waits, Role::Loop);
+    // The loop's two kinds of wait: for a request, nothing expected; for the worker's
+    // answer, something expected soon.
+    let (idle, expecting) = (History::new(), History::new());
+    let mut reader = SocketReader::new(conn, waits, Role::Loop, &idle);
     let mut writer = conn;
     while let Some(request) = read_msg(&mut reader)? {
         // If the worker is gone, the send fails or (it died with the request) its reply
@@ -142,7 +150,7 @@ fn child_loop(
         let reply = requests
             .send(request)
             .ok()
-            .and_then(|()| replies.recv(waits.spell(Role::Loop)))
+            .and_then(|()| replies.recv(waits.spell(Role::Loop, &expecting)))
             .ok_or_else(|| io::Error::other("chain worker thread stopped"))?;
         write_msg(&mut writer, reply)?;
     }
@@ -159,9 +167,12 @@ fn parent_loop(
     replies: &HandoffSender<u64>,
     waits: Waits,
 ) -> io::Result<()> {
-    let mut reader = SocketReader::new(conn, waits, Role::Loop);
+    // The loop's two kinds of wait: for a request, nothing expected; for the reply to the
+    // request it sent, something expected soon.
+    let (idle, expecting) = (History::new(), History::new());
+    let mut reader = SocketReader::new(conn, waits, Role::Loop, &expecting);
     let mut writer = conn;
-    while let Some(request) = requests.recv(waits.spell(Role::Loop)) {
+    while let Some(request) = requests.recv(waits.spell(Role::Loop, &idle)) {
         write_msg(&mut writer, request)?;
         let Some(reply) = read_msg(&mut reader)? else {
             return Err(io::Error::new(
@@ -186,6 +197,8 @@ struct ChainClient {
     loop_thread: Option<JoinHandle<io::Result<()>>>,
     seq: u64,
     waits: Waits,
+    /// What the application thread's waits for replies have been like.
+    reply_waits: History,
 }
 
 impl ChainClient {
@@ -199,7 +212,10 @@ impl ChainClient {
             return Err(self.loop_stopped());
         }
         // If the loop thread dies, it drops the reply sender and this returns.
-        match self.replies.recv(self.waits.spell(Role::Waiter)) {
+        match self
+            .replies
+            .recv(self.waits.spell(Role::Waiter, &self.reply_waits))
+        {
             Some(reply) => check_reply(self.seq.wrapping_add(1), reply),
             None => Err(self.loop_stopped()),
         }

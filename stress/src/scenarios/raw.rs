@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::net::UnixStream;
 
 use super::{Client, Scenario, read_msg, read_reply, write_msg};
-use crate::wait::{Role, SocketReader, Waits};
+use crate::wait::{History, Role, SocketReader, Waits};
 
 /// The `raw` scenario.
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,15 +28,20 @@ impl Scenario for Raw {
 
     fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
         let mut seq = 0u64;
+        // It waits for the reply to what it sent: something expected soon.
+        let expecting = History::new();
         Ok(Client::Each(Box::new(move || {
             seq = seq.wrapping_add(1);
             write_msg(&mut &conn, seq)?;
-            read_reply(&mut SocketReader::new(&conn, Waits::Spin, Role::Loop), seq)
+            let mut reader = SocketReader::new(&conn, Waits::Spin, Role::Loop, &expecting);
+            read_reply(&mut reader, seq)
         })))
     }
 
     fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
-        let mut reader = SocketReader::new(&conn, Waits::Spin, Role::Loop);
+        // It waits for the next request: nothing expected.
+        let idle = History::new();
+        let mut reader = SocketReader::new(&conn, Waits::Spin, Role::Loop, &idle);
         while let Some(value) = read_msg(&mut reader)? {
             write_msg(&mut &conn, value)?;
         }
