@@ -54,7 +54,7 @@ use std::sync::Arc;
 
 use multiprocess_event_loop::placement::current_cpu;
 pub use multiprocess_event_loop::placement::{WAKE_NEAR_BELOW_CPUS, WAKE_NEAR_ENV};
-pub use multiprocess_event_loop::spin::{DEFAULT_SPIN_US, SPIN_ENV, max_spinners};
+pub use multiprocess_event_loop::spin::{DEFAULT_SPIN_US, SPIN_ENV, SPIN_POLICY_ENV, max_spinners};
 use parking_lot::{Condvar, Mutex};
 
 /// How a scenario's threads wait.
@@ -85,10 +85,6 @@ impl Waits {
         }
     }
 }
-
-/// The environment variable that chooses when a thread spins: `adaptive` (the default) or
-/// `always`; the runtime's.
-pub const SPIN_POLICY_ENV: &str = "MULTIPROCESS_SPIN_POLICY";
 
 /// Whether the adaptive policy is in force (see [`SPIN_POLICY_ENV`]).
 pub fn adaptive() -> bool {
