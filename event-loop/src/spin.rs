@@ -32,14 +32,15 @@ pub const SPIN_ENV: &str = "MULTIPROCESS_WAIT_SPIN_US";
 /// `adaptive` (the default) or `always`.
 ///
 /// - `always`: every wait spins first, for up to the budget.
-/// - `adaptive`: a wait spins only if the thread's last wait of the same
-///   kind ended within the budget, that is, if spinning would have caught
-///   it. While calls keep coming, every wait is short and every wait
-///   spins, as with `always`; once they stop coming, the next wait of each
-///   kind spins for nothing once, and from then on the threads sleep at
-///   once, so calls that come a millisecond apart cost no spinning in
-///   between. A short wait (one a sleeping thread was woken from within
-///   the budget) arms spinning again.
+/// - `adaptive`: a wait spins unless the thread's last two waits of the
+///   same kind both ran past the budget, that is, unless spinning would
+///   have caught neither. While calls keep coming, every wait is short and
+///   every wait spins, as with `always` (one wait stretched by a
+///   preemption changes nothing); once they stop coming, each kind spins
+///   for nothing twice, and from then on the threads sleep at once, so
+///   calls that come a millisecond apart cost no spinning in between. A
+///   short wait (one a sleeping thread was woken from within the budget)
+///   arms spinning again.
 ///
 /// The kinds are: a thread waiting for a reply; a worker waiting for its
 /// next request; an event loop waiting while it expects something soon (a
@@ -61,16 +62,37 @@ fn adaptive() -> bool {
     true
 }
 
-/// What one thread remembers of its waits of one kind: whether the last
-/// one ended within the budget. Starts armed. Owned by the waiting thread
-/// (a thread-local, or the loop's own state).
+/// What one thread remembers of its waits of one kind: how many in a row
+/// have run past the budget. A kind stays armed until [`LONG_WAITS`] do,
+/// so one wait stretched by a preemption or a page fault, among calls that
+/// keep coming, does not make the next one sleep. Starts armed. Owned by
+/// the waiting thread (a thread-local, or the loop's own state).
 #[derive(Debug)]
-pub(crate) struct History(std::cell::Cell<bool>);
+pub(crate) struct History(std::cell::Cell<u8>);
+
+/// Waits of one kind that must run past the budget in a row before that
+/// kind stops spinning.
+const LONG_WAITS: u8 = 2;
 
 impl History {
     /// A history whose next wait may spin.
     pub(crate) const fn new() -> Self {
-        Self(std::cell::Cell::new(true))
+        Self(std::cell::Cell::new(0))
+    }
+
+    /// Whether the next wait of this kind may spin.
+    fn armed(&self) -> bool {
+        self.0.get() < LONG_WAITS
+    }
+
+    /// Records how a wait of this kind ended.
+    fn record(&self, short: bool) {
+        let long = if short {
+            0
+        } else {
+            self.0.get().saturating_add(1)
+        };
+        self.0.set(long);
     }
 }
 
@@ -168,10 +190,10 @@ impl Spin {
     }
 
     /// Starts a wait of the kind `history` keeps: under the adaptive
-    /// policy, it spins only if the last such wait was short.
+    /// policy, it spins unless the last waits of that kind ran long.
     pub(crate) fn begin(&mut self, history: &History) {
         self.reset();
-        self.armed = !adaptive() || history.0.get();
+        self.armed = !adaptive() || history.armed();
         self.idle_since = None;
     }
 
@@ -183,7 +205,7 @@ impl Spin {
             .idle_since
             .take()
             .is_none_or(|since| since.elapsed() <= budget());
-        history.0.set(short);
+        history.record(short);
         self.reset();
     }
 
@@ -253,36 +275,50 @@ mod tests {
     /// The adaptive rule, without spinning (an unarmed spell takes no
     /// place, so this cannot disturb the test of the places below).
     #[test]
-    fn a_wait_spins_only_if_the_last_of_its_kind_was_short() {
+    fn a_wait_spins_unless_the_last_of_its_kind_ran_long() {
         if budget().is_zero() || !adaptive() {
             eprintln!("spinning off or not adaptive: nothing to check");
             return;
         }
         let history = History::new();
-        assert!(history.0.get(), "a kind starts armed");
+        assert!(history.armed(), "a kind starts armed");
+        let long_wait = |history: &History| {
+            let mut spell = Spin::for_waiter();
+            spell.begin(history);
+            spell.idle_since = Some(Instant::now() - budget() * 2);
+            spell.end(history);
+        };
 
-        // A wait that ran past the budget disarms its kind...
-        let mut spell = Spin::for_waiter();
-        spell.begin(&history);
-        spell.idle_since = Some(Instant::now() - budget() * 2);
-        spell.end(&history);
-        assert!(!history.0.get());
+        // One wait past the budget is not enough to disarm its kind...
+        long_wait(&history);
+        assert!(history.armed(), "one long wait disarmed");
+        // ...two in a row are.
+        long_wait(&history);
+        assert!(!history.armed());
 
-        // ...so the next wait of that kind sleeps at once, taking no place.
+        // So the next wait of that kind sleeps at once, taking no place.
         let mut next = Spin::for_waiter();
         next.begin(&history);
         assert!(!next.again(), "a disarmed wait does not spin");
         assert!(!next.counted);
         // It was woken at once: short, so the kind is armed again.
         next.end(&history);
-        assert!(history.0.get());
+        assert!(history.armed());
+
+        // A short wait between long ones starts the count again.
+        long_wait(&history);
+        let mut short = Spin::for_waiter();
+        short.begin(&history);
+        short.end(&history);
+        long_wait(&history);
+        assert!(history.armed(), "long, short, long disarmed");
 
         // Work found before looking idle at all counts as short too.
         let other = History::new();
         let mut busy = Spin::for_loop();
         busy.begin(&other);
         busy.end(&other);
-        assert!(other.0.get());
+        assert!(other.armed());
     }
 
     /// It counts the process-wide places exactly, so no other test of this
