@@ -124,6 +124,6 @@ for rust, cpps in groups:
 print()
 print("Each figure is the median over the sittings of one run's value; the ratios are of those")
 print("medians, a cpp- row's over its Rust scenario's (spin on, spin off). nested and cpp-nested:")
-print("median_us and p99_us are per level (a tree over its depth, 8); cpu_us_per_call and")
+print("median_us and p99_us are per level (a tree over its 9 levels); cpu_us_per_call and")
 print("ctx_switches_per_call are per tree.")
 EOF
