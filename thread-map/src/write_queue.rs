@@ -239,7 +239,26 @@ mod tests {
         }
     }
 
-    fn message(value: u64) -> capnp::message::Builder<capnp::message::HeapAllocator> {
+    type Message = capnp::message::Builder<capnp::message::HeapAllocator>;
+
+    /// A queue over a [`Recorder`]: its sender, its task, and the bytes of
+    /// each flush.
+    #[allow(clippy::type_complexity)]
+    fn recorded_queue() -> (
+        Sender<Message>,
+        Pin<Box<dyn Future<Output = capnp::Result<()>>>>,
+        Rc<RefCell<Vec<Vec<u8>>>>,
+    ) {
+        let flushes = Rc::new(RefCell::new(Vec::new()));
+        let recorder = Recorder {
+            flushes: flushes.clone(),
+            ..Recorder::default()
+        };
+        let (sender, task) = write_queue(recorder);
+        (sender, Box::pin(task), flushes)
+    }
+
+    fn message(value: u64) -> Message {
         let mut builder = capnp::message::Builder::new_default();
         builder
             .set_root::<capnp::text::Owned>(value.to_string().as_str())
@@ -249,13 +268,7 @@ mod tests {
 
     #[test]
     fn messages_queued_together_are_flushed_together_and_in_order() {
-        let flushes = Rc::new(RefCell::new(Vec::new()));
-        let recorder = Recorder {
-            flushes: flushes.clone(),
-            ..Recorder::default()
-        };
-        let (mut sender, task) = write_queue(recorder);
-        let mut task = Box::pin(task);
+        let (mut sender, mut task, flushes) = recorded_queue();
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut first = Box::pin(sender.send(message(1)));
@@ -292,13 +305,7 @@ mod tests {
 
     #[test]
     fn the_bytes_are_the_messages_in_order() {
-        let flushes = Rc::new(RefCell::new(Vec::new()));
-        let recorder = Recorder {
-            flushes: flushes.clone(),
-            ..Recorder::default()
-        };
-        let (mut sender, task) = write_queue(recorder);
-        let mut task = Box::pin(task);
+        let (mut sender, mut task, flushes) = recorded_queue();
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let a = message(7);
