@@ -3,7 +3,9 @@
 //! `build.rs`) and its server ([`probe_server`]), the child process that
 //! serves it (`mp-child`), a demo (`mp-demo`), and a watchdog that turns a
 //! hang into a failure with a dump of the stuck threads, in this process and
-//! in the child processes it spawned (registered in [`children`]).
+//! in the child processes it spawned (registered in [`children`]), and
+//! hand-built capnp-rpc messages for tests that play a raw, possibly
+//! hostile, peer ([`wire`]).
 
 multiprocess::include_proxies!();
 
@@ -12,6 +14,7 @@ pub mod children;
 pub mod peer;
 pub mod probe_server;
 pub mod watchdog;
+pub mod wire;
 
 /// Installs a tracing subscriber driven by `RUST_LOG` (e.g.
 /// `RUST_LOG=multiprocess=debug` shows every IPC request and response).

@@ -22,7 +22,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
-use capnp::traits::{HasTypeId, ImbueMut};
 use capnp_rpc::rpc_capnp::{message, return_};
 use std::sync::Arc;
 
@@ -30,8 +29,11 @@ use mp_testkit::probe::{Init, Probe};
 use mp_testkit::probe_capnp::{init, probe};
 use mp_testkit::probe_server::serve;
 use mp_testkit::watchdog::guard;
+use mp_testkit::wire::{
+    Cap, add, bootstrap, bytes, construct, construct_with, finish, gate_call, make_pool,
+    make_probe, make_probe_with, make_thread, pool_call, resolve_to_error,
+};
 use multiprocess::Interface;
-use multiprocess_thread_map::proxy_capnp::{thread, thread_map};
 use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
 
 mod common;
@@ -41,287 +43,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// The bound on every socket read and write, and on every wait for a
 /// connection to close.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-const INIT: u64 = <init::Client as HasTypeId>::TYPE_ID;
-const PROBE: u64 = <probe::Client as HasTypeId>::TYPE_ID;
-const THREAD_MAP: u64 = <thread_map::Client as HasTypeId>::TYPE_ID;
-
-// ---------------------------------------------------------------------------
-// Hand-built Cap'n Proto RPC messages.
-// ---------------------------------------------------------------------------
-
-/// A serialized message (segment table and segments).
-fn bytes(message: &Builder<HeapAllocator>) -> Vec<u8> {
-    let mut out = Vec::new();
-    capnp::serialize::write_message(&mut out, message).expect("serialize");
-    out
-}
-
-fn bootstrap(question: u32) -> Builder<HeapAllocator> {
-    let mut message = Builder::new_default();
-    message
-        .init_root::<message::Builder<'_>>()
-        .init_bootstrap()
-        .set_question_id(question);
-    message
-}
-
-/// What a hand-built call is addressed to.
-#[derive(Clone, Copy)]
-enum Target {
-    /// A capability the server exported to us (`importedCap`).
-    Import(u32),
-}
-
-/// A capability descriptor in a call's cap table.
-#[derive(Clone, Copy, Debug)]
-enum Cap {
-    /// One we host: the server imports it.
-    SenderHosted(u32),
-    /// A promise we host and may resolve later.
-    SenderPromise(u32),
-    /// One the server exported to us, passed back.
-    ReceiverHosted(u32),
-}
-
-/// Placeholder capabilities: a typed setter needs a client to put in the
-/// cap table; the descriptors actually sent are the `Cap`s given to `call`.
-struct NoThread;
-impl thread::Server for NoThread {}
-struct NoThreadMap;
-impl thread_map::Server for NoThreadMap {}
-
-/// A `Thread` (and a `ThreadMap`) served by the raw peer itself: one the
-/// server under test did not make, so it must refuse it as `Context.thread`.
-fn foreign_thread() -> thread::Client {
-    capnp_rpc::new_client(NoThread)
-}
-
-fn foreign_thread_map() -> thread_map::Client {
-    capnp_rpc::new_client(NoThreadMap)
-}
-
-/// A `Call` message; `fill` writes the parameters (setting capabilities in
-/// the order of `caps`).
-fn call(
-    question: u32,
-    target: Target,
-    interface_id: u64,
-    method_id: u16,
-    caps: &[Cap],
-    fill: impl FnOnce(capnp::any_pointer::Builder<'_>),
-) -> Builder<HeapAllocator> {
-    let mut table: Vec<Option<Box<dyn capnp::private::capability::ClientHook>>> = Vec::new();
-    let mut message = Builder::new_default();
-    {
-        let mut call = message.init_root::<message::Builder<'_>>().init_call();
-        call.set_question_id(question);
-        call.set_interface_id(interface_id);
-        call.set_method_id(method_id);
-        match target {
-            Target::Import(id) => call.reborrow().init_target().set_imported_cap(id),
-        }
-        let mut params = call.init_params();
-        {
-            let mut content = params.reborrow().init_content();
-            content.imbue_mut(&mut table);
-            fill(content);
-        }
-        let mut descriptors = params.init_cap_table(caps.len() as u32);
-        for (i, cap) in caps.iter().enumerate() {
-            let mut descriptor = descriptors.reborrow().get(i as u32);
-            match *cap {
-                Cap::SenderHosted(id) => descriptor.set_sender_hosted(id),
-                Cap::SenderPromise(id) => descriptor.set_sender_promise(id),
-                Cap::ReceiverHosted(id) => descriptor.set_receiver_hosted(id),
-            }
-        }
-    }
-    assert_eq!(table.len(), caps.len(), "one descriptor per capability set");
-    message
-}
-
-/// `Init.construct(threadMap)`, our ThreadMap being `SenderHosted(id)`.
-fn construct(question: u32, init: u32, our_map: u32) -> Builder<HeapAllocator> {
-    call(
-        question,
-        Target::Import(init),
-        INIT,
-        0,
-        &[Cap::SenderHosted(our_map)],
-        |content| {
-            content
-                .init_as::<init::construct_params::Builder<'_>>()
-                .set_thread_map(foreign_thread_map());
-        },
-    )
-}
-
-/// `ThreadMap.makeThread(name)`.
-fn make_thread(question: u32, map: u32, name: &str) -> Builder<HeapAllocator> {
-    call(
-        question,
-        Target::Import(map),
-        THREAD_MAP,
-        0,
-        &[],
-        |content| {
-            content
-                .init_as::<thread_map::make_thread_params::Builder<'_>>()
-                .set_name(name);
-        },
-    )
-}
-
-/// `ThreadMap.makePool(count)`.
-fn make_pool(question: u32, map: u32, count: u32) -> Builder<HeapAllocator> {
-    call(
-        question,
-        Target::Import(map),
-        THREAD_MAP,
-        1,
-        &[],
-        |content| {
-            content
-                .init_as::<thread_map::make_pool_params::Builder<'_>>()
-                .set_count(count);
-        },
-    )
-}
-
-/// `Init.makeProbe(context)` with `Context.thread` = `thread` (none if
-/// `None`).
-fn make_probe(question: u32, init: u32, thread: Option<Cap>) -> Builder<HeapAllocator> {
-    let caps: Vec<Cap> = thread.into_iter().collect();
-    call(question, Target::Import(init), INIT, 1, &caps, |content| {
-        let params = content.init_as::<init::make_probe_params::Builder<'_>>();
-        if thread.is_some() {
-            params.init_context().set_thread(foreign_thread());
-        } else {
-            params.init_context();
-        }
-    })
-}
-
-/// `Probe.add(context, a, b)` on the worker `thread`.
-fn add(question: u32, probe: u32, thread: Cap, a: i32, b: i32) -> Builder<HeapAllocator> {
-    call(
-        question,
-        Target::Import(probe),
-        PROBE,
-        0,
-        &[thread],
-        |content| {
-            let mut params = content.init_as::<probe::add_params::Builder<'_>>();
-            params
-                .reborrow()
-                .init_context()
-                .set_thread(foreign_thread());
-            params.set_a(a);
-            params.set_b(b);
-        },
-    )
-}
-
-/// `Resolve` of our promise `promise_id` to an exception.
-fn resolve_to_error(promise_id: u32, reason: &str) -> Builder<HeapAllocator> {
-    let mut message = Builder::new_default();
-    {
-        let mut resolve = message.init_root::<message::Builder<'_>>().init_resolve();
-        resolve.set_promise_id(promise_id);
-        resolve.init_exception().set_reason(reason);
-    }
-    message
-}
-
-/// A `Probe` call with no `Context.thread` (so a pool worker runs it) and
-/// our export `callback` as `Context.callbackThread`: `whoami` (method 1),
-/// or `block(gate)` (method 2) if a gate is given.
-fn pool_call(
-    question: u32,
-    probe: u32,
-    callback: u32,
-    gate: Option<&str>,
-) -> Builder<HeapAllocator> {
-    let method = if gate.is_some() { 2 } else { 1 };
-    call(
-        question,
-        Target::Import(probe),
-        PROBE,
-        method,
-        &[Cap::SenderHosted(callback)],
-        |content| match gate {
-            Some(gate) => {
-                let mut params = content.init_as::<probe::block_params::Builder<'_>>();
-                params
-                    .reborrow()
-                    .init_context()
-                    .set_callback_thread(foreign_thread());
-                params.set_gate(gate);
-            }
-            None => content
-                .init_as::<probe::whoami_params::Builder<'_>>()
-                .init_context()
-                .set_callback_thread(foreign_thread()),
-        },
-    )
-}
-
-/// `Finish` of `question`: before its `Return`, the peer cancels the call.
-fn finish(question: u32) -> Builder<HeapAllocator> {
-    let mut message = Builder::new_default();
-    message
-        .init_root::<message::Builder<'_>>()
-        .init_finish()
-        .set_question_id(question);
-    message
-}
-
-/// `Probe.block(gate)` (method 2), `open(gate)` (3) or
-/// `waitBlocked(gate, 1)` (4), run on the worker `thread`.
-fn gate_call(
-    question: u32,
-    probe: u32,
-    thread: u32,
-    method: u16,
-    gate: &str,
-) -> Builder<HeapAllocator> {
-    call(
-        question,
-        Target::Import(probe),
-        PROBE,
-        method,
-        &[Cap::ReceiverHosted(thread)],
-        |content| match method {
-            2 => {
-                let mut params = content.init_as::<probe::block_params::Builder<'_>>();
-                params
-                    .reborrow()
-                    .init_context()
-                    .set_thread(foreign_thread());
-                params.set_gate(gate);
-            }
-            3 => {
-                let mut params = content.init_as::<probe::open_params::Builder<'_>>();
-                params
-                    .reborrow()
-                    .init_context()
-                    .set_thread(foreign_thread());
-                params.set_gate(gate);
-            }
-            4 => {
-                let mut params = content.init_as::<probe::wait_blocked_params::Builder<'_>>();
-                params
-                    .reborrow()
-                    .init_context()
-                    .set_thread(foreign_thread());
-                params.set_gate(gate);
-                params.set_count(1);
-            }
-            _ => panic!("not a gate method: {method}"),
-        },
-    )
-}
 
 // ---------------------------------------------------------------------------
 // A raw socket speaking to a server.
@@ -765,7 +486,7 @@ fn unknown_capability_ids_fail_cleanly() {
         // A call to import 12345, never exported: capnp-rpc treats this as a
         // protocol violation and aborts the connection.
         let (mut raw, served) = server.raw();
-        raw.send(&make_probe(0, 12345, None));
+        raw.send(&make_probe_with(0, 12345, None));
         let (closed, reason) = assert_closed(raw, &served);
         let abort = closed.abort.expect("an Abort before closing");
         assert!(abort.contains("not a current export ID"), "{abort}");
@@ -778,11 +499,11 @@ fn unknown_capability_ids_fail_cleanly() {
         let (init, map) = raw.handshake();
         raw.send(&make_thread(2, map, "raw-thread"));
         let worker = raw.results(2)[0];
-        raw.send(&make_probe(3, init, Some(Cap::ReceiverHosted(worker))));
+        raw.send(&make_probe(3, init, worker));
         let probe_id = raw.results(3)[0];
-        raw.send(&add(4, probe_id, Cap::ReceiverHosted(worker), 40, 2));
+        raw.send(&add(4, probe_id, worker, 40, 2));
         assert!(matches!(raw.answer(4), Answer::Results(_)));
-        raw.send(&add(5, 12345, Cap::ReceiverHosted(worker), 1, 1));
+        raw.send(&add(5, 12345, worker, 1, 1));
         let (closed, _) = assert_closed(raw, &served);
         assert!(
             closed
@@ -797,22 +518,11 @@ fn unknown_capability_ids_fail_cleanly() {
         let (mut raw, served) = server.raw();
         raw.send(&bootstrap(0));
         let init = raw.results(0)[0];
-        raw.send(&call(
-            1,
-            Target::Import(init),
-            INIT,
-            0,
-            &[Cap::ReceiverHosted(12345)],
-            |content| {
-                content
-                    .init_as::<init::construct_params::Builder<'_>>()
-                    .set_thread_map(foreign_thread_map());
-            },
-        ));
+        raw.send(&construct_with(1, init, Cap::ReceiverHosted(12345)));
         // construct keeps the (broken) ThreadMap and answers; the
         // connection stays up and working.
         let _ = raw.answer(1);
-        raw.send(&make_probe(2, init, None));
+        raw.send(&make_probe_with(2, init, None));
         let reason = raw.exception(2);
         assert!(reason.contains("no thread specified"), "{reason}");
         assert!(!served.is_disconnected());
@@ -830,7 +540,7 @@ fn foreign_context_threads_fail_the_call() {
         let (a_init, a_map) = a.handshake();
         a.send(&make_thread(2, a_map, "thread-of-a"));
         let a_thread = a.results(2)[0];
-        a.send(&make_probe(3, a_init, Some(Cap::ReceiverHosted(a_thread))));
+        a.send(&make_probe(3, a_init, a_thread));
         a.results(3);
 
         // Connection B names things that are not its threads.
@@ -838,7 +548,7 @@ fn foreign_context_threads_fail_the_call() {
         let (b_init, b_map) = b.handshake();
         let mut question = 2;
         let mut expect_invalid = |b: &mut Raw, thread: Cap, what: &str| {
-            b.send(&make_probe(question, b_init, Some(thread)));
+            b.send(&make_probe_with(question, b_init, Some(thread)));
             let reason = b.exception(question);
             question += 1;
             assert!(
@@ -861,25 +571,25 @@ fn foreign_context_threads_fail_the_call() {
 
         // A promise we host: the server waits for it to resolve, without
         // blocking the connection; resolved to an error, the call fails.
-        b.send(&make_probe(20, b_init, Some(Cap::SenderPromise(8))));
+        b.send(&make_probe_with(20, b_init, Some(Cap::SenderPromise(8))));
         b.send(&make_thread(21, b_map, "thread-of-b"));
         let b_thread = b.results(21)[0];
-        b.send(&make_probe(22, b_init, Some(Cap::ReceiverHosted(b_thread))));
+        b.send(&make_probe(22, b_init, b_thread));
         let b_probe = b.results(22)[0];
         b.send(&resolve_to_error(8, "no such thread"));
         let reason = b.exception(20);
         assert!(reason.contains("invalid thread"), "{reason}");
 
         // B's own thread works, and A's still works on A.
-        b.send(&add(23, b_probe, Cap::ReceiverHosted(b_thread), 2, 3));
+        b.send(&add(23, b_probe, b_thread, 2, 3));
         assert!(matches!(b.answer(23), Answer::Results(_)));
-        a.send(&make_probe(4, a_init, Some(Cap::ReceiverHosted(a_thread))));
+        a.send(&make_probe(4, a_init, a_thread));
         a.results(4);
         assert!(!a_served.is_disconnected() && !b_served.is_disconnected());
         server.assert_alive();
 
         // B's thread named on A fails on A.
-        a.send(&make_probe(5, a_init, Some(Cap::ReceiverHosted(b_thread))));
+        a.send(&make_probe(5, a_init, b_thread));
         match a.answer(5) {
             // The same id may be a thread of A's own (ids are per
             // connection): then it runs, on A's thread.
@@ -916,7 +626,7 @@ fn huge_pools_are_refused() {
         // name no thread.
         raw.send(&make_pool(3, map, 2));
         raw.results(3);
-        raw.send(&make_probe(4, init, None));
+        raw.send(&make_probe_with(4, init, None));
         raw.results(4);
         hang_up(raw, &served);
         server.assert_alive();
@@ -939,7 +649,7 @@ fn a_cancelled_call_is_accounted_until_its_job_ends() {
             let (init, map) = raw.handshake();
             raw.send(&make_pool(2, map, 2));
             raw.results(2);
-            raw.send(&make_probe(3, init, None));
+            raw.send(&make_probe_with(3, init, None));
             let probe_id = raw.results(3)[0];
             let mut question = 4;
             let mut whoami = |raw: &mut Raw, callback: u32| {
@@ -1150,7 +860,11 @@ fn child_closes_bad_connections_and_exits_cleanly() {
             );
             child_survives("2^31 segments", &segment_table((1 << 31) - 1, &[1]), false);
             child_survives("2^30 words", &segment_table(0, &[1 << 30]), false);
-            child_survives("unknown import", &bytes(&make_probe(0, 12345, None)), false);
+            child_survives(
+                "unknown import",
+                &bytes(&make_probe_with(0, 12345, None)),
+                false,
+            );
             // Not bad input, a control: a bootstrap then EOF closes cleanly too.
             child_survives("bootstrap then EOF", &bytes(&bootstrap(0)), true);
         },
@@ -1166,13 +880,13 @@ fn child_rejects_foreign_context_threads() {
         let mut child = RawChild::spawn(|_| {});
         let raw = &mut child.raw;
         let (init, map) = raw.handshake();
-        raw.send(&make_probe(2, init, Some(Cap::ReceiverHosted(map))));
+        raw.send(&make_probe(2, init, map));
         let reason = raw.exception(2);
         assert!(
             reason.contains("not a thread this process made"),
             "{reason}"
         );
-        raw.send(&make_probe(3, init, Some(Cap::ReceiverHosted(54321))));
+        raw.send(&make_probe(3, init, 54321));
         let reason = raw.exception(3);
         assert!(
             reason.contains("not a thread this process made"),
@@ -1180,9 +894,9 @@ fn child_rejects_foreign_context_threads() {
         );
         raw.send(&make_thread(4, map, "raw"));
         let thread = raw.results(4)[0];
-        raw.send(&make_probe(5, init, Some(Cap::ReceiverHosted(thread))));
+        raw.send(&make_probe(5, init, thread));
         let probe = raw.results(5)[0];
-        raw.send(&add(6, probe, Cap::ReceiverHosted(thread), 4, 5));
+        raw.send(&add(6, probe, thread, 4, 5));
         assert!(matches!(raw.answer(6), Answer::Results(_)));
         raw.stream.shutdown(Shutdown::Write).expect("shutdown");
         child.expect_clean_exit("child_rejects_foreign_context_threads");
@@ -1209,7 +923,7 @@ fn a_released_worker_counts_until_its_thread_ends() {
             let held = raw.results(2)[0];
             raw.send(&make_thread(3, map, "watcher"));
             let watcher = raw.results(3)[0];
-            raw.send(&make_probe(4, init, Some(Cap::ReceiverHosted(watcher))));
+            raw.send(&make_probe(4, init, watcher));
             let probe_id = raw.results(4)[0];
             // Block `held`'s thread, and wait (on `watcher`) until it is blocked.
             let gate = format!("released-worker-{}", std::process::id());
@@ -1270,15 +984,15 @@ fn write_fuzz_seeds() {
         let (init, map) = raw.handshake();
         raw.send(&make_thread(2, map, "seed"));
         let thread = raw.results(2)[0];
-        raw.send(&make_probe(3, init, Some(Cap::ReceiverHosted(thread))));
+        raw.send(&make_probe(3, init, thread));
         let probe = raw.results(3)[0];
 
         let conversation = [
             bootstrap(0),
             construct(1, init, 0),
             make_thread(2, map, "seed"),
-            make_probe(3, init, Some(Cap::ReceiverHosted(thread))),
-            add(4, probe, Cap::ReceiverHosted(thread), 1, 2),
+            make_probe(3, init, thread),
+            add(4, probe, thread, 1, 2),
         ]
         .map(|m| bytes(&m));
         let mut seeds: Vec<(String, Vec<u8>)> = Vec::new();
@@ -1296,20 +1010,20 @@ fn write_fuzz_seeds() {
         seeds.push((
             "promise-thread".into(),
             with(&[
-                make_probe(2, init, Some(Cap::SenderPromise(8))),
+                make_probe_with(2, init, Some(Cap::SenderPromise(8))),
                 resolve_to_error(8, "no"),
             ]),
         ));
-        seeds.push(("no-thread".into(), with(&[make_probe(2, init, None)])));
+        seeds.push(("no-thread".into(), with(&[make_probe_with(2, init, None)])));
         seeds.push((
             "pool".into(),
-            with(&[make_pool(2, map, 2), make_probe(3, init, None)]),
+            with(&[make_pool(2, map, 2), make_probe_with(3, init, None)]),
         ));
+        seeds.push(("map-as-thread".into(), with(&[make_probe(2, init, map)])));
         seeds.push((
-            "map-as-thread".into(),
-            with(&[make_probe(2, init, Some(Cap::ReceiverHosted(map)))]),
+            "unknown-import".into(),
+            bytes(&make_probe_with(0, 12345, None)),
         ));
-        seeds.push(("unknown-import".into(), bytes(&make_probe(0, 12345, None))));
         seeds.push(("many-segments".into(), segment_table((1 << 31) - 1, &[1])));
         seeds.push(("huge-segment".into(), segment_table(0, &[1 << 30])));
 

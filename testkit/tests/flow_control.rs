@@ -19,7 +19,8 @@ use mp_testkit::probe::Probe;
 use mp_testkit::watchdog::guard;
 
 mod limits_common;
-use limits_common::{Answer, LimitsChild, bootstrap, echo, gate_call, make_thread};
+use limits_common::{Answer, LimitsChild};
+use mp_testkit::wire::{self, bootstrap, echo, gate_call, make_thread};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
@@ -120,7 +121,7 @@ fn a_peer_that_never_reads_its_replies_is_paused() {
             let payload = vec![0x5a; MIB];
             let mut requests = Vec::new();
             for i in 0..300 {
-                requests.extend(limits_common::bytes(&echo(10 + i, probe, thread, &payload)));
+                requests.extend(wire::bytes(&echo(10 + i, probe, thread, &payload)));
             }
             let written = write_until_stalled(&raw.stream, &requests);
             assert!(
@@ -178,7 +179,7 @@ fn requests_queued_behind_a_busy_worker_are_bounded() {
             let payload = vec![0xa5; MIB];
             let mut requests = Vec::new();
             for i in 0..200 {
-                requests.extend(limits_common::bytes(&echo(10 + i, probe, thread, &payload)));
+                requests.extend(wire::bytes(&echo(10 + i, probe, thread, &payload)));
             }
             let written = write_until_stalled(&raw.stream, &requests);
             assert!(
@@ -235,7 +236,7 @@ fn an_announced_size_is_not_committed_before_the_data_arrives() {
                 // A bootstrap, then the header and a little data in the
                 // same write: the child reads on to the header as soon as
                 // it has handled the bootstrap, before its answer goes out.
-                let mut data = limits_common::bytes(&bootstrap(0));
+                let mut data = wire::bytes(&bootstrap(0));
                 data.extend_from_slice(&[0u8; 4]);
                 data.extend_from_slice(&((63 * MIB / 8) as u32).to_le_bytes());
                 data.extend_from_slice(&[0u8; 4096]);
@@ -295,7 +296,8 @@ fn a_message_over_the_connections_limit_closes_it() {
 #[test]
 #[ignore = "writes fuzz/seeds/connection: run it with --ignored"]
 fn write_limit_fuzz_seeds() {
-    use limits_common::{Incoming, Ref, call_fn, construct, make_probe};
+    use limits_common::Incoming;
+    use mp_testkit::wire::{Ref, call_fn, construct, make_probe};
     guard("write_limit_fuzz_seeds", LIMIT, || {
         // The bootstrap capability is answered at once, as export 0; the
         // rest by the questions that make them.
@@ -307,27 +309,15 @@ fn write_limit_fuzz_seeds() {
             make_probe(3, init, thread),
         ]
         .iter()
-        .flat_map(limits_common::bytes)
+        .flat_map(wire::bytes)
         .collect::<Vec<u8>>();
         let mut nested = handshake.clone();
         for i in 0..12 {
-            nested.extend(limits_common::bytes(&call_fn(
-                10 + i,
-                probe,
-                thread,
-                2,
-                1,
-                i as i32,
-            )));
+            nested.extend(wire::bytes(&call_fn(10 + i, probe, thread, 2, 1, i as i32)));
         }
         let mut echoes = handshake.clone();
         for i in 0..3 {
-            echoes.extend(limits_common::bytes(&echo(
-                10 + i,
-                probe,
-                thread,
-                &[7; 900],
-            )));
+            echoes.extend(wire::bytes(&echo(10 + i, probe, thread, &[7; 900])));
         }
         let mut announced = handshake;
         announced.extend_from_slice(&[0, 0, 0, 0]);

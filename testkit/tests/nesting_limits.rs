@@ -15,7 +15,8 @@ use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::Error;
 
 mod limits_common;
-use limits_common::{Answer, Incoming, LimitsChild, add, call_fn, make_thread};
+use limits_common::{Answer, Incoming, LimitsChild};
+use mp_testkit::wire::{self, add, call_fn, make_thread};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -53,7 +54,7 @@ fn pipelined_nested_requests_are_refused_not_a_stack_overflow() {
             const FIRST: u32 = 10;
             let mut batch = Vec::new();
             for i in 0..COUNT {
-                batch.extend(limits_common::bytes(&call_fn(
+                batch.extend(wire::bytes(&call_fn(
                     FIRST + i,
                     probe,
                     thread,

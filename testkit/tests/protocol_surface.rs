@@ -14,9 +14,10 @@ use std::time::Duration;
 use mp_testkit::watchdog::guard;
 
 mod limits_common;
-use limits_common::{
-    Answer, Incoming, LimitsChild, PROBE, Raw, add, bootstrap, call, call_saved_from_notifier,
-    construct, finish, gate_call, make_thread, release, return_exception, save_fn,
+use limits_common::{Answer, Incoming, LimitsChild, Raw};
+use mp_testkit::wire::{
+    self, PROBE, add, bootstrap, call, call_saved_from_notifier, construct, finish, gate_call,
+    make_thread, release, return_exception, save_fn,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -204,8 +205,8 @@ fn bootstrap_many_times_is_answered_and_costs_nothing_kept() {
             const COUNT: u32 = 10_000;
             let mut batch = Vec::new();
             for q in 100..100 + COUNT {
-                batch.extend(limits_common::bytes(&bootstrap(q)));
-                batch.extend(limits_common::bytes(&finish(q)));
+                batch.extend(wire::bytes(&bootstrap(q)));
+                batch.extend(wire::bytes(&finish(q)));
             }
             raw.write(&batch);
             let mut answered = 0;
