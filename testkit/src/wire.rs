@@ -226,6 +226,24 @@ pub fn make_probe_with(
     })
 }
 
+/// A `Probe` call (`method`) on the worker `thread`, with `extra`
+/// capabilities after it in the cap table; `fill` writes the parameters,
+/// of schema type `P` (`Context.thread` included: [`on_thread`]).
+fn on_worker<P: capnp::traits::Owned>(
+    question: u32,
+    probe: impl Into<Ref>,
+    thread: impl Into<Ref>,
+    method: u16,
+    extra: &[Cap],
+    fill: impl FnOnce(P::Builder<'_>),
+) -> Builder<HeapAllocator> {
+    let mut caps = vec![Cap::from(thread.into())];
+    caps.extend_from_slice(extra);
+    call(question, probe, PROBE, method, &caps, |content| {
+        fill(content.init_as::<P::Builder<'_>>());
+    })
+}
+
 /// `Probe.add(context, a, b)` on the worker `thread`.
 pub fn add(
     question: u32,
@@ -234,19 +252,11 @@ pub fn add(
     a: i32,
     b: i32,
 ) -> Builder<HeapAllocator> {
-    call(
-        question,
-        probe,
-        PROBE,
-        0,
-        &[thread.into().into()],
-        |content| {
-            let mut params = content.init_as::<probe::add_params::Builder<'_>>();
-            on_thread(params.reborrow().init_context());
-            params.set_a(a);
-            params.set_b(b);
-        },
-    )
+    on_worker::<probe::add_params::Owned>(question, probe, thread, 0, &[], |mut params| {
+        on_thread(params.reborrow().init_context());
+        params.set_a(a);
+        params.set_b(b);
+    })
 }
 
 /// `Probe.callFn(context, fn, arg)` on the worker `thread`, with our export
@@ -260,27 +270,19 @@ pub fn call_fn(
     function: u32,
     arg: i32,
 ) -> Builder<HeapAllocator> {
-    call(
-        question,
-        probe,
-        PROBE,
-        8,
-        &[
-            Cap::from(thread.into()),
-            Cap::SenderHosted(callback_thread),
-            Cap::SenderHosted(function),
-        ],
-        |content| {
-            let mut params = content.init_as::<probe::call_fn_params::Builder<'_>>();
-            {
-                let mut context = params.reborrow().init_context();
-                context.set_thread(placeholder_thread());
-                context.set_callback_thread(placeholder_thread());
-            }
-            params.set_fn(placeholder_int_fn());
-            params.set_arg(arg);
-        },
-    )
+    let extra = [
+        Cap::SenderHosted(callback_thread),
+        Cap::SenderHosted(function),
+    ];
+    on_worker::<probe::call_fn_params::Owned>(question, probe, thread, 8, &extra, |mut params| {
+        {
+            let mut context = params.reborrow().init_context();
+            context.set_thread(placeholder_thread());
+            context.set_callback_thread(placeholder_thread());
+        }
+        params.set_fn(placeholder_int_fn());
+        params.set_arg(arg);
+    })
 }
 
 /// `Probe.whoami(context)` on the worker `thread`.
@@ -289,20 +291,9 @@ pub fn whoami(
     probe: impl Into<Ref>,
     thread: impl Into<Ref>,
 ) -> Builder<HeapAllocator> {
-    call(
-        question,
-        probe,
-        PROBE,
-        1,
-        &[thread.into().into()],
-        |content| {
-            on_thread(
-                content
-                    .init_as::<probe::whoami_params::Builder<'_>>()
-                    .init_context(),
-            );
-        },
-    )
+    on_worker::<probe::whoami_params::Owned>(question, probe, thread, 1, &[], |params| {
+        on_thread(params.init_context());
+    })
 }
 
 /// `Probe.block(gate)` (method 2), `open(gate)` (3) or
@@ -314,32 +305,29 @@ pub fn gate_call(
     method: u16,
     gate: &str,
 ) -> Builder<HeapAllocator> {
-    call(
-        question,
-        probe,
-        PROBE,
-        method,
-        &[thread.into().into()],
-        |content| match method {
-            2 => {
-                let mut params = content.init_as::<probe::block_params::Builder<'_>>();
-                on_thread(params.reborrow().init_context());
-                params.set_gate(gate);
-            }
-            3 => {
-                let mut params = content.init_as::<probe::open_params::Builder<'_>>();
-                on_thread(params.reborrow().init_context());
-                params.set_gate(gate);
-            }
-            4 => {
-                let mut params = content.init_as::<probe::wait_blocked_params::Builder<'_>>();
-                on_thread(params.reborrow().init_context());
-                params.set_gate(gate);
-                params.set_count(1);
-            }
-            _ => panic!("not a gate method: {method}"),
-        },
-    )
+    match method {
+        2 => on_worker::<probe::block_params::Owned>(question, probe, thread, 2, &[], |mut p| {
+            on_thread(p.reborrow().init_context());
+            p.set_gate(gate);
+        }),
+        3 => on_worker::<probe::open_params::Owned>(question, probe, thread, 3, &[], |mut p| {
+            on_thread(p.reborrow().init_context());
+            p.set_gate(gate);
+        }),
+        4 => on_worker::<probe::wait_blocked_params::Owned>(
+            question,
+            probe,
+            thread,
+            4,
+            &[],
+            |mut p| {
+                on_thread(p.reborrow().init_context());
+                p.set_gate(gate);
+                p.set_count(1);
+            },
+        ),
+        _ => panic!("not a gate method: {method}"),
+    }
 }
 
 /// A `Probe` call with no `Context.thread` (so a pool worker runs it) and
@@ -382,18 +370,10 @@ pub fn echo(
     thread: impl Into<Ref>,
     data: &[u8],
 ) -> Builder<HeapAllocator> {
-    call(
-        question,
-        probe,
-        PROBE,
-        7,
-        &[thread.into().into()],
-        |content| {
-            let mut params = content.init_as::<probe::echo_params::Builder<'_>>();
-            on_thread(params.reborrow().init_context());
-            params.set_data(data);
-        },
-    )
+    on_worker::<probe::echo_params::Owned>(question, probe, thread, 7, &[], |mut params| {
+        on_thread(params.reborrow().init_context());
+        params.set_data(data);
+    })
 }
 
 /// `Probe.saveFn(context, fn)` on the worker `thread`, `fn` being our
@@ -404,19 +384,12 @@ pub fn save_fn(
     thread: impl Into<Ref>,
     function: u32,
 ) -> Builder<HeapAllocator> {
-    call(
-        question,
-        probe,
-        PROBE,
-        9,
-        &[Cap::from(thread.into()), Cap::SenderHosted(function)],
-        |content| {
-            let mut params = content.init_as::<probe::save_fn_params::Builder<'_>>();
-            on_thread(params.reborrow().init_context());
-            params.set_fn(placeholder_int_fn());
-            params.set_has_fn(true);
-        },
-    )
+    let extra = [Cap::SenderHosted(function)];
+    on_worker::<probe::save_fn_params::Owned>(question, probe, thread, 9, &extra, |mut params| {
+        on_thread(params.reborrow().init_context());
+        params.set_fn(placeholder_int_fn());
+        params.set_has_fn(true);
+    })
 }
 
 /// `Probe.callSavedFromNotifier(context, arg)` on the worker `thread`: the
@@ -427,19 +400,13 @@ pub fn call_saved_from_notifier(
     probe: impl Into<Ref>,
     thread: impl Into<Ref>,
 ) -> Builder<HeapAllocator> {
-    call(
+    on_worker::<probe::call_saved_from_notifier_params::Owned>(
         question,
         probe,
-        PROBE,
+        thread,
         11,
-        &[thread.into().into()],
-        |content| {
-            on_thread(
-                content
-                    .init_as::<probe::call_saved_from_notifier_params::Builder<'_>>()
-                    .init_context(),
-            );
-        },
+        &[],
+        |params| on_thread(params.init_context()),
     )
 }
 
