@@ -9,6 +9,9 @@
 //! in the message's cap table: the builders set placeholders
 //! ([`placeholder_thread`], ...), and the descriptors actually sent are the
 //! [`Cap`]s given to [`call`], in the order the capabilities are set.
+//!
+//! [`Raw`] is the socket such a test writes them to, and reads the server's
+//! answers from.
 
 use capnp::message::{Builder, HeapAllocator};
 use capnp::traits::{HasTypeId, ImbueMut};
@@ -16,6 +19,9 @@ use capnp_rpc::rpc_capnp::{message, promised_answer};
 use multiprocess_thread_map::proxy_capnp::{context, thread, thread_map};
 
 use crate::probe_capnp::{init, int_fn, probe};
+
+mod raw;
+pub use raw::{Answer, Incoming, Raw};
 
 /// The interface id of `Init`.
 pub const INIT: u64 = <init::Client as HasTypeId>::TYPE_ID;

@@ -13,7 +13,6 @@
 //! No wait is unbounded: sockets have read and write timeouts, and every
 //! test runs under the watchdog.
 
-use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -21,8 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use capnp::message::{Builder, HeapAllocator, ReaderOptions};
-use capnp_rpc::rpc_capnp::{message, return_};
+use capnp::message::{Builder, HeapAllocator};
 use std::sync::Arc;
 
 use mp_testkit::probe::{Init, Probe};
@@ -30,8 +28,8 @@ use mp_testkit::probe_capnp::{init, probe};
 use mp_testkit::probe_server::serve;
 use mp_testkit::watchdog::guard;
 use mp_testkit::wire::{
-    Cap, add, bootstrap, bytes, construct, construct_with, finish, gate_call, make_pool,
-    make_probe, make_probe_with, make_thread, pool_call, resolve_to_error,
+    Answer, Cap, Raw, add, bootstrap, bytes, construct, construct_with, finish, gate_call,
+    make_pool, make_probe, make_probe_with, make_thread, pool_call, resolve_to_error,
 };
 use multiprocess::Interface;
 use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
@@ -43,221 +41,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// The bound on every socket read and write, and on every wait for a
 /// connection to close.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// A raw socket speaking to a server.
-// ---------------------------------------------------------------------------
-
-/// What the server answered to one question.
-#[derive(Debug)]
-enum Answer {
-    /// Results; the export ids of the capabilities they carry
-    /// (`senderHosted`), in cap-table order.
-    Results(Vec<u32>),
-    /// An exception, with its reason.
-    Exception(String),
-}
-
-/// How a connection ended, seen from the raw socket.
-#[derive(Debug)]
-struct Closed {
-    /// The reason of the `Abort` the server sent before closing, if any.
-    abort: Option<String>,
-}
-
-/// Our end of a connection, where we write what we like.
-struct Raw {
-    stream: UnixStream,
-    /// Bytes read but not yet parsed into messages.
-    pending: Vec<u8>,
-    /// The ids of our exports the server released, in order (as seen while
-    /// waiting for answers).
-    released: Vec<u32>,
-}
-
-impl Raw {
-    fn new(stream: UnixStream) -> Self {
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .expect("write timeout");
-        Self {
-            stream,
-            pending: Vec::new(),
-            released: Vec::new(),
-        }
-    }
-
-    /// Writes `data`. The server may close the connection before it has
-    /// read everything (it rejects a message from its header): a broken
-    /// pipe or reset here is not a failure.
-    fn write(&mut self, data: &[u8]) {
-        match self.stream.write_all(data) {
-            Ok(()) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
-            Err(e) => panic!("writing to the server: {e}"),
-        }
-    }
-
-    fn send(&mut self, message: &Builder<HeapAllocator>) {
-        self.write(&bytes(message));
-    }
-
-    /// Reads more bytes; `false` at EOF (or reset).
-    fn fill(&mut self) -> bool {
-        let mut buf = [0u8; 4096];
-        match self.stream.read(&mut buf) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.pending.extend_from_slice(&buf[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("the server neither answered nor closed within {IO_TIMEOUT:?}")
-            }
-            Err(e) => panic!("reading from the server: {e}"),
-        }
-    }
-
-    /// The next whole message the server sent, or `None` at EOF.
-    fn next_message(&mut self) -> Option<capnp::message::Reader<capnp::serialize::OwnedSegments>> {
-        loop {
-            let mut slice: &[u8] = &self.pending;
-            match capnp::serialize::try_read_message(&mut slice, ReaderOptions::new()) {
-                Ok(Some(message)) => {
-                    let used = self.pending.len() - slice.len();
-                    self.pending.drain(..used);
-                    return Some(message);
-                }
-                // Not a whole message yet.
-                Ok(None) | Err(_) if !self.fill() => {
-                    assert!(
-                        self.pending.is_empty(),
-                        "the server closed mid-message ({} bytes left)",
-                        self.pending.len()
-                    );
-                    return None;
-                }
-                Ok(None) | Err(_) => {}
-            }
-        }
-    }
-
-    /// Reads until the server answers `question`; fails if it closes the
-    /// connection instead.
-    fn answer(&mut self, question: u32) -> Answer {
-        match self.returned(question, |_| ()) {
-            Ok((caps, ())) => Answer::Results(caps),
-            Err(reason) => Answer::Exception(reason),
-        }
-    }
-
-    /// Reads until the server answers `question`: its results' capability
-    /// ids and what `read` makes of their content, or the exception's
-    /// reason. Notes every `Release` passed on the way.
-    fn returned<T>(
-        &mut self,
-        question: u32,
-        read: impl FnOnce(capnp::any_pointer::Reader<'_>) -> T,
-    ) -> Result<(Vec<u32>, T), String> {
-        loop {
-            let Some(message) = self.next_message() else {
-                panic!("the server closed the connection instead of answering question {question}");
-            };
-            let root = message
-                .get_root::<message::Reader<'_>>()
-                .expect("a message root");
-            match root.which().expect("a known message type") {
-                message::Return(ret) => {
-                    let ret = ret.expect("return");
-                    if ret.get_answer_id() != question {
-                        continue;
-                    }
-                    return match ret.which().expect("a known return type") {
-                        return_::Results(payload) => {
-                            let payload = payload.expect("payload");
-                            let caps = payload
-                                .get_cap_table()
-                                .expect("cap table")
-                                .iter()
-                                .map(|d| match d.which().expect("descriptor") {
-                                    capnp_rpc::rpc_capnp::cap_descriptor::SenderHosted(id) => id,
-                                    capnp_rpc::rpc_capnp::cap_descriptor::SenderPromise(id) => id,
-                                    _ => panic!("unexpected capability descriptor"),
-                                })
-                                .collect();
-                            Ok((caps, read(payload.get_content())))
-                        }
-                        return_::Exception(e) => Err(e
-                            .expect("exception")
-                            .get_reason()
-                            .expect("reason")
-                            .to_string()
-                            .expect("UTF-8 reason")),
-                        _ => panic!("unexpected return type for question {question}"),
-                    };
-                }
-                message::Abort(abort) => panic!(
-                    "the server aborted the connection instead of answering question {question}: {:?}",
-                    abort.and_then(|a| a.get_reason()).map(|r| r.to_string())
-                ),
-                message::Release(Ok(release)) => self.released.push(release.get_id()),
-                // Resolves, ...: not what we wait for.
-                _ => {}
-            }
-        }
-    }
-
-    /// The export ids of a successful answer's capabilities.
-    fn results(&mut self, question: u32) -> Vec<u32> {
-        match self.answer(question) {
-            Answer::Results(caps) => caps,
-            Answer::Exception(reason) => panic!("question {question} failed: {reason}"),
-        }
-    }
-
-    /// The reason of a failed answer.
-    fn exception(&mut self, question: u32) -> String {
-        match self.answer(question) {
-            Answer::Exception(reason) => reason,
-            Answer::Results(caps) => {
-                panic!("question {question} succeeded (caps {caps:?}) but should have failed")
-            }
-        }
-    }
-
-    /// Reads until the server closes the connection (bounded by the read
-    /// timeout); returns the reason of its `Abort`, if it sent one.
-    fn expect_closed(mut self) -> Closed {
-        let mut abort = None;
-        while let Some(message) = self.next_message() {
-            if let Ok(root) = message.get_root::<message::Reader<'_>>()
-                && let Ok(message::Abort(Ok(a))) = root.which()
-            {
-                abort = Some(
-                    a.get_reason()
-                        .ok()
-                        .and_then(|r| r.to_string().ok())
-                        .unwrap_or_default(),
-                );
-            }
-        }
-        Closed { abort }
-    }
-
-    /// Bootstrap and `construct`: returns the export ids of the server's
-    /// `Init` and `ThreadMap`.
-    fn handshake(&mut self) -> (u32, u32) {
-        self.send(&bootstrap(0));
-        let init = self.results(0)[0];
-        self.send(&construct(1, init, 0));
-        let map = self.results(1)[0];
-        (init, map)
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The in-process server: one loop, a good client and raw connections.
@@ -299,7 +82,7 @@ impl Server {
     fn raw(&self) -> (Raw, Connection) {
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
         let served = serve(&self.server_loop, theirs).expect("serve");
-        (Raw::new(ours), served)
+        (Raw::new(ours, IO_TIMEOUT), served)
     }
 
     /// The server loop runs, the good connection is up, and its calls
@@ -344,9 +127,10 @@ fn hang_up(raw: Raw, served: &Connection) {
 }
 
 /// The server closed the raw connection: EOF on our side, and its own end
-/// reports the disconnect. Returns the server's reason.
-fn assert_closed(raw: Raw, served: &Connection) -> (Closed, Error) {
-    let closed = raw.expect_closed();
+/// reports the disconnect. Returns the reason of the `Abort` the server
+/// sent before closing, if any, and the server's reason.
+fn assert_closed(raw: Raw, served: &Connection) -> (Option<String>, Error) {
+    let abort = raw.expect_closed();
     let reason = served
         .wait_disconnected(IO_TIMEOUT)
         .expect("the server's end of the bad connection did not close");
@@ -354,7 +138,7 @@ fn assert_closed(raw: Raw, served: &Connection) -> (Closed, Error) {
         Error::Disconnected(why) => assert!(!why.trim().is_empty(), "a blank disconnect reason"),
         other => panic!("unexpected disconnect reason: {other:?}"),
     }
-    (closed, reason)
+    (abort, reason)
 }
 
 /// Sends `data` on a new raw connection (then, if `eof`, shuts down our
@@ -366,9 +150,9 @@ fn closes_connection(server: &Server, data: &[u8], eof: bool) -> String {
     if eof {
         raw.stream.shutdown(Shutdown::Write).expect("shutdown");
     }
-    let (closed, reason) = assert_closed(raw, &served);
+    let (abort, reason) = assert_closed(raw, &served);
     server.assert_alive();
-    let abort = closed.abort.unwrap_or_default();
+    let abort = abort.unwrap_or_default();
     eprintln!("closed: abort {abort:?}, server side {reason}");
     abort
 }
@@ -487,8 +271,8 @@ fn unknown_capability_ids_fail_cleanly() {
         // protocol violation and aborts the connection.
         let (mut raw, served) = server.raw();
         raw.send(&make_probe_with(0, 12345, None));
-        let (closed, reason) = assert_closed(raw, &served);
-        let abort = closed.abort.expect("an Abort before closing");
+        let (abort, reason) = assert_closed(raw, &served);
+        let abort = abort.expect("an Abort before closing");
         assert!(abort.contains("not a current export ID"), "{abort}");
         eprintln!("unknown import: abort {abort:?}, server side {reason}");
         server.assert_alive();
@@ -504,12 +288,8 @@ fn unknown_capability_ids_fail_cleanly() {
         raw.send(&add(4, probe_id, worker, 40, 2));
         assert!(matches!(raw.answer(4), Answer::Results(_)));
         raw.send(&add(5, 12345, worker, 1, 1));
-        let (closed, _) = assert_closed(raw, &served);
-        assert!(
-            closed
-                .abort
-                .is_some_and(|a| a.contains("not a current export ID"))
-        );
+        let (abort, _) = assert_closed(raw, &served);
+        assert!(abort.is_some_and(|a| a.contains("not a current export ID")));
         server.assert_alive();
 
         // A capability id the server never exported, passed back as if it
@@ -790,7 +570,7 @@ impl RawChild {
             let _ = exited_tx.send(output);
         });
         Self {
-            raw: Raw::new(stream),
+            raw: Raw::new(stream, IO_TIMEOUT),
             pid,
             exited,
             waiter,
@@ -798,9 +578,10 @@ impl RawChild {
     }
 
     /// Reads until the child closes the connection, then checks that it
-    /// exits, with success and no panic, within [`IO_TIMEOUT`].
-    fn expect_clean_exit(self, what: &str) -> Closed {
-        let closed = self.raw.expect_closed();
+    /// exits, with success and no panic, within [`IO_TIMEOUT`]. Returns the
+    /// reason of the `Abort` the child sent before closing, if any.
+    fn expect_clean_exit(self, what: &str) -> Option<String> {
+        let abort = self.raw.expect_closed();
         let output = match self.exited.recv_timeout(IO_TIMEOUT) {
             Ok(output) => output.expect("wait for mp-child"),
             Err(_) => {
@@ -821,7 +602,7 @@ impl RawChild {
             !stderr.contains("panicked"),
             "{what}: mp-child panicked:\n{stderr}"
         );
-        closed
+        abort
     }
 }
 
@@ -838,11 +619,8 @@ fn child_survives(what: &str, data: &[u8], eof: bool) {
             .shutdown(Shutdown::Write)
             .expect("shutdown");
     }
-    let closed = child.expect_clean_exit(what);
-    eprintln!(
-        "{what}: child closed (abort {:?}) and exited cleanly",
-        closed.abort
-    );
+    let abort = child.expect_clean_exit(what);
+    eprintln!("{what}: child closed (abort {abort:?}) and exited cleanly");
 }
 
 #[test]

@@ -19,8 +19,8 @@ use mp_testkit::probe::Probe;
 use mp_testkit::watchdog::guard;
 
 mod limits_common;
-use limits_common::{Answer, LimitsChild};
-use mp_testkit::wire::{self, bootstrap, echo, gate_call, make_thread};
+use limits_common::LimitsChild;
+use mp_testkit::wire::{self, Answer, bootstrap, echo, gate_call, make_thread};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
@@ -296,8 +296,7 @@ fn a_message_over_the_connections_limit_closes_it() {
 #[test]
 #[ignore = "writes fuzz/seeds/connection: run it with --ignored"]
 fn write_limit_fuzz_seeds() {
-    use limits_common::Incoming;
-    use mp_testkit::wire::{Ref, call_fn, construct, make_probe};
+    use mp_testkit::wire::{Incoming, Ref, call_fn, construct, make_probe};
     guard("write_limit_fuzz_seeds", LIMIT, || {
         // The bootstrap capability is answered at once, as export 0; the
         // rest by the questions that make them.

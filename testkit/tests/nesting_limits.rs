@@ -15,8 +15,8 @@ use mp_testkit::watchdog::guard;
 use multiprocess_thread_map::Error;
 
 mod limits_common;
-use limits_common::{Answer, Incoming, LimitsChild};
-use mp_testkit::wire::{self, add, call_fn, make_thread};
+use limits_common::LimitsChild;
+use mp_testkit::wire::{self, Answer, Incoming, add, call_fn, make_thread};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

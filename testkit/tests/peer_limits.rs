@@ -15,8 +15,10 @@ use multiprocess_event_loop::bounded::MAX_ERROR_MESSAGE;
 use multiprocess_thread_map::MAX_THREAD_NAME;
 
 mod limits_common;
-use limits_common::{Answer, Incoming, LimitsChild, Raw};
-use mp_testkit::wire::{call_fn, gate_call, make_probe, make_thread, return_exception, whoami};
+use limits_common::LimitsChild;
+use mp_testkit::wire::{
+    Answer, Incoming, Raw, call_fn, gate_call, make_probe, make_thread, return_exception, whoami,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 

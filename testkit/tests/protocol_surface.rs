@@ -14,10 +14,10 @@ use std::time::Duration;
 use mp_testkit::watchdog::guard;
 
 mod limits_common;
-use limits_common::{Answer, Incoming, LimitsChild, Raw};
+use limits_common::LimitsChild;
 use mp_testkit::wire::{
-    self, PROBE, add, bootstrap, call, call_saved_from_notifier, construct, finish, gate_call,
-    make_thread, release, return_exception, save_fn,
+    self, Answer, Incoming, PROBE, Raw, add, bootstrap, call, call_saved_from_notifier, construct,
+    finish, gate_call, make_thread, release, return_exception, save_fn,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);

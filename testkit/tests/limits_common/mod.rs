@@ -17,14 +17,14 @@
 //!
 //! # The raw peer
 //!
-//! [`Raw`] is a socket the test writes Cap'n Proto RPC messages to, one by
-//! one, as a hostile or buggy peer would (the same technique as
-//! `tests/bad_input.rs`); the messages are built with `mp_testkit::wire`. Every read and write has a timeout, so no wait is
-//! unbounded.
+//! [`LimitsChild::raw`] connects a `mp_testkit::wire::Raw`: a socket the
+//! test writes Cap'n Proto RPC messages to, one by one, as a hostile or
+//! buggy peer would (the same technique as `tests/bad_input.rs`). Every read
+//! and write has a timeout ([`IO_TIMEOUT`]), so no wait is unbounded.
 
 #![allow(dead_code)]
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -33,13 +33,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use capnp::message::{Builder, HeapAllocator, ReaderOptions};
-use capnp_rpc::rpc_capnp::{message, return_};
 use std::sync::Arc;
 
 use mp_testkit::probe::{Init, Probe};
 use mp_testkit::probe_capnp::init;
-use mp_testkit::wire::{bootstrap, bytes, construct, make_probe, make_thread};
+use mp_testkit::wire::Raw;
 use multiprocess::Interface;
 use multiprocess_thread_map::{Connection, EventLoop, LoopHandle};
 
@@ -219,7 +217,10 @@ impl LimitsChild {
 
     /// A new connection to the child, for raw messages.
     pub(crate) fn raw(&self) -> Raw {
-        Raw::new(UnixStream::connect(&self.path).expect("connect to the child"))
+        Raw::new(
+            UnixStream::connect(&self.path).expect("connect to the child"),
+            IO_TIMEOUT,
+        )
     }
 
     /// A new connection to the child, through the runtime.
@@ -346,265 +347,5 @@ impl Drop for LimitsChild {
             let _ = waiter.join();
         }
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A raw socket speaking to a server.
-// ---------------------------------------------------------------------------
-
-/// What the server answered to one question.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    /// Results: the export ids of the capabilities they carry, in cap-table
-    /// order.
-    Results(Vec<u32>),
-    /// An exception, with its reason.
-    Exception(String),
-}
-
-/// What the server sent, as far as these tests care.
-#[derive(Debug)]
-pub(crate) enum Incoming {
-    /// The answer to one of our questions.
-    Return(u32, Answer),
-    /// A call the server made to one of our exports (a callback): its
-    /// question id, and the export it targets (`None` for a promised
-    /// answer).
-    Call(u32, Option<u32>),
-    /// The server is closing the connection, for this reason.
-    Abort(String),
-    /// Anything else (`Release`, `Resolve`, ...).
-    Other,
-}
-
-/// Our end of a connection, where we write what we like.
-pub(crate) struct Raw {
-    pub(crate) stream: UnixStream,
-    /// Bytes read but not yet parsed into messages.
-    pending: Vec<u8>,
-}
-
-impl Raw {
-    pub(crate) fn new(stream: UnixStream) -> Self {
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .expect("write timeout");
-        Self {
-            stream,
-            pending: Vec::new(),
-        }
-    }
-
-    /// Writes `data`. The server may close the connection before it has
-    /// read everything: a broken pipe or reset here is not a failure.
-    pub(crate) fn write(&mut self, data: &[u8]) {
-        match self.stream.write_all(data) {
-            Ok(()) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
-            Err(e) => panic!("writing to the server: {e}"),
-        }
-    }
-
-    pub(crate) fn send(&mut self, message: &Builder<HeapAllocator>) {
-        self.write(&bytes(message));
-    }
-
-    /// Reads more bytes; `false` at EOF (or reset).
-    fn fill(&mut self) -> bool {
-        let mut buf = [0u8; 64 * 1024];
-        match self.stream.read(&mut buf) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.pending.extend_from_slice(&buf[..n]);
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("the server neither answered nor closed within {IO_TIMEOUT:?}")
-            }
-            Err(e) => panic!("reading from the server: {e}"),
-        }
-    }
-
-    /// The next whole message the server sent, or `None` at EOF.
-    pub(crate) fn next_message(
-        &mut self,
-    ) -> Option<capnp::message::Reader<capnp::serialize::OwnedSegments>> {
-        loop {
-            let mut slice: &[u8] = &self.pending;
-            let options = *ReaderOptions::new().traversal_limit_in_words(None);
-            match capnp::serialize::try_read_message(&mut slice, options) {
-                Ok(Some(message)) => {
-                    let used = self.pending.len() - slice.len();
-                    self.pending.drain(..used);
-                    return Some(message);
-                }
-                Ok(None) | Err(_) if !self.fill() => {
-                    assert!(
-                        self.pending.is_empty(),
-                        "the server closed mid-message ({} bytes left)",
-                        self.pending.len()
-                    );
-                    return None;
-                }
-                Ok(None) | Err(_) => {}
-            }
-        }
-    }
-
-    /// The next message the server sent, as far as these tests care; `None`
-    /// at EOF.
-    pub(crate) fn next(&mut self) -> Option<Incoming> {
-        let message = self.next_message()?;
-        let root = message
-            .get_root::<message::Reader<'_>>()
-            .expect("a message root");
-        Some(match root.which().expect("a known message type") {
-            message::Return(Ok(ret)) => {
-                let answer = match ret.which().expect("a known return type") {
-                    return_::Results(payload) => Answer::Results(
-                        payload
-                            .expect("payload")
-                            .get_cap_table()
-                            .expect("cap table")
-                            .iter()
-                            .map(|d| match d.which().expect("descriptor") {
-                                capnp_rpc::rpc_capnp::cap_descriptor::SenderHosted(id) => id,
-                                capnp_rpc::rpc_capnp::cap_descriptor::SenderPromise(id) => id,
-                                _ => u32::MAX,
-                            })
-                            .collect(),
-                    ),
-                    return_::Exception(e) => Answer::Exception(
-                        e.expect("exception")
-                            .get_reason()
-                            .expect("reason")
-                            .to_string()
-                            .unwrap_or_else(|_| "<non-UTF-8>".into()),
-                    ),
-                    _ => Answer::Exception("<other return type>".into()),
-                };
-                Incoming::Return(ret.get_answer_id(), answer)
-            }
-            message::Call(Ok(call)) => {
-                let target = call.get_target().ok().and_then(|t| match t.which() {
-                    Ok(capnp_rpc::rpc_capnp::message_target::ImportedCap(id)) => Some(id),
-                    _ => None,
-                });
-                Incoming::Call(call.get_question_id(), target)
-            }
-            message::Abort(abort) => Incoming::Abort(
-                abort
-                    .and_then(|a| a.get_reason())
-                    .ok()
-                    .and_then(|r| r.to_string().ok())
-                    .unwrap_or_default(),
-            ),
-            _ => Incoming::Other,
-        })
-    }
-
-    /// Reads until the server answers `question`; panics if it closes the
-    /// connection instead.
-    pub(crate) fn answer(&mut self, question: u32) -> Answer {
-        loop {
-            match self.next() {
-                None => panic!("the server closed the connection instead of answering {question}"),
-                Some(Incoming::Abort(reason)) => {
-                    panic!("the server aborted instead of answering {question}: {reason}")
-                }
-                Some(Incoming::Return(id, answer)) if id == question => return answer,
-                Some(_) => {}
-            }
-        }
-    }
-
-    /// Reads until the server answers `question` with results, and returns
-    /// what `read` makes of their content; panics on an exception.
-    pub(crate) fn content<T>(
-        &mut self,
-        question: u32,
-        read: impl FnOnce(capnp::any_pointer::Reader<'_>) -> T,
-    ) -> T {
-        loop {
-            let Some(message) = self.next_message() else {
-                panic!("the server closed the connection instead of answering {question}");
-            };
-            let root = message
-                .get_root::<message::Reader<'_>>()
-                .expect("a message root");
-            if let Ok(message::Return(Ok(ret))) = root.which()
-                && ret.get_answer_id() == question
-            {
-                match ret.which().expect("a known return type") {
-                    return_::Results(payload) => {
-                        return read(payload.expect("payload").get_content());
-                    }
-                    return_::Exception(e) => panic!(
-                        "question {question} failed: {:?}",
-                        e.and_then(|e| e.get_reason()).map(|r| r.to_string())
-                    ),
-                    _ => panic!("unexpected return type for {question}"),
-                }
-            }
-        }
-    }
-
-    /// The export ids of a successful answer's capabilities.
-    pub(crate) fn results(&mut self, question: u32) -> Vec<u32> {
-        match self.answer(question) {
-            Answer::Results(caps) => caps,
-            Answer::Exception(reason) => panic!("question {question} failed: {reason}"),
-        }
-    }
-
-    /// The reason of a failed answer.
-    pub(crate) fn exception(&mut self, question: u32) -> String {
-        match self.answer(question) {
-            Answer::Exception(reason) => reason,
-            Answer::Results(caps) => {
-                panic!("question {question} succeeded (caps {caps:?}) but should have failed")
-            }
-        }
-    }
-
-    /// Reads until the server closes the connection; returns the reason of
-    /// its `Abort`, if it sent one.
-    pub(crate) fn expect_closed(mut self) -> Option<String> {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        let mut abort = None;
-        while let Some(incoming) = self.next() {
-            if let Incoming::Abort(reason) = incoming {
-                abort = Some(reason);
-            }
-            assert!(Instant::now() < deadline, "the server never closed");
-        }
-        abort
-    }
-
-    /// Bootstrap and `construct` (our ThreadMap is our export 0): returns
-    /// the export ids of the server's `Init` and `ThreadMap`.
-    pub(crate) fn handshake(&mut self) -> (u32, u32) {
-        self.send(&bootstrap(0));
-        let init = self.results(0)[0];
-        self.send(&construct(1, init, 0));
-        let map = self.results(1)[0];
-        (init, map)
-    }
-
-    /// The handshake, a worker and a Probe on it: returns the export ids of
-    /// `Init`, the `ThreadMap`, the worker's `Thread` and the `Probe`
-    /// (questions 0 to 3).
-    pub(crate) fn probe(&mut self, thread_name: &str) -> (u32, u32, u32, u32) {
-        let (init, map) = self.handshake();
-        self.send(&make_thread(2, map, thread_name));
-        let thread = self.results(2)[0];
-        self.send(&make_probe(3, init, thread));
-        let probe = self.results(3)[0];
-        (init, map, thread, probe)
     }
 }
