@@ -24,7 +24,7 @@
 //!   another thread of its process handing it work wakes on the waker's
 //!   CPU: the waker narrows the sleeper's mask to its own CPU just before
 //!   waking it, and the sleeper puts its mask back as soon as it runs
-//!   (`WakePlace`). Spinning threads stay where they are, so
+//!   ([`WakePlace`]). Spinning threads stay where they are, so
 //!   whatever arrangement the threads wake into after an idle spell holds
 //!   until the next one; left to itself, the kernel most often woke the
 //!   two loops onto one CPU (a loop woken through a socket tends to follow
@@ -116,24 +116,40 @@ fn wake_near_enabled() -> bool {
 /// migration, where moving a running thread costs a trip through the
 /// kernel's migration thread (about 24 µs on the project's VM, against 1 µs
 /// for this). Once awake, the sleeper puts back the mask the waker found.
+///
+/// Public for code that must wait exactly as the runtime's threads do, such
+/// as the benchmark floors (`stress`), whose sleeping threads must wake where
+/// the runtime's would. Made with [`Default`] (nobody asleep), kept under the
+/// lock the owner sleeps on: the owner calls [`going_to_sleep`] before it
+/// sleeps and [`awake`] once woken (then [`Restore::apply`] with the lock let
+/// go); a thread handing it work calls [`waking`] before it wakes it. Does
+/// nothing unless waking near the waker is on (see [`WAKE_NEAR_ENV`]).
+///
+/// [`going_to_sleep`]: Self::going_to_sleep
+/// [`awake`]: Self::awake
+/// [`waking`]: Self::waking
 #[cfg(not(loom))]
 #[derive(Debug, Default)]
-pub(crate) struct WakePlace {
+pub struct WakePlace {
     /// While the owner sleeps: its thread id and the CPU it went to sleep on.
     asleep: Option<(libc::pid_t, Option<usize>)>,
     /// The owner's own mask, while a waker has narrowed it.
     narrowed: Option<libc::cpu_set_t>,
 }
 
-/// The mask a woken thread puts back, once it has let go of the lock.
+/// The mask a woken thread puts back, once it has let go of the lock: what
+/// [`WakePlace::awake`] returns. Public with [`WakePlace`], for code that
+/// must wait exactly as the runtime's threads do, such as the benchmark
+/// floors.
 #[cfg(not(loom))]
+#[derive(Debug)]
 #[must_use]
-pub(crate) struct Restore(Option<libc::cpu_set_t>);
+pub struct Restore(Option<libc::cpu_set_t>);
 
 #[cfg(not(loom))]
 impl WakePlace {
     /// The owning thread is about to sleep (lock held).
-    pub(crate) fn going_to_sleep(&mut self) {
+    pub fn going_to_sleep(&mut self) {
         if wake_near_enabled() {
             self.record_sleeper();
         }
@@ -148,7 +164,7 @@ impl WakePlace {
     /// another CPU, narrows it to this thread's CPU, once, before the caller
     /// wakes it. Leaves the owner alone if its mask has only one CPU (pinned
     /// by its user) or does not allow this one.
-    pub(crate) fn waking(&mut self) {
+    pub fn waking(&mut self) {
         let Some((tid, slept_on)) = self.asleep.take() else {
             return;
         };
@@ -173,7 +189,7 @@ impl WakePlace {
 
     /// The owning thread woke up (lock held): what to put back once the
     /// lock is released.
-    pub(crate) fn awake(&mut self) -> Restore {
+    pub fn awake(&mut self) -> Restore {
         self.asleep = None;
         Restore(self.narrowed.take())
     }
@@ -182,12 +198,12 @@ impl WakePlace {
 #[cfg(not(loom))]
 impl Restore {
     /// Whether there is a mask to put back.
-    pub(crate) fn is_needed(&self) -> bool {
+    pub fn is_needed(&self) -> bool {
         self.0.is_some()
     }
 
     /// Gives the woken thread back its own mask, if a waker narrowed it.
-    pub(crate) fn apply(self) {
+    pub fn apply(self) {
         if let Some(own) = self.0
             && !set_mask(0, &own)
         {
@@ -202,27 +218,34 @@ impl Restore {
 /// Under loom there are no CPUs: nothing is recorded or moved.
 #[cfg(loom)]
 #[derive(Debug, Default)]
-pub(crate) struct WakePlace;
+pub struct WakePlace;
 
 /// Under loom there is no mask to restore.
 #[cfg(loom)]
-pub(crate) struct Restore;
+#[derive(Debug)]
+#[must_use]
+pub struct Restore;
 
 #[cfg(loom)]
 impl WakePlace {
-    pub(crate) fn going_to_sleep(&mut self) {}
-    pub(crate) fn waking(&mut self) {}
-    pub(crate) fn awake(&mut self) -> Restore {
+    /// Nothing to record.
+    pub fn going_to_sleep(&mut self) {}
+    /// Nothing to narrow.
+    pub fn waking(&mut self) {}
+    /// Nothing to put back.
+    pub fn awake(&mut self) -> Restore {
         Restore
     }
 }
 
 #[cfg(loom)]
 impl Restore {
-    pub(crate) fn is_needed(&self) -> bool {
+    /// Never.
+    pub fn is_needed(&self) -> bool {
         false
     }
-    pub(crate) fn apply(self) {}
+    /// Does nothing.
+    pub fn apply(self) {}
 }
 
 /// Moves the calling thread onto `cpu`, then restores the affinity mask it

@@ -63,20 +63,30 @@ fn adaptive() -> bool {
 }
 
 /// What one thread remembers of its waits of one kind: how many in a row
-/// have run past the budget. A kind stays armed until [`LONG_WAITS`] do,
+/// have run past the budget. A kind stays armed until `LONG_WAITS` (two) do,
 /// so one wait stretched by a preemption or a page fault, among calls that
 /// keep coming, does not make the next one sleep. Starts armed. Owned by
 /// the waiting thread (a thread-local, or the loop's own state).
+///
+/// Public for code that must wait exactly as the runtime's threads do, such
+/// as the benchmark floors (`stress`): one `History` per kind of wait, passed
+/// to [`Spin::begin`] and [`Spin::end`].
 #[derive(Debug)]
-pub(crate) struct History(std::cell::Cell<u8>);
+pub struct History(std::cell::Cell<u8>);
 
 /// Waits of one kind that must run past the budget in a row before that
 /// kind stops spinning.
 const LONG_WAITS: u8 = 2;
 
+impl Default for History {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl History {
     /// A history whose next wait may spin.
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         Self(std::cell::Cell::new(0))
     }
 
@@ -140,7 +150,17 @@ static SPINNERS: AtomicUsize = AtomicUsize::new(0);
 
 /// One thread's spell of spinning: [`Spin::again`] says whether to yield once
 /// more or go to sleep.
-pub(crate) struct Spin {
+///
+/// Public for code that must wait exactly as the runtime's threads do, such
+/// as the benchmark floors (`stress`): the same budget, places and adaptive
+/// policy, from the same variables. A wait goes
+/// [`begin`](Self::begin), then [`again`](Self::again) before each look that
+/// found nothing (yield if true, sleep if false), then [`end`](Self::end)
+/// once what it waited for came; [`reset`](Self::reset) gives the place back
+/// without ending the wait (after a sleep). Dropping a spell gives its place
+/// back. The places are this process's, shared with the runtime's threads.
+#[derive(Debug)]
+pub struct Spin {
     /// Whether this spell may spin when [`max_spinners`] threads already do
     /// (the event loop's).
     first: bool,
@@ -160,13 +180,13 @@ pub(crate) struct Spin {
 
 impl Spin {
     /// The event loop's spell: it always gets a place.
-    pub(crate) fn for_loop() -> Self {
+    pub fn for_loop() -> Self {
         Self::new(true)
     }
 
     /// A waiting thread's spell: it spins only if it gets one of the
     /// [`max_spinners`] places.
-    pub(crate) fn for_waiter() -> Self {
+    pub fn for_waiter() -> Self {
         Self::new(false)
     }
 
@@ -191,7 +211,7 @@ impl Spin {
 
     /// Starts a wait of the kind `history` keeps: under the adaptive
     /// policy, it spins unless the last waits of that kind ran long.
-    pub(crate) fn begin(&mut self, history: &History) {
+    pub fn begin(&mut self, history: &History) {
         self.reset();
         self.armed = !adaptive() || history.armed();
         self.idle_since = None;
@@ -200,7 +220,7 @@ impl Spin {
     /// The wait is over (work came): records in `history` whether it was
     /// short enough for spinning to catch. A wait that found work at once
     /// (no `again` since `begin`) counts as short.
-    pub(crate) fn end(&mut self, history: &History) {
+    pub fn end(&mut self, history: &History) {
         let short = self
             .idle_since
             .take()
@@ -212,7 +232,7 @@ impl Spin {
     /// Whether to yield once more rather than sleep. The clock starts at the
     /// first call after `new` or `reset`, so time spent working does not
     /// count.
-    pub(crate) fn again(&mut self) -> bool {
+    pub fn again(&mut self) -> bool {
         let budget = budget();
         if budget.is_zero() || self.never {
             return false;
@@ -245,7 +265,7 @@ impl Spin {
     }
 
     /// Starts a new spell (after work, or after sleeping).
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.give_back();
         self.deadline = None;
     }

@@ -3,58 +3,47 @@
 //! The [`chain`](crate::scenarios::chain) scenario is the floor of a call's shape, and
 //! [`raw`](crate::scenarios::raw) of every call, so their threads must wait as the runtime's
 //! do, or the runtime beats its own floors (on an idle virtual machine, a sleeping thread woken
-//! on another CPU costs more than a whole hand-off between spinning ones). This is the
-//! runtime's policy (`multiprocess_event_loop::spin`, whose `Spin` is private to that crate),
-//! copied:
+//! on another CPU costs more than a whole hand-off between spinning ones). So they wait with the
+//! runtime's own pieces, not a copy of them, and follow its policy whatever it becomes:
 //!
-//! - A spell of spinning lasts at most the budget, `MULTIPROCESS_WAIT_SPIN_US`
-//!   ([`SPIN_ENV`], default [`DEFAULT_SPIN_US`] µs, `0` never spins): the runtime's variable, so
-//!   one setting governs both. The clock starts at the first look that finds nothing.
-//! - At most [`max_spinners`] threads of a process spin at once (as many as there are CPUs). A
-//!   loop thread always may ([`Role::Loop`]); any other ([`Role::Waiter`]) only while a place is
-//!   left, otherwise it sleeps at once.
-//! - Between looks the thread yields (`sched_yield`), leaving its CPU to any other runnable
-//!   thread.
-//! - Adaptive (unless `MULTIPROCESS_SPIN_POLICY=always`, [`SPIN_POLICY_ENV`]): a wait spins only
-//!   if the thread's last wait of the same kind ([`History`]) ended within the budget, so that
-//!   a thread whose waits have been long sleeps at once. The kinds are the runtime's: an
-//!   application thread waiting for a reply; a worker waiting for its next request; a loop
-//!   waiting while it expects something soon (the reply to a request it sent, the worker's
-//!   answer); a loop waiting with nothing expected.
+//! - Spinning is the runtime's [`Spin`] (`multiprocess_event_loop::spin`): the same budget
+//!   (`MULTIPROCESS_WAIT_SPIN_US`, [`SPIN_ENV`], default [`DEFAULT_SPIN_US`] µs, `0` never
+//!   spins), the same cap of [`max_spinners`] spinning threads per process, for which a loop
+//!   thread ([`Role::Loop`]) never waits and any other ([`Role::Waiter`]) sleeps at once when
+//!   none is left, and the same adaptive policy (unless `MULTIPROCESS_SPIN_POLICY=always`,
+//!   [`SPIN_POLICY_ENV`]), which keeps each kind of wait's [`History`]. The kinds are the
+//!   runtime's: an application thread waiting for a reply; a worker waiting for its next
+//!   request; a loop waiting while it expects something soon (the reply to a request it sent,
+//!   the worker's answer); a loop waiting with nothing expected. The places are the ones the
+//!   runtime's threads count in, which is harmless: while a floor runs, no runtime thread of
+//!   its process spins (their loops, if any, are idle).
+//! - A thread that really sleeps on a [`handoff`] wakes near its waker, with the runtime's
+//!   [`WakePlace`] (`multiprocess_event_loop::placement`, "wake near the waker") under the
+//!   hand-off's lock, as the runtime's Waiter keeps one under its own: the first thread to hand
+//!   it a value from another CPU narrows the sleeper's CPU mask to its own before the wake-up,
+//!   so the kernel wakes it there; once awake, the sleeper puts its own mask back. Same switch:
+//!   on when the process may use fewer than [`WAKE_NEAR_BELOW_CPUS`] CPUs, or as
+//!   `MULTIPROCESS_WAKE_NEAR` ([`WAKE_NEAR_ENV`]: `1`, `0`) says. A sleeper woken through a
+//!   socket (by the other process) is not narrowed, in the runtime nor here.
 //!
-//! The places here are counted apart from the runtime's: a process running a `chain` never
-//! has runtime threads spinning at the same time (their loops are idle).
-//!
-//! A thread that really sleeps on a [`handoff`] wakes near its waker, as the runtime's do
-//! (`multiprocess_event_loop::placement`, "wake near the waker", whose `WakePlace` is private
-//! to that crate and copied here): it records its thread id and CPU as it goes to sleep, and
-//! the first thread to hand it a value from another CPU narrows the sleeper's CPU mask to its
-//! own before the wake-up, so the kernel wakes it there; once awake, the sleeper puts its own
-//! mask back. Same switch as the runtime's: on when the process may use fewer than
-//! [`WAKE_NEAR_BELOW_CPUS`] CPUs, or as `MULTIPROCESS_WAKE_NEAR` (`1`, `0`) says. A sleeper
-//! woken through a socket (by the other process) is not narrowed, in the runtime nor here.
-//!
-//! What a look and a sleep are depends on what is awaited: a [`HandoffReceiver`] looks at its
-//! queue and sleeps on a condition variable, as the runtime's Waiter does; a [`SocketReader`]
-//! looks with a non-blocking `recv(2)` (`MSG_DONTWAIT`, which leaves the socket itself
-//! blocking, so other threads' writes and the socket's timeouts are unchanged) and sleeps in a
-//! blocking `read`, as a loop sleeps in `epoll_wait`. With [`Waits::Park`] both sleep at once:
-//! what `chain-park` measures.
+//! What this module adds is what a look and a sleep are, which depends on what is awaited: a
+//! [`HandoffReceiver`] looks at its queue and sleeps on a condition variable, as the runtime's
+//! Waiter does; a [`SocketReader`] looks with a non-blocking `recv(2)` (`MSG_DONTWAIT`, which
+//! leaves the socket itself blocking, so other threads' writes and the socket's timeouts are
+//! unchanged) and sleeps in a blocking `read`, as a loop sleeps in `epoll_wait`. Between looks
+//! a spinning thread yields (`sched_yield`). With [`Waits::Park`] both sleep at once: what
+//! `chain-park` measures.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-use std::cell::Cell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use multiprocess_event_loop::placement::current_cpu;
-pub use multiprocess_event_loop::placement::{WAKE_NEAR_BELOW_CPUS, WAKE_NEAR_ENV};
-pub use multiprocess_event_loop::spin::{DEFAULT_SPIN_US, SPIN_ENV, SPIN_POLICY_ENV, max_spinners};
+pub use multiprocess_event_loop::placement::{WAKE_NEAR_BELOW_CPUS, WAKE_NEAR_ENV, WakePlace};
+pub use multiprocess_event_loop::spin::{
+    DEFAULT_SPIN_US, History, SPIN_ENV, SPIN_POLICY_ENV, Spin, max_spinners,
+};
 use parking_lot::{Condvar, Mutex};
 
 /// How a scenario's threads wait.
@@ -69,183 +58,50 @@ pub enum Waits {
 /// Which of the runtime's threads a waiting thread stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// An event loop's: always may spin.
+    /// An event loop's: always may spin ([`Spin::for_loop`]).
     Loop,
-    /// An application thread's or a worker's: spins only while a place is left.
+    /// An application thread's or a worker's: spins only while a place is left
+    /// ([`Spin::for_waiter`]).
     Waiter,
 }
 
 impl Waits {
     /// The spell of spinning one wait of a thread in `role` starts with, for a wait of the kind
     /// `history` keeps; `None`: sleep at once.
-    pub fn spell(self, role: Role, history: &History) -> Option<Spin<'_>> {
+    pub fn spell(self, role: Role, history: &History) -> Option<Spell<'_>> {
         match self {
             Waits::Park => None,
-            Waits::Spin => Some(Spin::new(&PROCESS, budget(), role).of_kind(history, adaptive())),
+            Waits::Spin => {
+                let mut spin = match role {
+                    Role::Loop => Spin::for_loop(),
+                    Role::Waiter => Spin::for_waiter(),
+                };
+                spin.begin(history);
+                Some(Spell { spin, history })
+            }
         }
     }
 }
 
-/// Whether the adaptive policy is in force (see [`SPIN_POLICY_ENV`]).
-pub fn adaptive() -> bool {
-    static ADAPTIVE: LazyLock<bool> = LazyLock::new(|| {
-        std::env::var(SPIN_POLICY_ENV).map_or(true, |policy| policy.trim() != "always")
-    });
-    *ADAPTIVE
-}
-
-/// What one thread remembers of its waits of one kind: whether the last one ended within the
-/// budget. Starts armed. Kept by the waiting thread.
+/// One wait's spell of spinning: the runtime's [`Spin`], begun for a wait of the kind its
+/// [`History`] keeps. [`again`](Spell::again) says whether to yield once more or sleep,
+/// [`end`](Spell::end) that the wait is over. Dropping it gives its place back.
 #[derive(Debug)]
-pub struct History(Cell<bool>);
-
-impl History {
-    /// A history whose next wait may spin.
-    pub const fn new() -> Self {
-        Self(Cell::new(true))
-    }
+pub struct Spell<'a> {
+    spin: Spin,
+    history: &'a History,
 }
 
-impl Default for History {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The spinning budget: `MULTIPROCESS_WAIT_SPIN_US` microseconds, or [`DEFAULT_SPIN_US`] if it is
-/// unset or not a number (as the runtime reads it).
-pub fn budget() -> Duration {
-    static BUDGET: LazyLock<Duration> = LazyLock::new(|| {
-        let micros = std::env::var(SPIN_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_SPIN_US);
-        Duration::from_micros(micros)
-    });
-    *BUDGET
-}
-
-/// The places of spinning threads, shared by the threads of one process (or of one test).
-#[derive(Debug)]
-pub struct Places {
-    taken: AtomicUsize,
-    max: usize,
-}
-
-impl Places {
-    /// `max` places, none taken.
-    pub const fn new(max: usize) -> Self {
-        Self {
-            taken: AtomicUsize::new(0),
-            max,
-        }
-    }
-
-    /// How many are taken now.
-    pub fn taken(&self) -> usize {
-        self.taken.load(Ordering::Relaxed)
-    }
-}
-
-/// This process's places: [`max_spinners`] of them.
-static PROCESS: LazyLock<Places> = LazyLock::new(|| Places::new(max_spinners()));
-
-/// One wait's spell of spinning: [`again`](Spin::again) says whether to yield once more or
-/// sleep, [`end`](Spin::end) that the wait is over. Dropping it gives its place back.
-#[derive(Debug)]
-pub struct Spin<'a> {
-    places: &'a Places,
-    budget: Duration,
-    /// Whether it may spin with every place taken (a loop's).
-    first: bool,
-    /// When the budget runs out; `None` before the first `again`.
-    deadline: Option<Instant>,
-    /// Whether it holds a place.
-    counted: bool,
-    /// Whether this wait may spin, from its kind's history (the adaptive policy).
-    armed: bool,
-    /// When the thread found it had nothing to do: the first `again`.
-    idle_since: Option<Instant>,
-    /// The history of its kind, which [`end`](Spin::end) updates.
-    history: Option<&'a History>,
-}
-
-impl<'a> Spin<'a> {
-    /// A spell of a thread in `role`, on `places`, of at most `budget`; armed, of no kind.
-    pub fn new(places: &'a Places, budget: Duration, role: Role) -> Self {
-        Self {
-            places,
-            budget,
-            first: role == Role::Loop,
-            deadline: None,
-            counted: false,
-            armed: true,
-            idle_since: None,
-            history: None,
-        }
-    }
-
-    /// The spell of a wait of the kind `history` keeps: under the adaptive policy, it spins
-    /// only if the last such wait was short.
-    pub fn of_kind(mut self, history: &'a History, adaptive: bool) -> Self {
-        self.armed = !adaptive || history.0.get();
-        self.history = Some(history);
-        self
+impl Spell<'_> {
+    /// Whether to yield once more rather than sleep; the budget's clock starts at the first call.
+    pub fn again(&mut self) -> bool {
+        self.spin.again()
     }
 
     /// The wait is over (what it waited for came): records in its kind's history whether it
     /// was short enough for spinning to catch. A wait that found it at once counts as short.
-    pub fn end(self) {
-        let short = self
-            .idle_since
-            .is_none_or(|since| since.elapsed() <= self.budget);
-        if let Some(history) = self.history {
-            history.0.set(short);
-        }
-    }
-
-    /// Whether to yield once more rather than sleep; the budget's clock starts at the first call.
-    pub fn again(&mut self) -> bool {
-        if self.budget.is_zero() {
-            return false;
-        }
-        let now = Instant::now();
-        if self.idle_since.is_none() {
-            self.idle_since = Some(now);
-        }
-        if !self.armed {
-            return false;
-        }
-        let deadline = match self.deadline {
-            Some(deadline) => deadline,
-            None => {
-                self.counted = self.places.taken.fetch_add(1, Ordering::Relaxed) < self.places.max
-                    || self.first;
-                if !self.counted {
-                    self.places.taken.fetch_sub(1, Ordering::Relaxed);
-                    self.deadline = Some(now);
-                    return false;
-                }
-                *self.deadline.insert(now + self.budget)
-            }
-        };
-        if now < deadline {
-            return true;
-        }
-        self.give_back();
-        false
-    }
-
-    fn give_back(&mut self) {
-        if std::mem::take(&mut self.counted) {
-            self.places.taken.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for Spin<'_> {
-    fn drop(&mut self) {
-        self.give_back();
+    pub fn end(mut self) {
+        self.spin.end(self.history);
     }
 }
 
@@ -259,6 +115,8 @@ pub fn handoff<T>() -> (HandoffSender<T>, HandoffReceiver<T>) {
             sender_gone: false,
             receiver_gone: false,
             place: WakePlace::default(),
+            #[cfg(test)]
+            woken_near: 0,
         }),
         cv: Condvar::new(),
     });
@@ -279,7 +137,11 @@ struct State<T> {
     queue: VecDeque<T>,
     sender_gone: bool,
     receiver_gone: bool,
+    /// Where the receiving thread wakes: the runtime's rule.
     place: WakePlace,
+    /// How many times the receiver woke narrowed to a sender's CPU.
+    #[cfg(test)]
+    woken_near: usize,
 }
 
 /// The sending end of a [`handoff`]. Dropping it wakes the receiver, whose `recv` then returns
@@ -330,20 +192,20 @@ impl<T> HandoffReceiver<T> {
     /// The next value: looks at the queue and yields while `spell` allows, then sleeps on the
     /// condition variable, where a sender may have it woken on its own CPU. `None` once the
     /// sender is gone and the queue is empty.
-    pub fn recv(&self, mut spell: Option<Spin<'_>>) -> Option<T> {
+    pub fn recv(&self, mut spell: Option<Spell<'_>>) -> Option<T> {
         let mut state = self.shared.state.lock();
         loop {
             if let Some(value) = state.queue.pop_front() {
                 drop(state);
-                if let Some(spin) = spell {
-                    spin.end();
+                if let Some(spell) = spell {
+                    spell.end();
                 }
                 return Some(value);
             }
             if state.sender_gone {
                 return None;
             }
-            if spell.as_mut().is_some_and(Spin::again) {
+            if spell.as_mut().is_some_and(Spell::again) {
                 drop(state);
                 std::thread::yield_now();
                 state = self.shared.state.lock();
@@ -352,11 +214,15 @@ impl<T> HandoffReceiver<T> {
             state.place.going_to_sleep();
             self.shared.cv.wait(&mut state);
             // A sender may have narrowed this thread's mask: put it back with the lock let go,
-            // so that senders do not wait for the system call.
-            if let Some(own) = state.place.awake() {
+            // so that senders do not wait for the system call (as the runtime's Waiter does).
+            let restore = state.place.awake();
+            if restore.is_needed() {
+                #[cfg(test)]
+                {
+                    state.woken_near += 1;
+                }
                 drop(state);
-                // If it fails, the process lost CPUs meanwhile; the kernel has moved the thread.
-                let _ = set_mask(0, &own);
+                restore.apply();
                 state = self.shared.state.lock();
             }
         }
@@ -373,118 +239,6 @@ impl<T> std::fmt::Debug for HandoffReceiver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HandoffReceiver").finish_non_exhaustive()
     }
-}
-
-/// Where the receiving thread of a [`handoff`] wakes: the runtime's `placement::WakePlace`,
-/// kept under the hand-off's lock.
-#[derive(Default)]
-pub struct WakePlace {
-    /// While the receiver sleeps: its thread id and the CPU it went to sleep on.
-    asleep: Option<(libc::pid_t, Option<usize>)>,
-    /// The receiver's own mask, while a sender has narrowed it.
-    narrowed: Option<libc::cpu_set_t>,
-}
-
-impl std::fmt::Debug for WakePlace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WakePlace")
-            .field("asleep", &self.asleep)
-            .field("narrowed", &self.narrowed.is_some())
-            .finish()
-    }
-}
-
-impl WakePlace {
-    /// The receiving thread is about to sleep (lock held).
-    fn going_to_sleep(&mut self) {
-        if wake_near_enabled() {
-            self.record_sleeper();
-        }
-    }
-
-    /// Records the calling thread as the sleeper, whatever the setting.
-    fn record_sleeper(&mut self) {
-        self.asleep = Some((os_tid(), current_cpu()));
-    }
-
-    /// A thread handing the receiver a value (lock held): if the receiver sleeps on another
-    /// CPU, narrows it to this thread's CPU, once, before the caller wakes it. Leaves it alone
-    /// if its mask has one CPU only (pinned by its user) or does not allow this one.
-    fn waking(&mut self) {
-        let Some((tid, slept_on)) = self.asleep.take() else {
-            return;
-        };
-        let Some(here) = current_cpu() else { return };
-        if slept_on == Some(here) {
-            return;
-        }
-        let Some(only_here) = only(here) else { return };
-        // `tid` cannot exit meanwhile: it sleeps under the lock the caller holds.
-        let Some(own) = mask_of(tid) else { return };
-        // SAFETY: `here` is below CPU_SETSIZE (`only` checked it); `own` is a valid cpu_set_t.
-        if !unsafe { libc::CPU_ISSET(here, &own) } || unsafe { libc::CPU_COUNT(&own) } < 2 {
-            return;
-        }
-        // The sleeper is off every run queue: this only changes its mask.
-        if set_mask(tid, &only_here) {
-            self.narrowed = Some(own);
-        }
-    }
-
-    /// The receiving thread woke up (lock held): the mask to put back once the lock is let go,
-    /// if a sender narrowed it.
-    fn awake(&mut self) -> Option<libc::cpu_set_t> {
-        self.asleep = None;
-        self.narrowed.take()
-    }
-}
-
-/// Whether a sender narrows a sleeping receiver to its own CPU: as `MULTIPROCESS_WAKE_NEAR`
-/// says, or else when the process may use fewer than [`WAKE_NEAR_BELOW_CPUS`] CPUs (the
-/// runtime's rule).
-pub fn wake_near_enabled() -> bool {
-    static ENABLED: LazyLock<bool> =
-        LazyLock::new(
-            || match std::env::var(WAKE_NEAR_ENV).as_deref().map(str::trim) {
-                Ok("0") => false,
-                Ok("1") => true,
-                _ => max_spinners() < WAKE_NEAR_BELOW_CPUS,
-            },
-        );
-    *ENABLED
-}
-
-/// The calling thread's id.
-fn os_tid() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
-}
-
-/// The CPU mask of thread `tid` (0: the calling thread).
-fn mask_of(tid: libc::pid_t) -> Option<libc::cpu_set_t> {
-    // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
-    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `mask` is a valid cpu_set_t of the size given.
-    let got = unsafe { libc::sched_getaffinity(tid, std::mem::size_of_val(&mask), &mut mask) };
-    (got == 0).then_some(mask)
-}
-
-/// Sets the CPU mask of thread `tid` (0: the calling thread); whether it took.
-fn set_mask(tid: libc::pid_t, mask: &libc::cpu_set_t) -> bool {
-    // SAFETY: `mask` is a valid cpu_set_t of the size given.
-    unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(mask), mask) == 0 }
-}
-
-/// The mask of `cpu` alone, if `cpu` can be in a mask at all.
-fn only(cpu: usize) -> Option<libc::cpu_set_t> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return None;
-    }
-    // SAFETY: all zeroes is the empty set.
-    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE, as CPU_SET needs.
-    unsafe { libc::CPU_SET(cpu, &mut mask) };
-    Some(mask)
 }
 
 /// A blocking socket read as the runtime's threads wait for one: each [`read`](Read::read)
@@ -514,18 +268,18 @@ impl<'a> SocketReader<'a> {
 impl Read for SocketReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut conn = self.conn;
-        let Some(mut spin) = self.waits.spell(self.role, self.history) else {
+        let Some(mut spell) = self.waits.spell(self.role, self.history) else {
             return conn.read(buf);
         };
         loop {
             match recv_now(self.conn, buf) {
                 Ok(n) => {
-                    spin.end();
+                    spell.end();
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !spin.again() {
+                    if !spell.again() {
                         break;
                     }
                     std::thread::yield_now();
@@ -535,7 +289,7 @@ impl Read for SocketReader<'_> {
         }
         let read = conn.read(buf);
         if read.is_ok() {
-            spin.end();
+            spell.end();
         }
         read
     }
@@ -559,98 +313,11 @@ fn recv_now(conn: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use std::time::Duration;
 
     use super::*;
 
     const LONG: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn waiters_share_the_places_and_a_loop_always_spins() {
-        let places = Places::new(2);
-        let mut spells: Vec<Spin<'_>> = (0..2)
-            .map(|_| {
-                let mut spell = Spin::new(&places, LONG, Role::Waiter);
-                assert!(spell.again(), "a waiter with a place left spins");
-                spell
-            })
-            .collect();
-        assert_eq!(places.taken(), 2);
-
-        let mut refused = Spin::new(&places, LONG, Role::Waiter);
-        assert!(!refused.again(), "a waiter past the limit sleeps at once");
-        assert!(!refused.again(), "and does not spin later in its spell");
-        assert_eq!(places.taken(), 2, "and takes no place");
-
-        let mut the_loop = Spin::new(&places, LONG, Role::Loop);
-        assert!(the_loop.again(), "a loop spins even with no place left");
-        drop(the_loop);
-        assert_eq!(places.taken(), 2);
-
-        spells.pop();
-        let mut next = Spin::new(&places, LONG, Role::Waiter);
-        assert!(
-            next.again(),
-            "a place given back is taken by the next waiter"
-        );
-        drop(next);
-        drop(spells);
-        assert_eq!(places.taken(), 0, "dropped spells give back");
-    }
-
-    #[test]
-    fn a_spell_ends_with_its_budget_and_gives_its_place_back() {
-        let places = Places::new(1);
-        let mut spell = Spin::new(&places, Duration::from_micros(1), Role::Waiter);
-        let started = Instant::now();
-        while spell.again() {
-            assert!(started.elapsed() < LONG, "the spell outlives its budget");
-        }
-        assert_eq!(places.taken(), 0);
-        let mut none = Spin::new(&places, Duration::ZERO, Role::Loop);
-        assert!(!none.again(), "a zero budget never spins");
-        assert_eq!(places.taken(), 0);
-    }
-
-    /// Ends `spell` as a wait that outlasted its budget.
-    fn outlast(mut spell: Spin<'_>) {
-        let started = Instant::now();
-        while spell.again() {
-            assert!(started.elapsed() < LONG, "the spell outlives its budget");
-        }
-        // Past the deadline `again` saw, whatever the clock's resolution.
-        let past = Instant::now() + Duration::from_micros(10);
-        while Instant::now() < past {}
-        spell.end();
-    }
-
-    #[test]
-    fn under_the_adaptive_policy_a_wait_spins_only_if_the_last_of_its_kind_was_short() {
-        let places = Places::new(1);
-        let budget = Duration::from_micros(200);
-        let history = History::new();
-        let spell = || Spin::new(&places, budget, Role::Waiter).of_kind(&history, true);
-
-        // A wait that found its value at once is short: the next one spins.
-        spell().end();
-        let mut next = spell();
-        assert!(next.again(), "armed after a short wait");
-        next.end();
-        assert_eq!(places.taken(), 0, "an ended spell gives its place back");
-
-        // A wait that outlasted the budget: the next one sleeps at once, taking no place.
-        outlast(spell());
-        let mut unarmed = spell();
-        assert!(!unarmed.again(), "a wait after a long one sleeps at once");
-        assert_eq!(places.taken(), 0, "and takes no place");
-        // Woken within the budget: short, so spinning is armed again.
-        unarmed.end();
-        assert!(spell().again(), "a short wait arms spinning again");
-
-        // Under `always`, a long history does not matter.
-        outlast(spell());
-        let mut always = Spin::new(&places, budget, Role::Waiter).of_kind(&history, false);
-        assert!(always.again(), "always spins");
-    }
 
     #[test]
     fn a_handoff_delivers_what_was_sent_then_sees_the_sender_gone() {
@@ -703,88 +370,112 @@ mod tests {
         }
     }
 
-    /// The CPUs of a mask, as a list.
-    fn cpus(set: &libc::cpu_set_t) -> Vec<usize> {
-        (0..libc::CPU_SETSIZE as usize)
-            // SAFETY: every index is below CPU_SETSIZE.
-            .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, set) })
-            .collect()
+    /// The CPU mask of the calling thread.
+    fn own_mask() -> libc::cpu_set_t {
+        // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
+        let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `mask` is a valid cpu_set_t of the size given.
+        let got = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&mask), &mut mask) };
+        assert_eq!(got, 0, "sched_getaffinity: {}", io::Error::last_os_error());
+        mask
+    }
+
+    /// Sets the calling thread's CPU mask.
+    fn set_own_mask(mask: &libc::cpu_set_t) {
+        // SAFETY: `mask` is a valid cpu_set_t of the size given.
+        let set = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(mask), mask) };
+        assert_eq!(set, 0, "sched_setaffinity: {}", io::Error::last_os_error());
+    }
+
+    /// The mask of `cpu` alone.
+    fn only(cpu: usize) -> libc::cpu_set_t {
+        assert!(cpu < libc::CPU_SETSIZE as usize);
+        // SAFETY: all zeroes is the empty set.
+        let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `cpu` is below CPU_SETSIZE, as CPU_SET needs.
+        unsafe { libc::CPU_SET(cpu, &mut mask) };
+        mask
     }
 
     /// The calling thread's CPU mask, as a list.
     fn affinity() -> Vec<usize> {
-        cpus(&mask_of(0).expect("the calling thread's mask"))
+        let set = own_mask();
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: every index is below CPU_SETSIZE.
+            .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+            .collect()
     }
 
     /// Puts the calling thread on `cpu`, then gives it back its whole mask.
     fn move_to(cpu: usize) {
-        let own = mask_of(0).expect("own mask");
-        assert!(set_mask(0, &only(cpu).expect("a CPU")), "move to {cpu}");
-        assert!(set_mask(0, &own), "own mask back");
+        let own = own_mask();
+        set_own_mask(&only(cpu));
+        set_own_mask(&own);
+    }
+
+    /// Whether the runtime's "wake near the waker" is on in this process (its rule, read from
+    /// the same variable and CPU count).
+    fn wake_near_on() -> bool {
+        match std::env::var(WAKE_NEAR_ENV).as_deref().map(str::trim) {
+            Ok("0") => false,
+            Ok("1") => true,
+            _ => max_spinners() < WAKE_NEAR_BELOW_CPUS,
+        }
     }
 
     #[test]
-    fn a_sender_on_another_cpu_narrows_the_sleeper_which_gets_its_mask_back() {
+    fn a_receiver_asleep_on_another_cpu_wakes_near_the_sender_and_gets_its_mask_back() {
         let inherited = affinity();
         let [first, second, ..] = inherited[..] else {
-            // One CPU: nowhere else to wake, and `waking` never narrows.
+            // One CPU: nowhere else to wake, and a sender never narrows.
             return;
         };
+        const ROUNDS: usize = 20;
         mp_testkit::watchdog::guard("wake near", LONG, || {
-            let place = Arc::new(Mutex::new(WakePlace::default()));
-            let (tx, rx) = handoff::<()>();
-            let sleeper = std::thread::spawn({
-                let place = place.clone();
-                move || {
+            let (tx, rx) = handoff::<usize>();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+            let receiver = std::thread::spawn(move || {
+                let mut masks = Vec::new();
+                for round in 0..ROUNDS {
+                    // Asleep on `first`, with the whole mask.
                     move_to(first);
-                    // As `HandoffReceiver::recv` does, whatever the setting.
-                    place.lock().record_sleeper();
-                    rx.recv(None).expect("woken");
-                    if let Some(own) = place.lock().awake() {
-                        assert!(set_mask(0, &own), "own mask back");
-                    }
-                    affinity()
+                    ready_tx.send(()).expect("the sender waits");
+                    assert_eq!(rx.recv(None), Some(round));
+                    masks.push(affinity());
+                }
+                let woken_near = rx.shared.state.lock().woken_near;
+                (woken_near, masks)
+            });
+            // The sender runs on `second` only (a thread of its own, so that no test thread is
+            // left pinned), and sends once the receiver has had the time to fall asleep.
+            let sender = std::thread::spawn(move || {
+                set_own_mask(&only(second));
+                for round in 0..ROUNDS {
+                    ready_rx.recv().expect("the receiver asks");
+                    std::thread::sleep(Duration::from_millis(5));
+                    tx.send(round).expect("the receiver waits");
                 }
             });
-            // Until the sleeper has recorded itself (bounded by the watchdog).
-            let (tid, slept_on) = loop {
-                if let Some(asleep) = place.lock().asleep {
-                    break asleep;
-                }
-                std::thread::yield_now();
-            };
-            let own = cpus(&mask_of(tid).expect("the sleeper's mask"));
-            let narrowed_to = std::thread::spawn({
-                let place = place.clone();
-                move || {
-                    assert!(set_mask(0, &only(second).expect("a CPU")), "pin the waker");
-                    place.lock().waking();
-                    // A second waker finds the sleeper already claimed.
-                    place.lock().waking();
-                    let mask = cpus(&mask_of(tid).expect("the sleeper's mask"));
-                    tx.send(()).expect("the sleeper waits");
-                    mask
-                }
-            })
-            .join()
-            .expect("waker");
-            if slept_on == Some(second) {
-                assert_eq!(
-                    narrowed_to, own,
-                    "a sleeper on the waker's CPU stays as it is"
+            sender.join().expect("sender");
+            let (woken_near, masks) = receiver.join().expect("receiver");
+            for mask in masks {
+                assert_eq!(mask, inherited, "the woken receiver gets its own mask back");
+            }
+            if wake_near_on() {
+                assert!(
+                    woken_near > 0,
+                    "never woken near the sender in {ROUNDS} rounds"
                 );
             } else {
-                assert_eq!(narrowed_to, [second], "narrowed to the waker's CPU");
+                assert_eq!(woken_near, 0, "woken near the sender with the rule off");
             }
-            let after = sleeper.join().expect("sleeper");
-            assert_eq!(after, inherited, "the woken thread gets its own mask back");
         });
     }
 
     #[test]
     fn a_sleeping_receiver_is_woken_and_gets_its_mask_back() {
-        // Through `recv` itself: whatever the setting and wherever the two threads run, the
-        // receiver ends with the mask it had.
+        // Whatever the setting and wherever the two threads run, the receiver ends with the
+        // mask it had.
         let inherited = affinity();
         mp_testkit::watchdog::guard("sleep and wake", LONG, || {
             let (tx, rx) = handoff::<u64>();

@@ -24,16 +24,16 @@
 //!
 //! # Waiting
 //!
-//! Every wait is the runtime's ([`crate::wait`], a copy of `multiprocess_event_loop::spin` and
-//! of its placement rules):
+//! Every wait is the runtime's ([`crate::wait`], which waits with the runtime's own
+//! `multiprocess_event_loop::spin::Spin` and `placement::WakePlace`):
 //!
 //! - **Spin, then sleep.** For up to `MULTIPROCESS_WAIT_SPIN_US` (default 100 µs, `0` never
 //!   spins) a waiting thread looks without blocking (its channel's queue; the socket with
 //!   `recv(2)` and `MSG_DONTWAIT`) and yields between looks; then it sleeps (on the channel's
 //!   condition variable; in `read`). The two loops always may spin; the application thread
 //!   and the worker only while one of their process's places (one per CPU) is free. Under the
-//!   adaptive policy (the default), a wait spins only if the thread's last wait of the same
-//!   kind was short.
+//!   adaptive policy (the default), a wait spins unless the thread's last two waits of the
+//!   same kind both ran past the budget.
 //! - **Start near the creator.** The parent's loop and the child's worker start on the CPU of
 //!   the thread that made them (`placement::start_near`, with its `MULTIPROCESS_START_NEAR`
 //!   switch).
