@@ -766,6 +766,7 @@ impl Connection {
     }
 
     /// Its status, to wait on without holding the connection open.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn status(&self) -> Arc<ConnStatus> {
         self.shared.status.clone()
     }
