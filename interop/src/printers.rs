@@ -1,7 +1,7 @@
 //! Printers of this process: one that writes lines to stdout
 //! ([`LinePrinter`], what `mpprinter` serves) and one that records them
 //! ([`PrintLog`]). Both implement the generated
-//! [`PrinterInterface`](crate::printer::PrinterInterface), whose `print`
+//! [`PrinterInterface`], whose `print`
 //! runs, served to a peer, on the worker thread the request's `Context`
 //! names (or, called back during a call of this process, on the thread
 //! waiting for it); a peer's printer implements it too.

@@ -29,7 +29,7 @@
 //! - [`wait`]: the runtime's way of waiting (spin, then sleep) for plain threads, as `chain`
 //!   waits.
 //! - [`run`]: the measurement loop (warm-up, interleaved rounds) and the JSON/table output.
-//! - [`bench`] and [`bench_capnp`]: `schema/bench.capnp`, the `capnp` scenario's interface,
+//! - [`bench`](mod@bench) and [`bench_capnp`]: `schema/bench.capnp`, the `capnp` scenario's interface,
 //!   compiled in `build.rs` (the scenario serves and calls it by hand, on capnpc's code).
 
 multiprocess::include_proxies!();

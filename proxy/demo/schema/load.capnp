@@ -7,7 +7,7 @@ using Proxy = import "/mp/proxy.capnp";
 interface Load $Proxy.wrap("load::Load") {
     construct @0 (threadMap :Proxy.ThreadMap) -> (threadMap :Proxy.ThreadMap);
     echo @1 (context :Proxy.Context, caller :Text, seq :UInt32) -> (answer :Text, worker :Text);
-    # `answer` is "<caller>#<seq>" (computed here); `worker` is the thread
+    # `answer` is `"{caller}#{seq}"` (computed here); `worker` is the thread
     # that served the call.
     hold @2 (context :Proxy.Context, during :Holding) -> ();
     # Calls `during` with the serving thread's name and returns once it

@@ -16,7 +16,7 @@
 //!
 //! `call` goes through the generated proxies (the `Probe` trait's client and server);
 //! `call-hand` ([`HandCall`]) makes the same request with the hand-written client and server of
-//! [`hand`](super::hand), the baseline the generated code is held to.
+//! [`hand`], the baseline the generated code is held to.
 
 use std::io;
 use std::os::unix::net::UnixStream;

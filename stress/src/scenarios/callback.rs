@@ -16,7 +16,7 @@
 //! `call`, plus passing and releasing the closure's capability.
 //!
 //! `callback` goes through the generated proxies; `callback-hand` ([`HandCallback`]) makes the
-//! same request with the hand-written client and server of [`hand`](super::hand).
+//! same request with the hand-written client and server of [`hand`].
 
 use std::io;
 use std::os::unix::net::UnixStream;

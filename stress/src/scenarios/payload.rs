@@ -13,7 +13,7 @@
 //! `calls` counts echoes. Fewer by default (200): each moves 2 MiB.
 //!
 //! `payload` goes through the generated proxies; `payload-hand` ([`HandPayload`]) makes the
-//! same request with the hand-written client and server of [`hand`](super::hand).
+//! same request with the hand-written client and server of [`hand`].
 
 use std::io;
 use std::os::unix::net::UnixStream;
