@@ -374,12 +374,12 @@ impl ServeContext {
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, client = %server.peer, connection = %conn.name, "IPC server recv");
             // A drained listener is disconnecting this connection: the
             // request must not start on a worker now (`drain.rs`).
-            if crate::drain::closing(conn_id) {
+            let Ok(running) = crate::drain::enter(conn_id) else {
                 return Err(capnp::Error::disconnected(format!(
                     "{method} refused: the server is shutting down"
                 )));
-            }
-            let in_flight = InFlight::start(&conn, &server, callback, poster, lent);
+            };
+            let in_flight = InFlight::start(&conn, &server, callback, poster, lent, running);
             let callback_key = in_flight.callback_key();
             let job_hold = in_flight.clone();
             let (sender, receiver) = futures::channel::oneshot::channel();
@@ -516,13 +516,15 @@ struct CallbackKey {
 
 impl InFlight {
     /// Loop thread only: counts the request in `server`'s load and holds
-    /// its callback thread, if it named one.
+    /// its callback thread, if it named one, and its place in its
+    /// listener's count (`drain::enter`).
     fn start(
         conn: &Rc<ConnState>,
         server: &ThreadServer,
         callback: Option<capnp::Result<crate::proxy_capnp::thread::Client>>,
         poster: multiprocess_event_loop::LoopPoster,
         lent: Option<Box<dyn capnp::private::capability::ParamsHook>>,
+        running: Option<crate::drain::Running>,
     ) -> Self {
         server.depth.fetch_add(1, Ordering::Relaxed);
         let lent = lent.map(|params| LentParams {
@@ -543,7 +545,7 @@ impl InFlight {
         Self(crate::sync::Arc::new(InFlightState {
             depth: server.depth.clone(),
             callback,
-            _running: crate::drain::enter(conn.id),
+            _running: running,
             _lent: lent,
         }))
     }

@@ -190,13 +190,6 @@ pub(crate) fn yield_now() -> impl std::future::Future<Output = ()> {
     })
 }
 
-/// Loop thread: whether connection `conn_id`'s listener has decided to
-/// disconnect it (drained, or forced): a request arriving now is refused
-/// rather than started on a worker that would outlive the drain.
-pub(crate) fn closing(conn_id: u64) -> bool {
-    gauge_of(conn_id).is_some_and(|gauge| gauge.state.lock().disconnecting)
-}
-
 fn gauge_of(conn_id: u64) -> Option<Arc<Gauge>> {
     GAUGES
         .try_with(|gauges| {
@@ -213,12 +206,25 @@ fn gauge_of(conn_id: u64) -> Option<Arc<Gauge>> {
 /// A request counted in its listener's gauge until dropped.
 pub(crate) struct Running(Arc<Gauge>);
 
+/// A request refused because its listener is disconnecting its connection
+/// (a drain): it must not start on a worker now.
+pub(crate) struct Closing;
+
 /// Loop thread: counts a request arriving on connection `conn_id` in its
-/// listener's gauge, if a listener accepted it.
-pub(crate) fn enter(conn_id: u64) -> Option<Running> {
-    let gauge = gauge_of(conn_id)?;
-    gauge.state.lock().running += 1;
-    Some(Running(gauge))
+/// listener's gauge, if a listener accepted it (`Ok(None)` if none did), or
+/// refuses it if that listener is disconnecting the connection. One look
+/// and one lock for both.
+pub(crate) fn enter(conn_id: u64) -> Result<Option<Running>, Closing> {
+    let Some(gauge) = gauge_of(conn_id) else {
+        return Ok(None);
+    };
+    let mut state = gauge.state.lock();
+    if state.disconnecting {
+        return Err(Closing);
+    }
+    state.running += 1;
+    drop(state);
+    Ok(Some(Running(gauge)))
 }
 
 impl Drop for Running {
