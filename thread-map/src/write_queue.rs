@@ -161,7 +161,7 @@ where
             // behind the `Release` its job's end queued, and both then go
             // out together. One more turn of the loop's batch, no system
             // call, and no waiting for anything that is not already ready.
-            yield_once().await;
+            crate::drain::yield_now().await;
             let mut written = Vec::new();
             let mut next = Some(first);
             while let Some(item) = next.take() {
@@ -188,22 +188,6 @@ where
         }
     };
     (sender, task)
-}
-
-/// Returns `Pending` once, waking itself, then `Ready`: puts the task at
-/// the back of the loop's ready tasks.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 #[cfg(test)]
