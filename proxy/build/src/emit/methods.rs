@@ -290,39 +290,25 @@ impl<'a> FileGen<'_, 'a> {
     pub(super) fn write_results(&self, m: &Method, b: &str) -> String {
         let e = self.emit();
         let mut o = String::new();
+        // One result slot, read from `field` (a reference to the value).
+        let set = |slot: &Slot, field: String| -> String {
+            let input = slot.ty.input_from_ref(&field);
+            e.set_slot(
+                slot,
+                b,
+                if slot.has.is_some() { &field } else { &input },
+                |v| slot.ty.input_from_ref(v),
+            )
+        };
         let write_value = |value: &str| -> String {
             let mut o = String::new();
             match (&m.output, m.results.first()) {
                 (Some(_), _) => {
                     for slot in &m.results {
-                        let field = format!("&{value}.{}", slot.name);
-                        let input = slot.ty.input_from_ref(&field);
-                        let _ = write!(
-                            o,
-                            "{}",
-                            e.set_slot(
-                                slot,
-                                b,
-                                if slot.has.is_some() { &field } else { &input },
-                                |v| slot.ty.input_from_ref(v)
-                            )
-                        );
+                        o.push_str(&set(slot, format!("&{value}.{}", slot.name)));
                     }
                 }
-                (None, Some(slot)) => {
-                    let field = format!("&{value}");
-                    let input = slot.ty.input_from_ref(&field);
-                    let _ = write!(
-                        o,
-                        "{}",
-                        e.set_slot(
-                            slot,
-                            b,
-                            if slot.has.is_some() { &field } else { &input },
-                            |v| slot.ty.input_from_ref(v)
-                        )
-                    );
-                }
+                (None, Some(slot)) => o.push_str(&set(slot, format!("&{value}"))),
                 (None, None) => {
                     let _ = writeln!(o, "let () = {value};");
                 }
