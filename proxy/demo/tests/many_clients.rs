@@ -125,24 +125,6 @@ impl Server {
     fn stats(&self) -> ProcessStats {
         ProcessStats::read(Some(self.process.child.id())).expect("read the server's /proc")
     }
-
-    /// The server's figures once it has no workers and `fds` descriptors
-    /// open again, or after 10 s. A connection's socket closes a few turns
-    /// of the server's loop after its workers have gone (once the last of
-    /// its requests has let go, and the destructors queued for the cleanup
-    /// thread have run), so this settles and looks again until then: each
-    /// look is a round trip through the server's loop. A descriptor that
-    /// never closes shows in the figures returned.
-    fn stats_once_fds_are(&mut self, fds: usize) -> ProcessStats {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            self.settle(0);
-            let stats = self.stats();
-            if stats.fds == fds || std::time::Instant::now() >= deadline {
-                return stats;
-            }
-        }
-    }
 }
 
 /// A round's report of one client thread: its name, its worker, calls,
@@ -208,8 +190,6 @@ fn sixty_four_clients_of_four_threads_each() {
     guard("sixty_four_clients_of_four_threads_each", BOUND, || {
         let dir = temp_dir("64");
         let mut server = Server::start(&dir);
-        // No connection has been made yet: the descriptors the server keeps.
-        let idle_fds = server.stats().fds;
         let start = |server: &Server| {
             let mut client = Process::start(
                 env!("CARGO_BIN_EXE_load-client"),
@@ -224,7 +204,8 @@ fn sixty_four_clients_of_four_threads_each() {
         first.send("round");
         read_round(&mut first);
         first.finish();
-        let before = server.stats_once_fds_are(idle_fds);
+        server.settle(0);
+        let before = server.stats();
         let names_before = server.thread_names();
 
         let mut clients: Vec<Process> = (0..CLIENTS).map(|_| start(&server)).collect();
@@ -282,7 +263,8 @@ fn sixty_four_clients_of_four_threads_each() {
         for client in clients {
             client.finish();
         }
-        let after = server.stats_once_fds_are(before.fds);
+        server.settle(0);
+        let after = server.stats();
         eprintln!("server before: {before}; with {CLIENTS} clients: {during}; after: {after}");
         let names_after = server.thread_names();
         assert_eq!(
