@@ -550,22 +550,41 @@ mod tests {
 
     #[test]
     fn a_worker_that_blocks_and_is_woken_counts_a_sleep() {
-        // 50 ms without a job is far beyond the spinning budget (100 us by
-        // default): the worker must have gone to sleep, and `close` wakes it.
-        let waiter = Waiter::new("sleeper");
-        let before = sleeps();
+        // A never-spinning worker sleeps as soon as it runs out of jobs, so
+        // a job handed to it once it has run the previous one wakes it from
+        // a sleep, or (if the job came first) finds it awake; a few rounds
+        // see a sleep counted. No fixed pause: each round waits for the
+        // job's signal, every wait bounded.
+        let waiter = Waiter::never_spinning("sleeper");
+        let (exited, exit) = crate::sync::channel::unbounded();
         let worker = {
             let waiter = Arc::clone(&waiter);
-            std::thread::spawn(move || waiter.serve())
+            std::thread::spawn(move || {
+                waiter.serve();
+                let _ = exited.send(());
+            })
         };
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        waiter.close();
+        let before = sleeps();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !worker.is_finished() {
-            assert!(std::time::Instant::now() < deadline, "serve did not return");
-            std::thread::sleep(std::time::Duration::from_millis(1));
+        let (ran, signal) = crate::sync::channel::unbounded();
+        while sleeps() == before {
+            assert!(std::time::Instant::now() < deadline, "no sleep counted");
+            let ran = ran.clone();
+            assert!(
+                waiter
+                    .post(Box::new(move || {
+                        let _ = ran.send(());
+                    }))
+                    .is_ok(),
+                "the worker refused a job"
+            );
+            signal
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("the worker ran its job");
         }
+        waiter.close();
+        exit.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("serve returned once closed");
         worker.join().expect("worker thread");
-        assert!(sleeps() > before, "no sleep counted");
     }
 }
