@@ -117,6 +117,8 @@ pub fn handoff<T>() -> (HandoffSender<T>, HandoffReceiver<T>) {
             place: WakePlace::default(),
             #[cfg(test)]
             woken_near: 0,
+            #[cfg(test)]
+            asleep: false,
         }),
         cv: Condvar::new(),
     });
@@ -142,6 +144,10 @@ struct State<T> {
     /// How many times the receiver woke narrowed to a sender's CPU.
     #[cfg(test)]
     woken_near: usize,
+    /// Whether the receiver is blocked on the condition variable (set under
+    /// the lock it releases as it blocks): tests send only then.
+    #[cfg(test)]
+    asleep: bool,
 }
 
 /// The sending end of a [`handoff`]. Dropping it wakes the receiver, whose `recv` then returns
@@ -212,7 +218,15 @@ impl<T> HandoffReceiver<T> {
                 continue;
             }
             state.place.going_to_sleep();
+            #[cfg(test)]
+            {
+                state.asleep = true;
+            }
             self.shared.cv.wait(&mut state);
+            #[cfg(test)]
+            {
+                state.asleep = false;
+            }
             // A sender may have narrowed this thread's mask: put it back with the lock let go,
             // so that senders do not wait for the system call (as the runtime's Waiter does).
             let restore = state.place.awake();
@@ -447,12 +461,14 @@ mod tests {
                 (woken_near, masks)
             });
             // The sender runs on `second` only (a thread of its own, so that no test thread is
-            // left pinned), and sends once the receiver has had the time to fall asleep.
+            // left pinned), and sends once the receiver is asleep (the watchdog bounds the wait).
             let sender = std::thread::spawn(move || {
                 set_own_mask(&only(second));
                 for round in 0..ROUNDS {
                     ready_rx.recv().expect("the receiver asks");
-                    std::thread::sleep(Duration::from_millis(5));
+                    while !tx.shared.state.lock().asleep {
+                        std::thread::yield_now();
+                    }
                     tx.send(round).expect("the receiver waits");
                 }
             });
