@@ -11,6 +11,7 @@ multiprocess::include_proxies!();
 
 pub mod child_waits;
 pub mod children;
+pub mod line_process;
 pub mod peer;
 pub mod probe_server;
 pub mod watchdog;

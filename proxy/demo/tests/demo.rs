@@ -4,13 +4,9 @@
 //! GUI say so and exit with 0 (the documented outcome); `demo` runs the
 //! whole set and shuts it down cleanly.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mp_testkit::children::Registration;
+use mp_testkit::line_process::{LineProcess, TempDir};
 use mp_testkit::watchdog::guard;
 use multiprocess::Address;
 use multiprocess_demo::REWARD;
@@ -19,107 +15,20 @@ use multiprocess_demo::demo::Node;
 const BOUND: Duration = Duration::from_secs(90);
 
 /// A data directory of its own for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("mp-demo-{}-{label}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir(&path).expect("create the test's directory");
-        Self(path)
-    }
-
-    fn arg(&self) -> String {
-        format!("-datadir={}", self.0.display())
-    }
+fn temp_dir(label: &str) -> TempDir {
+    TempDir::new("mp-demo", label)
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One of the demo's programs, with its stdin and stdout piped.
-struct Program {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    _registration: Registration,
-}
-
-impl Program {
-    fn start(exe: &str, args: &[String]) -> Self {
-        let mut child = Command::new(exe)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
-        let registration = mp_testkit::children::register(child.id(), exe);
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-            _registration: registration,
-        }
-    }
-
-    /// The next line it prints; `None` at the end of its output (blocks:
-    /// under the test's watchdog).
-    fn line(&mut self) -> Option<String> {
-        let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .expect("read a program's output");
-        (n > 0).then(|| line.trim_end().to_string())
-    }
-
-    /// Reads lines until one starts with `prefix`; returns its rest.
-    fn until(&mut self, prefix: &str) -> String {
-        let mut seen = Vec::new();
-        loop {
-            let Some(line) = self.line() else {
-                panic!("output ended with no line {prefix:?}; it printed {seen:#?}")
-            };
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.to_string();
-            }
-            seen.push(line);
-        }
-    }
-
-    fn send(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{command}").expect("write a command");
-        stdin.flush().expect("flush");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Program {
-    fn drop(&mut self) {
-        // A test that failed half-way leaves nothing running.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The `-datadir=` argument for `dir`.
+fn datadir(dir: &TempDir) -> String {
+    format!("-datadir={}", dir.path().display())
 }
 
 /// A node with its wallet, mining only when asked (`-blocktime=0`).
-fn start_node(dir: &TempDir) -> (Program, u32, Address) {
-    let mut node = Program::start(
+fn start_node(dir: &TempDir) -> (LineProcess, u32, Address) {
+    let mut node = LineProcess::start(
         env!("CARGO_BIN_EXE_node"),
-        &[dir.arg(), "-blocktime=0".into()],
+        &[datadir(dir), "-blocktime=0".into()],
     );
     let wallet: u32 = node.until("node: wallet pid ").parse().expect("a pid");
     let address: Address = node
@@ -128,7 +37,7 @@ fn start_node(dir: &TempDir) -> (Program, u32, Address) {
         .expect("the node's address");
     assert_eq!(
         address,
-        Address::parse("unix", &dir.0, "node").expect("address"),
+        Address::parse("unix", dir.path(), "node").expect("address"),
         "the node listens on <datadir>/node.sock"
     );
     (node, wallet, address)
@@ -136,8 +45,8 @@ fn start_node(dir: &TempDir) -> (Program, u32, Address) {
 
 /// A GUI on `dir`'s node, connected: returns it with the height and
 /// balance it first showed.
-fn start_gui(dir: &TempDir) -> (Program, i32, i64) {
-    let mut gui = Program::start(env!("CARGO_BIN_EXE_gui"), &[dir.arg()]);
+fn start_gui(dir: &TempDir) -> (LineProcess, i32, i64) {
+    let mut gui = LineProcess::start(env!("CARGO_BIN_EXE_gui"), &[datadir(dir)]);
     let shown = gui.until("gui: connected to ");
     (gui, height_in(&shown), balance_in(&shown))
 }
@@ -159,7 +68,7 @@ fn balance_in(line: &str) -> i64 {
 }
 
 /// Asks `gui` for the status: (height, balance).
-fn status(gui: &mut Program) -> (i32, i64) {
+fn status(gui: &mut LineProcess) -> (i32, i64) {
     gui.send("status");
     let line = gui.until("gui: height ");
     let line = format!("height {line}");
@@ -180,7 +89,7 @@ fn running(pid: u32) -> bool {
 #[test]
 fn guis_attached_at_once_see_the_same_chain() {
     guard("guis_attached_at_once_see_the_same_chain", BOUND, || {
-        let dir = TempDir::new("same");
+        let dir = temp_dir("same");
         let (mut node, _wallet, _) = start_node(&dir);
         let (mut one, h1, b1) = start_gui(&dir);
         let (mut two, h2, b2) = start_gui(&dir);
@@ -198,7 +107,7 @@ fn guis_attached_at_once_see_the_same_chain() {
         assert_eq!(two.until("gui: mined, height "), "4");
         one.send("status");
         let mut told = Vec::new();
-        while let Some(line) = one.line() {
+        while let Some(line) = one.next_line() {
             if line.starts_with("gui: height ") {
                 break;
             }
@@ -238,7 +147,7 @@ fn guis_attached_at_once_see_the_same_chain() {
         for gui in [&mut one, &mut two] {
             gui.send("quit");
             assert_eq!(gui.until("gui: "), "bye");
-            let status = gui.child.wait().expect("wait for a gui");
+            let status = gui.child().wait().expect("wait for a gui");
             assert!(status.success(), "a GUI that quits exits with 0: {status}");
         }
         // The node shuts down cleanly on SIGTERM, its wallet with it.
@@ -254,7 +163,7 @@ fn guis_attached_at_once_see_the_same_chain() {
             "exited with exit status: 0"
         );
         node.until("node: stopped");
-        let status = node.child.wait().expect("wait for the node");
+        let status = node.child().wait().expect("wait for the node");
         assert!(status.success(), "{status}");
     });
 }
@@ -265,15 +174,15 @@ fn killing_a_gui_leaves_the_node_and_wallet_serving() {
         "killing_a_gui_leaves_the_node_and_wallet_serving",
         BOUND,
         || {
-            let dir = TempDir::new("kill-gui");
+            let dir = temp_dir("kill-gui");
             let (mut node, wallet, address) = start_node(&dir);
             let (mut one, _, _) = start_gui(&dir);
             let (mut two, _, _) = start_gui(&dir);
             one.send("mine 2");
             assert_eq!(one.until("gui: mined, height "), "2");
 
-            two.child.kill().expect("SIGKILL a gui");
-            two.child.wait().expect("reap it");
+            two.child().kill().expect("SIGKILL a gui");
+            two.child().wait().expect("reap it");
             // The next block finds its subscription dead and drops it; the
             // node, its wallet and the other GUI carry on.
             one.send("mine 1");
@@ -300,11 +209,11 @@ fn killing_a_gui_leaves_the_node_and_wallet_serving() {
                     gui.until("gui: disconnected from the node")
                         .contains("exiting")
                 );
-                let status = gui.child.wait().expect("wait for a gui");
+                let status = gui.child().wait().expect("wait for a gui");
                 assert!(status.success(), "{status}");
             }
             node.until("node: stopped");
-            assert!(node.child.wait().expect("wait for the node").success());
+            assert!(node.child().wait().expect("wait for the node").success());
         },
     );
 }
@@ -340,7 +249,7 @@ fn wait_pid(pid: u32) -> i32 {
 fn killing_the_node_makes_the_wallet_and_every_gui_exit_cleanly() {
     guard("killing_the_node", BOUND, || {
         become_subreaper();
-        let dir = TempDir::new("kill-node");
+        let dir = temp_dir("kill-node");
         let (mut node, wallet, _) = start_node(&dir);
         let _wallet_registration = mp_testkit::children::register(wallet, "wallet");
         let (mut one, _, _) = start_gui(&dir);
@@ -349,13 +258,13 @@ fn killing_the_node_makes_the_wallet_and_every_gui_exit_cleanly() {
         assert_eq!(one.until("gui: mined, height "), "1");
         assert_eq!(status(&mut two), (1, REWARD));
 
-        node.child.kill().expect("SIGKILL the node");
-        node.child.wait().expect("reap the node");
+        node.child().kill().expect("SIGKILL the node");
+        node.child().wait().expect("reap the node");
         // Every GUI says so and exits with 0.
         for gui in [&mut one, &mut two] {
             let said = gui.until("gui: disconnected from the node (");
             assert!(said.ends_with("); exiting"), "{said}");
-            let status = gui.child.wait().expect("wait for a gui");
+            let status = gui.child().wait().expect("wait for a gui");
             assert_eq!(status.code(), Some(0), "{status}");
         }
         // So does the wallet, on the stdout it shares with the node.
@@ -366,19 +275,19 @@ fn killing_the_node_makes_the_wallet_and_every_gui_exit_cleanly() {
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "the wallet's wait status is {status:#x}"
         );
-        assert_eq!(node.line(), None, "nothing else printed");
+        assert_eq!(node.next_line(), None, "nothing else printed");
     });
 }
 
 #[test]
 fn the_demo_runs_the_whole_set_and_shuts_it_down() {
     guard("the_demo_runs_the_whole_set", BOUND, || {
-        let mut demo = Program::start(env!("CARGO_BIN_EXE_demo"), &[]);
+        let mut demo = LineProcess::start::<&str>(env!("CARGO_BIN_EXE_demo"), &[]);
         let mut all = Vec::new();
-        while let Some(line) = demo.line() {
+        while let Some(line) = demo.next_line() {
             all.push(line);
         }
-        let status = demo.child.wait().expect("wait for the demo");
+        let status = demo.child().wait().expect("wait for the demo");
         let text = all.join("\n");
         assert!(status.success(), "the demo exited with {status}:\n{text}");
         // Two GUIs, two application threads each, each thread served by a

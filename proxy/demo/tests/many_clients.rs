@@ -6,12 +6,10 @@
 //! back where they started and its memory within 8 MiB.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use mp_testkit::children::Registration;
+use mp_testkit::line_process::LineProcess;
 use mp_testkit::watchdog::guard;
 use multiprocess_demo::ProcessStats;
 
@@ -24,77 +22,15 @@ const VICTIMS: usize = 4;
 /// How much the server's memory may grow, in KiB.
 const RSS_SLACK_KIB: u64 = 8 * 1024;
 
-/// A process of ours, with stdin and stdout piped.
-struct Process {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    _registration: Registration,
-}
-
-impl Process {
-    fn start(exe: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(exe)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
-        let registration = mp_testkit::children::register(child.id(), exe);
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-            _registration: registration,
-        }
-    }
-
-    /// The next line (blocks: under the test's watchdog).
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .expect("read a process's output");
-        assert_ne!(n, 0, "the process's output ended");
-        line.trim_end().to_string()
-    }
-
-    fn send(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{command}").expect("write a command");
-        stdin.flush().expect("flush");
-    }
-
-    /// Closes stdin and waits for a clean exit.
-    fn finish(mut self) {
-        self.stdin = None;
-        let status = self.child.wait().expect("wait for a process");
-        assert!(status.success(), "exited with {status}");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // A test that failed half-way leaves nothing running.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 struct Server {
-    process: Process,
+    process: LineProcess,
     address: String,
 }
 
 impl Server {
     fn start(dir: &std::path::Path) -> Self {
         let address = format!("unix:{}", dir.join("load.sock").display());
-        let mut process = Process::start(env!("CARGO_BIN_EXE_load-server"), &[&address]);
+        let mut process = LineProcess::start(env!("CARGO_BIN_EXE_load-server"), &[&address]);
         let line = process.line();
         assert_eq!(line, format!("listening {address}"));
         Self { process, address }
@@ -119,11 +55,11 @@ impl Server {
     }
 
     fn thread_names(&self) -> Vec<String> {
-        multiprocess_demo::thread_names(self.process.child.id())
+        multiprocess_demo::thread_names(self.process.pid())
     }
 
     fn stats(&self) -> ProcessStats {
-        ProcessStats::read(Some(self.process.child.id())).expect("read the server's /proc")
+        ProcessStats::read(Some(self.process.pid())).expect("read the server's /proc")
     }
 }
 
@@ -154,7 +90,7 @@ fn parse_report(line: &str) -> ThreadReport {
 }
 
 /// Reads one client's round: a report per thread, checked.
-fn read_round(client: &mut Process) -> Vec<ThreadReport> {
+fn read_round(client: &mut LineProcess) -> Vec<ThreadReport> {
     let mut reports = Vec::new();
     loop {
         let line = client.line();
@@ -191,7 +127,7 @@ fn sixty_four_clients_of_four_threads_each() {
         let dir = temp_dir("64");
         let mut server = Server::start(&dir);
         let start = |server: &Server| {
-            let mut client = Process::start(
+            let mut client = LineProcess::start(
                 env!("CARGO_BIN_EXE_load-client"),
                 &[&server.address, &THREADS.to_string(), &CALLS.to_string()],
             );
@@ -208,7 +144,7 @@ fn sixty_four_clients_of_four_threads_each() {
         let before = server.stats();
         let names_before = server.thread_names();
 
-        let mut clients: Vec<Process> = (0..CLIENTS).map(|_| start(&server)).collect();
+        let mut clients: Vec<LineProcess> = (0..CLIENTS).map(|_| start(&server)).collect();
         // Every client's threads call at once (each client's wait at a
         // barrier); the clients run side by side.
         for client in &mut clients {
@@ -232,7 +168,7 @@ fn sixty_four_clients_of_four_threads_each() {
         let during = server.stats();
 
         // Some clients are stopped in the middle of a call...
-        let mut victims: Vec<Process> = clients.drain(..VICTIMS).collect();
+        let mut victims: Vec<LineProcess> = clients.drain(..VICTIMS).collect();
         for victim in &mut victims {
             victim.send("hold");
             let line = victim.line();
@@ -243,8 +179,8 @@ fn sixty_four_clients_of_four_threads_each() {
             client.send("round");
         }
         for victim in &mut victims {
-            victim.child.kill().expect("SIGKILL a client");
-            victim.child.wait().expect("reap it");
+            victim.child().kill().expect("SIGKILL a client");
+            victim.child().wait().expect("reap it");
         }
         for (client, before) in clients.iter_mut().zip(&first_round[VICTIMS..]) {
             let again = read_round(client);
@@ -291,7 +227,7 @@ fn settling_waits_for_connections_to_close() {
     guard("settling_waits_for_connections_to_close", BOUND, || {
         let dir = temp_dir("settle");
         let mut server = Server::start(&dir);
-        let mut client = Process::start(
+        let mut client = LineProcess::start(
             env!("CARGO_BIN_EXE_load-client"),
             &[&server.address, "1", "1"],
         );

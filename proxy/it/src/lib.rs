@@ -6,6 +6,7 @@
 multiprocess::include_proxies!();
 
 pub mod foo_impl;
+pub mod wallet_impl;
 
 /// Installs a `tracing` subscriber for `RUST_LOG` (`multiprocess=debug`
 /// traces every request and response), as every program we ship does.

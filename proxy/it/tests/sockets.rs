@@ -6,13 +6,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mp_testkit::children::Registration;
+use mp_testkit::line_process::{LineProcess, TempDir};
 use mp_testkit::watchdog::guard;
 use multiprocess::{Address, Error};
 use multiprocess_proxy_tests::wallet::{Init, Wallet};
@@ -20,106 +20,46 @@ use multiprocess_proxy_tests::wallet::{Init, Wallet};
 const BOUND: Duration = Duration::from_secs(90);
 
 /// A directory of its own for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("mp-sockets-{}-{label}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir(&path).expect("create the test's directory");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the test's directory");
-        Self(path)
-    }
-
-    fn unix(&self, name: &str) -> Address {
-        Address::Unix(self.0.join(name))
-    }
+fn temp_dir(label: &str) -> TempDir {
+    TempDir::new("mp-sockets", label)
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The unix socket `name` in `dir`.
+fn unix(dir: &TempDir, name: &str) -> Address {
+    Address::Unix(dir.path().join(name))
 }
 
-fn peer_command() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_socket-peer"))
+/// Starts a `socket-peer` child with `args`, to talk to through its stdin
+/// and stdout.
+fn start_peer(args: &[&str]) -> LineProcess {
+    start_peer_with(args, |_| {})
 }
 
-/// A `socket-peer` child that we talk to through its stdin and stdout.
-struct Peer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    _registration: Registration,
+/// [`start_peer`], with `configure` setting more of its command.
+fn start_peer_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> LineProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_socket-peer"));
+    command.args(args);
+    configure(&mut command);
+    LineProcess::spawn(command, "socket-peer")
 }
 
-impl Peer {
-    fn start(args: &[&str]) -> Self {
-        Self::start_with(args, |_| {})
-    }
-
-    fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
-        let mut command = peer_command();
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        configure(&mut command);
-        let mut child = command.spawn().expect("spawn socket-peer");
-        let registration = mp_testkit::children::register(child.id(), "socket-peer");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-            _registration: registration,
-        }
-    }
-
-    /// The next line the peer prints (blocks: under the test's watchdog).
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read socket-peer");
-        line.trim_end().to_string()
-    }
-
-    fn send(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{command}").expect("write to socket-peer");
-        stdin.flush().expect("flush");
-    }
-
-    /// Starts a server on `address` and returns it with the address it
-    /// listens on.
-    fn serve(address: &str, flags: &[&str]) -> (Self, Address) {
-        let mut args = vec!["serve", address];
-        args.extend_from_slice(flags);
-        let mut peer = Self::start(&args);
-        let line = peer.line();
-        let Some(bound) = line.strip_prefix("listening ") else {
-            panic!("socket-peer serve {address}: {line}");
-        };
-        let bound = bound.parse().expect("the address it prints parses");
-        (peer, bound)
-    }
-
-    /// Closes stdin and waits for a clean exit.
-    fn finish(mut self) {
-        self.stdin = None;
-        let status = self.child.wait().expect("wait for socket-peer");
-        assert!(status.success(), "socket-peer exited with {status}");
-    }
+/// Starts a `socket-peer` server on `address` and returns it with the
+/// address it listens on.
+fn serve_peer(address: &str, flags: &[&str]) -> (LineProcess, Address) {
+    let mut args = vec!["serve", address];
+    args.extend_from_slice(flags);
+    let mut peer = start_peer(&args);
+    let line = peer.line();
+    let Some(bound) = line.strip_prefix("listening ") else {
+        panic!("socket-peer serve {address}: {line}");
+    };
+    let bound = bound.parse().expect("the address it prints parses");
+    (peer, bound)
 }
 
 /// What a `socket-peer` run to completion printed (one line).
 fn run_peer(args: &[&str]) -> String {
-    let mut peer = Peer::start(args);
+    let mut peer = start_peer(args);
     let line = peer.line();
     peer.finish();
     line
@@ -178,11 +118,11 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn a_unix_listener_serves_each_client_on_its_own_workers() {
     guard("a_unix_listener_serves_each_client", BOUND, || {
-        let dir = TempDir::new("unix");
-        let wanted = Address::parse("unix", &dir.0, "node").expect("the default socket");
-        assert_eq!(wanted, dir.unix("node.sock"));
+        let dir = temp_dir("unix");
+        let wanted = Address::parse("unix", dir.path(), "node").expect("the default socket");
+        assert_eq!(wanted, unix(&dir, "node.sock"));
         // umask 0 would make a plainly bound socket 0777.
-        let (mut server, address) = Peer::serve(&wanted.to_string(), &["umask0"]);
+        let (mut server, address) = serve_peer(&wanted.to_string(), &["umask0"]);
         assert_eq!(address, wanted);
         let Address::Unix(path) = &address else {
             unreachable!()
@@ -216,8 +156,8 @@ fn a_unix_listener_serves_each_client_on_its_own_workers() {
 #[test]
 fn group_access_opens_the_socket_to_the_group() {
     guard("group_access_opens_the_socket_to_the_group", BOUND, || {
-        let dir = TempDir::new("group");
-        let (server, address) = Peer::serve(&dir.unix("g.sock").to_string(), &["group", "umask0"]);
+        let dir = temp_dir("group");
+        let (server, address) = serve_peer(&unix(&dir, "g.sock").to_string(), &["group", "umask0"]);
         let Address::Unix(path) = &address else {
             unreachable!()
         };
@@ -231,7 +171,7 @@ fn group_access_opens_the_socket_to_the_group() {
 fn tcp_listens_on_loopback_v4_and_v6() {
     guard("tcp_listens_on_loopback_v4_and_v6", BOUND, || {
         for wanted in ["tcp:127.0.0.1:0", "tcp:[::1]:0"] {
-            let (server, address) = Peer::serve(wanted, &[]);
+            let (server, address) = serve_peer(wanted, &[]);
             let Address::Tcp(addr) = address else {
                 panic!("{address} is not a TCP address")
             };
@@ -265,22 +205,22 @@ fn tcp_refuses_other_addresses_unless_allowed() {
 #[test]
 fn a_dead_servers_socket_is_replaced_and_a_live_ones_left_alone() {
     guard("a_dead_servers_socket_is_replaced", BOUND, || {
-        let dir = TempDir::new("stale");
-        let address = dir.unix("node.sock");
+        let dir = temp_dir("stale");
+        let address = unix(&dir, "node.sock");
         let Address::Unix(path) = &address else {
             unreachable!()
         };
         // A server killed outright leaves its socket file behind.
-        let (mut dead, _) = Peer::serve(&address.to_string(), &[]);
-        dead.child.kill().expect("kill the first server");
-        dead.child.wait().expect("reap it");
+        let (mut dead, _) = serve_peer(&address.to_string(), &[]);
+        dead.child().kill().expect("kill the first server");
+        dead.child().wait().expect("reap it");
         assert!(path.exists(), "SIGKILL leaves the file");
         let (kind, message) = io_kind(multiprocess::connect_to::<dyn Init>(&address));
         assert_eq!(kind, std::io::ErrorKind::ConnectionRefused, "{message}");
         assert!(message.contains("nothing listens"), "{message}");
 
         // Nothing answers there: a new server takes the path over.
-        let (live, _) = Peer::serve(&address.to_string(), &[]);
+        let (live, _) = serve_peer(&address.to_string(), &[]);
         let (_connection, wallet, _) = connect_and_call(&address);
 
         // A live server is not replaced: the second one is refused...
@@ -296,7 +236,7 @@ fn a_dead_servers_socket_is_replaced_and_a_live_ones_left_alone() {
         live.finish();
 
         // A path that is not a socket is never replaced.
-        let file = dir.0.join("file.sock");
+        let file = dir.path().join("file.sock");
         std::fs::write(&file, b"data").expect("write a regular file");
         let line = run_peer(&["serve", &format!("unix:{}", file.display())]);
         assert!(line.starts_with("error Io(AlreadyExists)"), "{line}");
@@ -304,7 +244,7 @@ fn a_dead_servers_socket_is_replaced_and_a_live_ones_left_alone() {
         // The directory must exist.
         let line = run_peer(&[
             "serve",
-            &format!("unix:{}/no/such/dir.sock", dir.0.display()),
+            &format!("unix:{}/no/such/dir.sock", dir.path().display()),
         ]);
         assert!(line.starts_with("error Io(NotFound)"), "{line}");
         assert!(line.contains("the directory must exist"), "{line}");
@@ -314,12 +254,15 @@ fn a_dead_servers_socket_is_replaced_and_a_live_ones_left_alone() {
 #[test]
 fn connect_errors_say_what_went_wrong() {
     guard("connect_errors_say_what_went_wrong", BOUND, || {
-        let dir = TempDir::new("errors");
+        let dir = temp_dir("errors");
         // No such socket.
-        let (kind, message) = io_kind(multiprocess::connect_to::<dyn Init>(&dir.unix("none.sock")));
+        let (kind, message) = io_kind(multiprocess::connect_to::<dyn Init>(&unix(
+            &dir,
+            "none.sock",
+        )));
         assert_eq!(kind, std::io::ErrorKind::NotFound, "{message}");
         // A regular file, a directory.
-        let file = dir.0.join("regular");
+        let file = dir.path().join("regular");
         std::fs::write(&file, b"").expect("write a file");
         let (kind, message) = io_kind(multiprocess::connect_to::<dyn Init>(&Address::Unix(
             file.clone(),
@@ -330,13 +273,13 @@ fn connect_errors_say_what_went_wrong() {
             "{message}"
         );
         let (kind, message) = io_kind(multiprocess::connect_to::<dyn Init>(&Address::Unix(
-            dir.0.clone(),
+            dir.path().to_path_buf(),
         )));
         assert_eq!(kind, std::io::ErrorKind::InvalidInput, "{message}");
         assert!(message.contains("a directory, not a socket"), "{message}");
 
         // Permission denied: the socket file is the owner's only...
-        let (server, address) = Peer::serve(&dir.unix("node.sock").to_string(), &[]);
+        let (server, address) = serve_peer(&unix(&dir, "node.sock").to_string(), &[]);
         let line = run_peer(&["connect", &address.to_string(), "nobody"]);
         assert!(line.starts_with("error Io(PermissionDenied)"), "{line}");
         assert!(line.contains("permission denied"), "{line}");
@@ -344,11 +287,11 @@ fn connect_errors_say_what_went_wrong() {
         assert!(line.starts_with("ok "), "its owner gets in: {line}");
         server.finish();
         // ...or a directory on the way is closed to the user.
-        let private = dir.0.join("private");
+        let private = dir.path().join("private");
         std::fs::create_dir(&private).expect("mkdir");
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         let inside = Address::Unix(private.join("node.sock"));
-        let (server, _) = Peer::serve(&inside.to_string(), &["group"]);
+        let (server, _) = serve_peer(&inside.to_string(), &["group"]);
         let line = run_peer(&["connect", &inside.to_string(), "nobody"]);
         assert!(line.starts_with("error Io(PermissionDenied)"), "{line}");
         server.finish();
@@ -367,7 +310,7 @@ fn connect_errors_say_what_went_wrong() {
 #[test]
 fn a_peer_that_is_not_a_multiprocess_server_is_told_apart() {
     guard("a_peer_that_is_not_a_multiprocess_server", BOUND, || {
-        let dir = TempDir::new("fake");
+        let dir = temp_dir("fake");
         for (how, expect) in [
             ("garbage", "is not a multiprocess server"),
             (
@@ -376,8 +319,8 @@ fn a_peer_that_is_not_a_multiprocess_server_is_told_apart() {
             ),
             ("silent", "did not answer the construct handshake"),
         ] {
-            let path = dir.0.join(format!("{how}.sock"));
-            let mut fake = Peer::start(&["fake", &path.display().to_string(), how]);
+            let path = dir.path().join(format!("{how}.sock"));
+            let mut fake = start_peer(&["fake", &path.display().to_string(), how]);
             assert_eq!(fake.line(), "listening");
             let got = multiprocess::connect_to_with::<dyn Init>(
                 &Address::Unix(path.clone()),
@@ -400,15 +343,15 @@ fn a_peer_that_is_not_a_multiprocess_server_is_told_apart() {
 #[test]
 fn one_connection_over_the_maximum_is_closed_with_a_log_line() {
     guard("one_connection_over_the_maximum", BOUND, || {
-        let dir = TempDir::new("max");
-        let address = dir.unix("node.sock");
-        let mut server = Peer::start_with(&["serve", &address.to_string(), "max=2"], |c| {
+        let dir = temp_dir("max");
+        let address = unix(&dir, "node.sock");
+        let mut server = start_peer_with(&["serve", &address.to_string(), "max=2"], |c| {
             c.env("RUST_LOG", "multiprocess=warn")
                 .stderr(Stdio::piped());
         });
         let line = server.line();
         assert!(line.starts_with("listening"), "{line}");
-        let mut stderr = BufReader::new(server.child.stderr.take().expect("piped stderr"));
+        let mut stderr = BufReader::new(server.child().stderr.take().expect("piped stderr"));
         let first = connect_and_call(&address);
         let second = connect_and_call(&address);
         let third = multiprocess::connect_to::<dyn Init>(&address);
@@ -443,8 +386,8 @@ fn one_connection_over_the_maximum_is_closed_with_a_log_line() {
 #[test]
 fn draining_lets_a_running_call_finish_then_disconnects() {
     guard("draining_lets_a_running_call_finish", BOUND, || {
-        let dir = TempDir::new("drain");
-        let (server, address) = Peer::serve(&dir.unix("node.sock").to_string(), &[]);
+        let dir = temp_dir("drain");
+        let (server, address) = serve_peer(&unix(&dir, "node.sock").to_string(), &[]);
         let server = Arc::new(std::sync::Mutex::new(server));
         let (connection, init) = multiprocess::connect_to::<dyn Init>(&address).expect("connect");
         let wallet = init.make_wallet("w").expect("make_wallet");
@@ -491,7 +434,7 @@ fn draining_lets_a_running_call_finish_then_disconnects() {
         assert_eq!(kind, std::io::ErrorKind::NotFound);
         drop((wallet, other_wallet, init, other_init));
         // A drained server has nothing left to do: it exits.
-        let status = server.child.wait().expect("wait for the server");
+        let status = server.child().wait().expect("wait for the server");
         assert!(status.success(), "the server exited with {status}");
     });
 }
@@ -499,8 +442,8 @@ fn draining_lets_a_running_call_finish_then_disconnects() {
 #[test]
 fn a_drain_that_times_out_says_so_and_cuts_nothing() {
     guard("a_drain_that_times_out", BOUND, || {
-        let dir = TempDir::new("drain-timeout");
-        let (server, address) = Peer::serve(&dir.unix("node.sock").to_string(), &[]);
+        let dir = temp_dir("drain-timeout");
+        let (server, address) = serve_peer(&unix(&dir, "node.sock").to_string(), &[]);
         let server = Arc::new(std::sync::Mutex::new(server));
         let (connection, init) = multiprocess::connect_to::<dyn Init>(&address).expect("connect");
         let wallet = init.make_wallet("w").expect("make_wallet");
@@ -523,7 +466,7 @@ fn a_drain_that_times_out_says_so_and_cuts_nothing() {
         assert!(wallet.balance("alice").is_err_and(|e| e.is_disconnected()));
         let mut server = server.lock().unwrap_or_else(|p| p.into_inner());
         server.send("exit");
-        let status = server.child.wait().expect("wait for the server");
+        let status = server.child().wait().expect("wait for the server");
         assert!(status.success(), "the server exited with {status}");
     });
 }
@@ -531,8 +474,8 @@ fn a_drain_that_times_out_says_so_and_cuts_nothing() {
 #[test]
 fn bad_input_on_a_listening_socket_hurts_only_its_own_connection() {
     guard("bad_input_on_a_listening_socket", BOUND, || {
-        let dir = TempDir::new("bad");
-        let (mut server, address) = Peer::serve(&dir.unix("node.sock").to_string(), &[]);
+        let dir = temp_dir("bad");
+        let (mut server, address) = serve_peer(&unix(&dir, "node.sock").to_string(), &[]);
         let Address::Unix(path) = address.clone() else {
             unreachable!()
         };

@@ -10,6 +10,7 @@ use mp_testkit::children::Registration;
 use mp_testkit::watchdog::guard;
 use multiprocess::{Error, Failure};
 use multiprocess_proxy_tests::wallet::{Init, Kind, Notify, Tx, Wallet};
+use multiprocess_proxy_tests::wallet_impl::{Style, TestWallet};
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -212,102 +213,13 @@ fn dropping_the_last_handle_destroys_the_object_on_the_callers_worker() {
 
 #[test]
 fn a_remote_wallet_and_a_local_one_are_the_same_to_code_that_uses_them() {
-    struct LocalWallet;
-    impl Wallet for LocalWallet {
-        fn balance(&self, _: &str) -> multiprocess::Result<i64> {
-            Ok(50)
-        }
-        fn history(&self, _: &str, _: u32) -> multiprocess::Result<Vec<Tx>> {
-            Ok(Vec::new())
-        }
-        fn subscribe(&self, notify: Notify) -> multiprocess::Result<()> {
-            notify(1)
-        }
-        fn last_tx(&self) -> multiprocess::Result<Option<Tx>> {
-            Ok(None)
-        }
-        fn pay(&self, _: &Tx) -> multiprocess::Result<multiprocess_proxy_tests::wallet::PayOutput> {
-            Err(Error::failed("read-only"))
-        }
-        fn name(&self) -> multiprocess::Result<String> {
-            Ok("local".into())
-        }
-        fn pass_back(&self, notify: Notify) -> multiprocess::Result<Notify> {
-            Ok(notify)
-        }
-        #[allow(clippy::too_many_arguments)]
-        fn label(
-            &self,
-            request: &str,
-            params: &str,
-            results: &str,
-            client: &str,
-            cx: &str,
-            ctx: &str,
-            object: &str,
-            value: &str,
-            response: &str,
-        ) -> multiprocess::Result<String> {
-            Ok([
-                request, params, results, client, cx, ctx, object, value, response,
-            ]
-            .join(","))
-        }
-
-        fn chain(
-            &self,
-            link: &multiprocess_proxy_tests::wallet::Link,
-        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Link> {
-            Ok(link.clone())
-        }
-        fn accounts(&self) -> multiprocess::Result<Vec<multiprocess_proxy_tests::wallet::Account>> {
-            Ok(Vec::new())
-        }
-        fn verdict(
-            &self,
-            ok: bool,
-        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Verdict> {
-            Ok(multiprocess_proxy_tests::wallet::Verdict {
-                error: (!ok).then(|| "not ok".to_string()),
-            })
-        }
-
-        fn parse(
-            &self,
-            text: &str,
-        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Expected<Tx, String>> {
-            Ok(multiprocess_proxy_tests::wallet::Expected::Error(
-                text.to_string(),
-            ))
-        }
-
-        fn mode(
-            &self,
-            set: &multiprocess_proxy_tests::wallet::Mode,
-        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Mode> {
-            Ok(set.clone())
-        }
-
-        fn lookup(&self, _: &[u8; 32]) -> multiprocess::Result<Option<Tx>> {
-            Ok(None)
-        }
-        fn compare(
-            &self,
-            other: Arc<dyn Wallet>,
-        ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::CompareOutput> {
-            Ok(multiprocess_proxy_tests::wallet::CompareOutput {
-                same: false,
-                other_name: other.name()?,
-            })
-        }
-    }
     fn rich(wallet: &dyn Wallet) -> bool {
         wallet.balance("alice").map(|b| b >= 50).unwrap_or(false)
     }
     guard("local_and_remote_alike", BOUND, || {
         let peer = Peer::spawn();
         let remote = peer.init().make_wallet("main").expect("make_wallet");
-        let local: Arc<dyn Wallet> = Arc::new(LocalWallet);
+        let local: Arc<dyn Wallet> = Arc::new(TestWallet::new("local", Style::LOCAL));
         assert!(rich(&*remote) && rich(&*local));
         // The peer's own wallet, passed back to it, is its object again.
         let same = remote.compare(remote.clone()).expect("compare");

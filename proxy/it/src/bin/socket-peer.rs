@@ -18,120 +18,12 @@ use std::io::{BufRead, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use multiprocess::{Address, Error, ListenOptions, Result};
-use multiprocess_proxy_tests::wallet::{Init, Notify, PayOutput, Tx, Wallet};
+use multiprocess::{Address, Error, ListenOptions};
+use multiprocess_proxy_tests::wallet::Init;
+use multiprocess_proxy_tests::wallet_impl::{Style, TestInit};
 
 /// How long a draining server waits for its running requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(50);
-
-struct PeerInit;
-
-impl Init for PeerInit {
-    fn make_wallet(&self, _name: &str) -> Result<Arc<dyn Wallet>> {
-        Ok(Arc::new(PeerWallet))
-    }
-
-    fn wallets_destroyed(&self) -> Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-}
-
-/// A wallet whose `label` says which thread served it and whose
-/// `subscribe` calls back once (the test drains the server meanwhile).
-struct PeerWallet;
-
-impl Wallet for PeerWallet {
-    fn balance(&self, _account: &str) -> Result<i64> {
-        Ok(50)
-    }
-
-    fn history(&self, _account: &str, _limit: u32) -> Result<Vec<Tx>> {
-        Ok(Vec::new())
-    }
-
-    fn subscribe(&self, notify: Notify) -> Result<()> {
-        notify(840_000)
-    }
-
-    fn last_tx(&self) -> Result<Option<Tx>> {
-        Ok(None)
-    }
-
-    fn pay(&self, _tx: &Tx) -> Result<PayOutput> {
-        Ok(PayOutput {
-            accepted: false,
-            reason: "not here".into(),
-        })
-    }
-
-    fn name(&self) -> Result<String> {
-        Ok("peer".into())
-    }
-
-    fn pass_back(&self, notify: Notify) -> Result<Notify> {
-        Ok(notify)
-    }
-
-    fn compare(
-        &self,
-        _other: Arc<dyn Wallet>,
-    ) -> Result<multiprocess_proxy_tests::wallet::CompareOutput> {
-        Err(Error::failed("not here"))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn label(
-        &self,
-        _request: &str,
-        _params: &str,
-        _results: &str,
-        _client: &str,
-        _cx: &str,
-        _ctx: &str,
-        _object: &str,
-        _value: &str,
-        _response: &str,
-    ) -> Result<String> {
-        Ok(multiprocess::names::current_thread_name())
-    }
-
-    fn chain(
-        &self,
-        link: &multiprocess_proxy_tests::wallet::Link,
-    ) -> Result<multiprocess_proxy_tests::wallet::Link> {
-        Ok(link.clone())
-    }
-
-    fn accounts(&self) -> Result<Vec<multiprocess_proxy_tests::wallet::Account>> {
-        Ok(Vec::new())
-    }
-
-    fn verdict(&self, ok: bool) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Verdict> {
-        Ok(multiprocess_proxy_tests::wallet::Verdict {
-            error: (!ok).then(|| "not ok".to_string()),
-        })
-    }
-
-    fn parse(
-        &self,
-        text: &str,
-    ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Expected<Tx, String>> {
-        Ok(multiprocess_proxy_tests::wallet::Expected::Error(
-            text.to_string(),
-        ))
-    }
-
-    fn mode(
-        &self,
-        set: &multiprocess_proxy_tests::wallet::Mode,
-    ) -> multiprocess::Result<multiprocess_proxy_tests::wallet::Mode> {
-        Ok(set.clone())
-    }
-
-    fn lookup(&self, _txid: &[u8; 32]) -> Result<Option<Tx>> {
-        Ok(None)
-    }
-}
 
 /// One line on stdout, flushed at once (the test waits for it).
 fn say(line: &str) {
@@ -168,8 +60,11 @@ fn serve(address: &Address, flags: &[String]) {
             unsafe { libc::umask(0) };
         }
     }
-    let listener = match multiprocess::listen_with::<dyn Init>(address, options, Arc::new(PeerInit))
-    {
+    let listener = match multiprocess::listen_with::<dyn Init>(
+        address,
+        options,
+        Arc::new(TestInit::new(Style::PEER)),
+    ) {
         Ok(listener) => listener,
         Err(e) => return say_error(&e),
     };
