@@ -236,7 +236,10 @@ impl AsyncRead for ReadHalf {
         let inner = &*self.inner;
         loop {
             match (&inner.stream).read(buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
+                Ok(n) => {
+                    crate::timeline::mark(crate::timeline::Step::Read);
+                    return Poll::Ready(Ok(n));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     inner.interest.borrow_mut().read = Some(cx.waker().clone());
                     return Poll::Pending;

@@ -31,6 +31,7 @@
 //! - `placement`: where a new thread starts, where a sleeping thread wakes,
 //!   and handing the CPU to a thread that spins on it;
 //! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
+//! - `timeline`: timestamps at the steps of a call (the `timeline` feature).
 
 pub mod bounded;
 pub mod contain;
@@ -44,6 +45,7 @@ pub mod socket;
 pub mod spin;
 pub mod stack;
 pub mod sync;
+pub mod timeline;
 pub mod waiter;
 
 pub use error::{Error, Failure, Result};

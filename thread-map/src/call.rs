@@ -21,6 +21,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 
+use multiprocess_event_loop::timeline::{self, Step};
 use multiprocess_event_loop::{Error, LoopContext, Result};
 
 use crate::client_thread;
@@ -156,6 +157,7 @@ impl<C: Clone + 'static> RemoteObject<C> {
         F: FnOnce(&C, &CallContext<'_>) -> Fut + Send + 'a,
         Fut: Future<Output = capnp::Result<T>> + 'static,
     {
+        timeline::mark(Step::CallEntry);
         // On a loop thread the wait below would never end (on this
         // connection's loop, which has to deliver the reply) or would stall
         // every connection of another loop for a round trip.
@@ -185,6 +187,7 @@ impl<C: Clone + 'static> RemoteObject<C> {
             reply: Some(reply),
         };
         let job: Box<dyn FnOnce() + Send + 'a> = Box::new(move || {
+            timeline::mark(Step::CallPickedUp);
             let Some(conn) = loop_state::with(|state| state.conn(conn_id)) else {
                 return scoped.fail(Error::Disconnected(format!("{conn_name} is closed")));
             };
@@ -219,6 +222,7 @@ impl<C: Clone + 'static> RemoteObject<C> {
                 };
                 build(&client, &cx)
             };
+            timeline::mark(Step::RequestBuilt);
             // `build` is gone: from here on nothing borrows from the caller.
             let Some(reply) = scoped.reply.take() else {
                 return;
@@ -230,6 +234,7 @@ impl<C: Clone + 'static> RemoteObject<C> {
                 let expecting = cx.expect_soon();
                 cx.spawn(async move {
                     let result = future.await.map_err(|e| Error::from_capnp_call(e, method));
+                    timeline::mark(Step::ResponseDone);
                     drop(expecting);
                     match &result {
                         Ok(_) => tracing::debug!(target: "multiprocess", req = request, method, thread = %thread_name, server = %server, "IPC client recv"),
@@ -259,6 +264,7 @@ impl<C: Clone + 'static> RemoteObject<C> {
             format!("the reply to {method} on {}", self.conn.name)
         });
         std::mem::forget(abort_on_unwind);
+        timeline::mark(Step::CallerWoken);
         result
     }
 }
@@ -364,12 +370,14 @@ impl ServeContext {
         // it first), it is dropped off the loop thread.
         let job = crate::cleanup::OffLoop::new(job);
         async move {
+            timeline::mark(Step::ServeStart);
             let conn = loop_state::with(|state| state.conn(conn_id))
                 .ok_or_else(|| capnp::Error::disconnected("connection closed".to_string()))?;
             let server = resolve_thread(&conn, thread?).await.map_err(|e| {
                 tracing::debug!(target: "multiprocess", method, connection = %conn.name, "IPC server recv error: {e}");
                 e.to_capnp()
             })?;
+            timeline::mark(Step::ThreadResolved);
             let request = server.next_request();
             tracing::debug!(target: "multiprocess", req = request, method, thread = %server.name, client = %server.peer, connection = %conn.name, "IPC server recv");
             // A drained listener is disconnecting this connection: the
@@ -385,6 +393,7 @@ impl ServeContext {
             let (sender, receiver) = futures::channel::oneshot::channel();
             let mut job = job;
             let run = move || {
+                timeline::mark(Step::JobStart);
                 // Always there: only this closure takes it.
                 let Some(job) = job.take() else { return };
                 // Run inside a wait of this thread with too little stack
@@ -405,15 +414,18 @@ impl ServeContext {
                 // cancelled meanwhile, the loop lets go last and releases
                 // the callback thread itself, with no extra hand-off.
                 drop(job_hold);
+                timeline::mark(Step::JobEnd);
                 let _ = sender.send(outcome);
             };
             // The worker's answer is due soon (see `expect_soon`).
             let expecting = LoopContext::with(|cx| cx.expect_soon());
+            timeline::mark(Step::PostedToThread);
             server.post(Box::new(run)).map_err(|e| e.to_capnp())?;
             // The future may be dropped at the await (the peer cancelled the
             // call): the job still holds the request, which keeps counting
             // in the worker's load until the job has run.
             let outcome = receiver.await;
+            timeline::mark(Step::OutcomeOnLoop);
             drop(expecting);
             drop(in_flight);
             let result = match outcome {

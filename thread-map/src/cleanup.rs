@@ -5,6 +5,8 @@
 //! stall or deadlock the loop, so the runtime moves such values to the loop's
 //! cleanup thread (a worker started on first use) and drops them there.
 
+use multiprocess_event_loop::timeline::{self, Step};
+
 use crate::loop_state;
 
 /// Drops `value` off the loop thread: on the loop's cleanup thread if called
@@ -14,6 +16,7 @@ pub fn drop_off_loop<T: Send + 'static>(value: T) {
         drop(value);
         return;
     }
+    timeline::mark(Step::DroppedOffLoop);
     loop_state::with(|state| state.on_cleanup_thread(Box::new(move || drop(value))));
 }
 

@@ -28,6 +28,7 @@ use capnp::capability::FromClientHook;
 use capnp_rpc::RpcSystem;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use futures::io::{BufReader, BufWriter};
+use multiprocess_event_loop::timeline::{self, Step};
 use multiprocess_event_loop::{Error, LoopContext, LoopHandle, LoopPoster, Result, Socket, Waiter};
 use slab::Slab;
 
@@ -568,6 +569,7 @@ impl ServeContext {
     /// Makes a capability a request carried (a closure, an object) usable by
     /// any thread of this process. Loop thread only.
     pub fn adopt<C: Clone + 'static>(&self, client: C) -> Result<RemoteObject<C>> {
+        timeline::mark(Step::Adopt);
         loop_state::with(|state| state.conn(self.conn_id))
             .ok_or_else(|| Error::Disconnected("connection closed".to_string()))?
             .remote_object(client)
@@ -934,6 +936,7 @@ impl<C: Clone + 'static> Drop for DestroyOnDrop<C> {
 
 impl<C> Drop for RemoteObject<C> {
     fn drop(&mut self) {
+        timeline::mark(Step::RemoteObjectDropped);
         let (id, key) = (self.conn.id, self.key);
         let _ = self.conn.handle.post(move || {
             if let Some(conn) = loop_state::with(|state| state.conn(id)) {

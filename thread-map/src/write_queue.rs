@@ -23,6 +23,7 @@ use std::task::{Poll, Waker};
 use capnp_futures::serialize::AsOutputSegments;
 use futures::channel::oneshot;
 use futures::io::{AsyncWrite, AsyncWriteExt};
+use multiprocess_event_loop::timeline::{self, Step};
 
 enum Item<M> {
     /// A message, and who learns that it was written.
@@ -162,6 +163,7 @@ where
             // out together. One more turn of the loop's batch, no system
             // call, and no waiting for anything that is not already ready.
             crate::drain::yield_now().await;
+            timeline::mark(Step::FlushStart);
             let mut written = Vec::new();
             let mut next = Some(first);
             while let Some(item) = next.take() {
@@ -180,6 +182,7 @@ where
                 }
             }
             writer.flush().await?;
+            timeline::mark(Step::FlushDone);
             for (message, notify) in written {
                 // The message's memory goes first, then its sender hears.
                 drop(message);
