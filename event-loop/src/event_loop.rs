@@ -34,13 +34,14 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::io::{AsyncStream, Reactor, WAKE_TOKEN};
 use crate::mailbox::{Mailbox, Next, Wake};
 use crate::spin::{self, Spin};
+use crate::timer::{Sleep, Timers};
 // sync-facade: allow (task wakers hold the mailbox, and std::task::Wake needs std's Arc)
 use std::sync::Arc as StdArc;
 
@@ -186,6 +187,8 @@ pub struct LoopContext {
     when_idle: RefCell<Vec<IdleHook>>,
     /// How many things this loop expects soon ([`LoopContext::expect_soon`]).
     expecting: Rc<Cell<usize>>,
+    /// The deadlines its tasks sleep until ([`LoopContext::sleep_until`]).
+    timers: Rc<Timers>,
 }
 
 /// Something the loop expects soon, until dropped ([`LoopContext::expect_soon`]).
@@ -222,6 +225,7 @@ impl LoopContext {
             after_tasks: RefCell::new(Vec::new()),
             when_idle: RefCell::new(Vec::new()),
             expecting: Rc::new(Cell::new(0)),
+            timers: Rc::new(Timers::default()),
             shared,
         });
         LOOP_ID.with(|id| id.set(context.shared.id));
@@ -291,6 +295,23 @@ impl LoopContext {
         }
     }
 
+    /// A future that completes once `deadline` has passed, for a task of
+    /// this loop (an accept loop pausing after a failure, say). The loop
+    /// sleeps no longer than until the earliest such deadline.
+    pub fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Sleep::new(self.timers.clone(), deadline)
+    }
+
+    /// [`sleep_until`](Self::sleep_until) `duration` from now.
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        let now = Instant::now();
+        // A duration too long to add never ends: as good as a century.
+        let deadline = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+        self.sleep_until(deadline)
+    }
+
     /// Runs the [`when_idle`](Self::when_idle) hooks; `sleeping` says
     /// whether the loop is about to sleep.
     fn idle(&self, sleeping: bool) {
@@ -345,6 +366,9 @@ impl LoopContext {
         let mut batches: u32 = 0;
         loop {
             let mailbox = &self.shared.mailbox;
+            if !self.timers.is_empty() {
+                self.timers.fire_due(Instant::now());
+            }
             let next = match mailbox.take_work(&mut jobs, &mut ready, false) {
                 Next::Idle => {
                     if waiting.is_none() {
@@ -386,18 +410,24 @@ impl LoopContext {
                     // every few batches so that no connection starves.
                     batches = batches.wrapping_add(1);
                     if batches % IO_EVERY_BATCHES == 0 {
-                        self.poll_io(Some(Duration::ZERO));
+                        self.poll_io(Some(Duration::ZERO), false);
                     }
                 }
                 Next::Idle => {
                     self.idle(false);
-                    if !self.poll_io(Some(Duration::ZERO)) {
+                    if !self.poll_io(Some(Duration::ZERO), false) {
                         spin::yield_now();
                     }
                 }
                 Next::Sleep => {
                     self.idle(true);
-                    self.poll_io(None);
+                    // Until a socket or a producer wakes it, or the
+                    // earliest timer is due.
+                    let timeout = self
+                        .timers
+                        .next_deadline()
+                        .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+                    self.poll_io(timeout, true);
                     spin.reset();
                 }
                 Next::Exit => break,
@@ -426,12 +456,14 @@ impl LoopContext {
         drop(context);
     }
 
-    /// Polls the sockets (without blocking, or with `None` until an event or
-    /// a wake-up) and wakes the tasks waiting on the ready ones. Returns
-    /// whether any event came. A failing poll closes the loop.
-    fn poll_io(&self, timeout: Option<Duration>) -> bool {
+    /// Polls the sockets (for at most `timeout`, `None` for as long as it
+    /// takes an event or a wake-up to come) and wakes the tasks waiting on
+    /// the ready ones. `slept`: the mailbox was told the loop sleeps
+    /// (`Next::Sleep`), which it is told the loop no longer does here.
+    /// Returns whether any event came. A failing poll closes the loop.
+    fn poll_io(&self, timeout: Option<Duration>, slept: bool) -> bool {
         let polled = self.reactor.poll_events(timeout);
-        if timeout.is_none() {
+        if slept {
             // Awake again before waking any task: a task woken on the loop
             // thread itself must not write to the loop's own waker.
             self.shared.mailbox.awake();
@@ -724,5 +756,41 @@ mod tests {
         assert!(matches!(slot.take(), Some(Err(Error::LoopShutDown))));
         // ...and nothing can be posted any more.
         assert!(matches!(post_job(&shared, || {}), Err(Error::LoopShutDown)));
+    }
+
+    /// A task sleeping on a loop that has nothing else to do is woken at
+    /// its deadline: the loop sleeps in epoll no longer than until then
+    /// (without timers it would sleep until a socket or a post woke it).
+    /// The deadlines are in order: the shorter sleep ends first.
+    #[test]
+    fn a_sleeping_task_wakes_at_its_deadline_on_an_idle_loop() {
+        let handle = EventLoop::start("timer-loop").expect("loop");
+        let (done_tx, done_rx) = crate::sync::channel::unbounded::<(u32, Duration)>();
+        handle
+            .sync(move || {
+                LoopContext::with(|cx| {
+                    for (which, millis) in [(2u32, 80u64), (1, 30)] {
+                        let sleep = cx.sleep(Duration::from_millis(millis));
+                        let done = done_tx.clone();
+                        let start = Instant::now();
+                        cx.spawn(async move {
+                            sleep.await;
+                            let _ = done.send((which, start.elapsed()));
+                        });
+                    }
+                })
+            })
+            .expect("spawned")
+            .expect("on the loop");
+        let bound = Duration::from_secs(20);
+        let first = done_rx
+            .recv_timeout(bound)
+            .expect("the first sleep never ended");
+        let second = done_rx
+            .recv_timeout(bound)
+            .expect("the second sleep never ended");
+        assert_eq!((first.0, second.0), (1, 2), "the shorter sleep ends first");
+        assert!(first.1 >= Duration::from_millis(30), "{first:?}");
+        assert!(second.1 >= Duration::from_millis(80), "{second:?}");
     }
 }

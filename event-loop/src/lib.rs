@@ -31,6 +31,7 @@
 //! - `placement`: where a new thread starts, where a sleeping thread wakes,
 //!   and handing the CPU to a thread that spins on it;
 //! - `sync`: the concurrency primitives, swapped for loom's under `cfg(loom)`.
+//! - `timer`: futures that complete at a deadline, for the loop's tasks;
 //! - `timeline`: timestamps at the steps of a call (the `timeline` feature).
 
 pub mod bounded;
@@ -46,12 +47,14 @@ pub mod spin;
 pub mod stack;
 pub mod sync;
 pub mod timeline;
+mod timer;
 pub mod waiter;
 
 pub use error::{Error, Failure, Result};
 pub use event_loop::{EventLoop, Expecting, LoopContext, LoopHandle, LoopPoster, on_a_loop_thread};
 pub use io::{AsyncStream, ReadHalf, WriteHalf};
 pub use socket::{AsyncListener, ListenSocket, Socket};
+pub use timer::Sleep;
 pub use waiter::{Reply, Slot, Waiter, dump_waiters};
 
 /// The current thread's name, or `thread-<id>` for an unnamed thread.

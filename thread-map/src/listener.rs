@@ -494,9 +494,36 @@ fn refuse(socket: Socket, reason: &str) {
     };
 }
 
+/// The first pause of the accept task after `accept` fails for want of
+/// something (descriptors, memory); each failure in a row doubles it, up to
+/// [`ACCEPT_PAUSE_MAX`].
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+
+/// The longest pause between two tries of a failing `accept`: how long a
+/// client may wait, once descriptors are free again, for its connection.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// Whether `accept` failed for this one connection (the client gave up
+/// before it was accepted), not for want of something: the next one may
+/// be accepted at once.
+fn failed_for_one_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}
+
 /// The accept task: accepts until the listener stops or is dropped.
+///
+/// When `accept` fails for want of descriptors or memory, the connection
+/// waiting stays queued and the socket stays readable: trying again at
+/// once would keep the loop busy (a CPU at 100%, every other connection
+/// on the loop slowed) for as long as the shortage lasts. The task pauses
+/// instead, 10 ms after the first failure, doubling to 1 s, and says so in
+/// the log once per spell.
 async fn accept_loop(slot: Rc<RefCell<Slot>>, listener: Weak<ListenerShared>) {
     let mut failing = false;
+    let mut pause = ACCEPT_PAUSE_MIN;
     loop {
         let accepted = futures::future::poll_fn(|cx| {
             let mut slot = slot.borrow_mut();
@@ -518,18 +545,28 @@ async fn accept_loop(slot: Rc<RefCell<Slot>>, listener: Weak<ListenerShared>) {
         };
         match accepted {
             Ok(socket) => {
+                if failing {
+                    tracing::info!(target: "multiprocess", address = %shared.address, "accepting connections again");
+                }
                 failing = false;
+                pause = ACCEPT_PAUSE_MIN;
                 shared.admit(socket);
             }
+            Err(e) if failed_for_one_connection(&e) => {
+                tracing::debug!(target: "multiprocess", address = %shared.address, "a connection went before it was accepted: {e}");
+            }
             Err(e) => {
-                // Out of descriptors, say: the socket stays readable, so
-                // let the loop run its other work before trying again.
                 if !failing {
-                    tracing::warn!(target: "multiprocess", address = %shared.address, "accepting a connection failed: {e}");
+                    tracing::warn!(target: "multiprocess", address = %shared.address, "accepting a connection failed: {e}; trying again after pauses of up to {ACCEPT_PAUSE_MAX:?}");
                 }
                 failing = true;
                 drop(shared);
-                crate::drain::yield_now().await;
+                match LoopContext::with(|cx| cx.sleep(pause)) {
+                    Some(sleep) => sleep.await,
+                    // Not on a loop thread: cannot be (the task runs on one).
+                    None => crate::drain::yield_now().await,
+                }
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
             }
         }
     }

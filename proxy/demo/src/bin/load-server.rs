@@ -5,6 +5,11 @@
 //! - `settle N MS`: waits at most MS milliseconds until at most N workers
 //!   are alive and their threads joined (and, for N = 0, no connection is
 //!   open); prints `settled true|false N`.
+//! - `connections`: prints `connections N` (accepted connections open);
+//! - `exhaust-fds`: lowers its descriptor limit to 256 and opens
+//!   `/dev/null` until no descriptor is left, so that accepting fails;
+//!   prints `exhausted N` (descriptors it took);
+//! - `release-fds`: closes them; prints `released N`.
 //!
 //! `load-server ADDRESS`; prints `listening ADDRESS` first; exits at the
 //! end of input.
@@ -49,6 +54,32 @@ fn settle(listener: &multiprocess::Listener, count: usize, timeout: Duration) ->
     Ok(settled)
 }
 
+/// Takes every descriptor left, under a limit of 256 (so that few are
+/// needed): returns them, or why the limit could not be lowered.
+fn exhaust_descriptors() -> std::io::Result<Vec<std::fs::File>> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the call to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    limit.rlim_cur = limit.rlim_max.min(256);
+    // SAFETY: `limit` is a valid rlimit for the call to read.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut taken = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => taken.push(file),
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => return Ok(taken),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn main() {
     multiprocess_demo::install_tracing();
     let Some(address) = std::env::args().nth(1) else {
@@ -66,6 +97,7 @@ fn main() {
         }
     };
     say(&format!("listening {}", listener.address()));
+    let mut taken = Vec::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -81,6 +113,19 @@ fn main() {
                 },
                 _ => say("error settle N MS: expected numbers"),
             },
+            ["connections"] => say(&format!("connections {}", listener.connection_count())),
+            ["exhaust-fds"] => match exhaust_descriptors() {
+                Ok(files) => {
+                    say(&format!("exhausted {}", files.len()));
+                    taken = files;
+                }
+                Err(e) => say(&format!("error {e}")),
+            },
+            ["release-fds"] => {
+                let count = taken.len();
+                taken.clear();
+                say(&format!("released {count}"));
+            }
             _ => say(&format!("error unknown command {line:?}")),
         }
     }
