@@ -29,6 +29,18 @@ pub(crate) const WAKE_TOKEN: Token = Token(usize::MAX);
 pub(crate) struct Interest2 {
     fd: RawFd,
     pub(crate) read: Option<Waker>,
+    /// Whether a read may find data: false once a read has drained the
+    /// socket (it returned fewer bytes than asked for, or `WouldBlock`),
+    /// true again at the socket's next read readiness. Saves the read that
+    /// would only say `WouldBlock` after each message (a system call per
+    /// message on the critical path of every call); see
+    /// [`ReadHalf::poll_read`].
+    read_ready: bool,
+    /// Whether the reactor has reported the peer's end closed (or the
+    /// socket failed): from then on a short read does not mean the next
+    /// one would wait (it finds the end of the stream), and no readiness
+    /// edge would come to say so.
+    read_closed: bool,
     write: Option<Waker>,
     /// Whether the socket is registered for write readiness (only while a
     /// write would block).
@@ -83,6 +95,10 @@ impl Reactor {
                 let mut interest = source.borrow_mut();
                 let failed = event.is_error();
                 if event.is_readable() || event.is_read_closed() || failed {
+                    interest.read_ready = true;
+                    if event.is_read_closed() || failed {
+                        interest.read_closed = true;
+                    }
                     to_wake.extend(interest.read.take());
                 }
                 if event.is_writable() || event.is_write_closed() || failed {
@@ -129,6 +145,8 @@ impl Reactor {
         let interest = Rc::new(RefCell::new(Interest2 {
             fd: stream.as_raw_fd(),
             read: None,
+            read_ready: true,
+            read_closed: false,
             write: None,
             writable: false,
         }));
@@ -228,20 +246,43 @@ impl ReadHalf {
 }
 
 impl AsyncRead for ReadHalf {
+    /// Reads what the socket holds, up to `buf`'s length.
+    ///
+    /// A read that returns fewer bytes than asked for has emptied the
+    /// socket's receive queue (a stream socket hands over all it holds), so
+    /// until the reactor reports the socket readable again, the next read
+    /// returns `Pending` without asking the system: that read would only
+    /// say `WouldBlock`. Data that arrives after the short read is a new
+    /// readiness edge, which sets the socket ready again; data that arrived
+    /// between the loop's last poll and the read was read with the rest,
+    /// and its edge, still queued, costs one spurious read. Once the
+    /// reactor has seen the peer's end closed, every read goes to the
+    /// system: the end of the stream comes with no edge of its own.
+    /// (tokio reads epoll sockets the same way.)
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let inner = &*self.inner;
+        if !inner.interest.borrow().read_ready && !buf.is_empty() {
+            inner.interest.borrow_mut().read = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
         loop {
             match (&inner.stream).read(buf) {
                 Ok(n) => {
                     crate::timeline::mark(crate::timeline::Step::Read);
+                    let mut interest = inner.interest.borrow_mut();
+                    if n > 0 && n < buf.len() && !interest.read_closed {
+                        interest.read_ready = false;
+                    }
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    inner.interest.borrow_mut().read = Some(cx.waker().clone());
+                    let mut interest = inner.interest.borrow_mut();
+                    interest.read_ready = false;
+                    interest.read = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
