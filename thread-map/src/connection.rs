@@ -278,6 +278,11 @@ impl ConnState {
         self.peer_thread_map.borrow().clone()
     }
 
+    /// Whether the peer has called `construct` (this side serving).
+    pub(crate) fn constructed(&self) -> bool {
+        self.peer_thread_map.borrow().is_some()
+    }
+
     /// The `Thread` capabilities of thread `thread_id` of this process on
     /// this connection, made on its first call.
     pub(crate) fn client_thread(
@@ -409,7 +414,7 @@ impl ConnState {
     }
 
     /// Starts closing the connection from our side.
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         let disconnector = self.disconnector.borrow_mut().take();
         if let Some(disconnector) = disconnector {
             LoopContext::with(|cx| {
@@ -799,6 +804,11 @@ impl Connection {
     /// The connection's name (for logs).
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// The connection's number in this process (the `N` of its name).
+    pub(crate) fn id(&self) -> u64 {
+        self.shared.id
     }
 }
 

@@ -57,6 +57,7 @@ pub struct ListenOptions {
     max_connections: usize,
     group_access: bool,
     allow_remote: bool,
+    handshake_timeout: Duration,
 }
 
 impl Default for ListenOptions {
@@ -65,13 +66,16 @@ impl Default for ListenOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             group_access: false,
             allow_remote: false,
+            handshake_timeout: crate::dial::DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
 
 impl ListenOptions {
     /// The defaults: at most [`DEFAULT_MAX_CONNECTIONS`] connections, a
-    /// socket file only its owner may use, TCP on loopback addresses only.
+    /// socket file only its owner may use, TCP on loopback addresses only,
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::DEFAULT_HANDSHAKE_TIMEOUT) for a
+    /// new connection's `construct`.
     pub fn new() -> Self {
         Self::default()
     }
@@ -93,6 +97,22 @@ impl ListenOptions {
     pub fn group_access(mut self, allow: bool) -> Self {
         self.group_access = allow;
         self
+    }
+
+    /// Closes a connection whose peer has not called `construct` (the
+    /// handshake every multiprocess client starts with, and without which
+    /// it can call nothing) within `timeout` of being accepted: a client
+    /// that connects and says nothing, or stops before the handshake ends,
+    /// would otherwise hold one of the [`max_connections`](Self::max_connections)
+    /// for good. Logged as a warning.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The limit [`handshake_timeout`](Self::handshake_timeout) set.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
     }
 
     /// Lets a TCP listener bind an address other than a loopback one.
@@ -154,6 +174,7 @@ struct ListenerShared {
     address: Address,
     handle: LoopHandle,
     max_connections: usize,
+    handshake_timeout: Duration,
     make_bootstrap: Arc<MakeBootstrap>,
     gauge: Arc<Gauge>,
     connections: Mutex<Vec<Connection>>,
@@ -259,6 +280,7 @@ impl Listener {
             address: bound,
             handle: event_loop.clone(),
             max_connections: options.max_connections,
+            handshake_timeout: options.handshake_timeout,
             make_bootstrap: Arc::new(make_bootstrap),
             gauge: Gauge::new(event_loop.poster()),
             connections: Mutex::new(Vec::new()),
@@ -466,6 +488,11 @@ impl ListenerShared {
         match served {
             Ok(connection) => {
                 tracing::debug!(target: "multiprocess", address = %self.address, connection = connection.name(), "accepted a connection");
+                close_unless_constructed(
+                    connection.id(),
+                    self.handshake_timeout,
+                    self.address.clone(),
+                );
                 connections.push(connection);
             }
             Err(e) => {
@@ -473,6 +500,25 @@ impl ListenerShared {
             }
         }
     }
+}
+
+/// Loop thread: closes connection `conn_id` if its peer has not called
+/// `construct` within `timeout` ([`ListenOptions::handshake_timeout`]).
+fn close_unless_constructed(conn_id: u64, timeout: Duration, address: Address) {
+    LoopContext::with(|cx| {
+        let deadline = cx.sleep(timeout);
+        cx.spawn(async move {
+            deadline.await;
+            let Some(conn) = crate::loop_state::with(|state| state.conn(conn_id)) else {
+                return;
+            };
+            if conn.constructed() {
+                return;
+            }
+            tracing::warn!(target: "multiprocess", %address, connection = %conn.name, "closing a connection whose peer did not call construct within {timeout:?}");
+            conn.close();
+        });
+    });
 }
 
 /// Tells a peer why its connection is refused, with a capnp-rpc `Abort`

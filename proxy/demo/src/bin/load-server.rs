@@ -6,13 +6,16 @@
 //!   are alive and their threads joined (and, for N = 0, no connection is
 //!   open); prints `settled true|false N`.
 //! - `connections`: prints `connections N` (accepted connections open);
+//! - `wait-connections N MS`: waits at most MS milliseconds until at most
+//!   N accepted connections are open; prints `connections N true|false`;
 //! - `exhaust-fds`: lowers its descriptor limit to 256 and opens
 //!   `/dev/null` until no descriptor is left, so that accepting fails;
 //!   prints `exhausted N` (descriptors it took);
 //! - `release-fds`: closes them; prints `released N`.
 //!
-//! `load-server ADDRESS`; prints `listening ADDRESS` first; exits at the
-//! end of input.
+//! `load-server ADDRESS [HANDSHAKE_MS]` (how long a new connection may take
+//! to call `construct`; the listener's default otherwise); prints
+//! `listening ADDRESS` first; exits at the end of input.
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -82,13 +85,26 @@ fn exhaust_descriptors() -> std::io::Result<Vec<std::fs::File>> {
 
 fn main() {
     multiprocess_demo::install_tracing();
-    let Some(address) = std::env::args().nth(1) else {
-        eprintln!("usage: load-server ADDRESS");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = || -> ! {
+        eprintln!("usage: load-server ADDRESS [HANDSHAKE_MS]");
         std::process::exit(2);
     };
-    let listener = address
-        .parse::<Address>()
-        .and_then(|address| multiprocess::listen::<dyn Load>(&address, Arc::new(Server)));
+    let options = multiprocess::ListenOptions::new();
+    let (address, options) = match args.as_slice() {
+        [address] => (address, options),
+        [address, millis] => match millis.parse() {
+            Ok(millis) => (
+                address,
+                options.handshake_timeout(Duration::from_millis(millis)),
+            ),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    };
+    let listener = address.parse::<Address>().and_then(|address| {
+        multiprocess::listen_with::<dyn Load>(&address, options, Arc::new(Server))
+    });
     let listener = match listener {
         Ok(listener) => listener,
         Err(e) => {
@@ -114,6 +130,16 @@ fn main() {
                 _ => say("error settle N MS: expected numbers"),
             },
             ["connections"] => say(&format!("connections {}", listener.connection_count())),
+            ["wait-connections", count, ms] => match (count.parse(), ms.parse()) {
+                (Ok(count), Ok(ms)) => {
+                    let done = listener.wait_connections(count, Duration::from_millis(ms));
+                    say(&format!(
+                        "connections {} {done}",
+                        listener.connection_count()
+                    ));
+                }
+                _ => say("error wait-connections N MS: expected numbers"),
+            },
             ["exhaust-fds"] => match exhaust_descriptors() {
                 Ok(files) => {
                     say(&format!("exhausted {}", files.len()));
