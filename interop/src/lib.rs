@@ -35,11 +35,6 @@ pub mod process;
 pub mod roles;
 pub mod watchdog;
 
-/// Installs the test kit's tracing subscriber (`RUST_LOG`, e.g.
-/// `RUST_LOG=multiprocess=debug`, on stderr; a broken stderr is ignored
-/// rather than panicking on the event loop thread).
-pub use mp_testkit::init_tracing;
-
 /// Writes a line to stderr, ignoring failure (`eprintln!` panics when
 /// stderr is broken).
 pub fn say_err(line: &str) {

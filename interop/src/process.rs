@@ -64,7 +64,7 @@ pub fn serve(role: Role, stream: UnixStream) -> Result<()> {
 /// named by the only argument and serves `role` on it; exit status 0 once
 /// the peer hangs up, 1 on bad usage or failure.
 pub fn child_main(role: Role) -> ExitCode {
-    crate::init_tracing();
+    multiprocess::install_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [arg] = args.as_slice() else {
         crate::say_err(&format!("Usage: {} <fd>", role.program()));

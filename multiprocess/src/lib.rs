@@ -59,6 +59,27 @@ pub use multiprocess_thread_map::{
 #[cfg(not(loom))]
 pub use multiprocess_thread_map::{live_workers, orphaned_workers};
 
+/// Installs a `tracing` subscriber that writes what `RUST_LOG` selects to
+/// stderr, with thread names: `RUST_LOG=multiprocess=debug` traces every
+/// request and response on both ends (Bitcoin Core's `-debug=ipc`). Does
+/// nothing if the program has a subscriber already. A write that fails
+/// (stderr closed, as in `program | head`) is dropped: the default would
+/// report it with `eprintln!`, which panics, and on a loop thread that
+/// would take a connection down.
+///
+/// Every program of this repository calls it first thing in `main`.
+/// Programs that set up `tracing` their own way need not, and can turn off
+/// the `subscriber` feature.
+#[cfg(feature = "subscriber")]
+pub fn install_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_thread_names(true)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false)
+        .try_init();
+}
+
 /// Runtime support for generated proxies (what generated code names).
 pub mod proxy {
     pub use multiprocess_proxy::*;

@@ -17,19 +17,6 @@ pub mod probe_server;
 pub mod watchdog;
 pub mod wire;
 
-/// Installs a tracing subscriber driven by `RUST_LOG` (e.g.
-/// `RUST_LOG=multiprocess=debug` shows every IPC request and response).
-/// A failed write (stderr closed, say `| head`) is dropped silently: by
-/// default the subscriber would report it with `eprintln!`, which panics.
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_thread_names(true)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false)
-        .try_init();
-}
-
 /// Serves `Init` on `stream` until the peer disconnects: the body of the
 /// child process (`mp-child`, and `mp-demo` when it runs as its own child).
 pub fn serve_child(

@@ -16,7 +16,7 @@ use mp_interop::{say, say_err};
 const NAME: &str = "mp-interop-client";
 
 fn main() -> ExitCode {
-    mp_interop::init_tracing();
+    multiprocess::install_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [calculator, printer] = args.as_slice() else {
         say_err(&format!(

@@ -32,21 +32,6 @@ use std::path::{Path, PathBuf};
 /// What the wallet is paid per block.
 pub const REWARD: i64 = 50;
 
-/// Installs a `tracing` subscriber for `RUST_LOG` (`multiprocess=debug`
-/// traces every request and response), on stderr.
-///
-/// A log line that cannot be written is dropped: by default the subscriber
-/// reports that with `eprintln!`, which panics when stderr is a closed pipe
-/// (`demo 2>&1 | head`), and a panic on the loop thread would take a
-/// connection down with it.
-pub fn install_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false)
-        .try_init();
-}
-
 /// Prints one line on stdout, flushed at once (whoever reads it may be
 /// waiting for it).
 pub fn say(line: &str) {

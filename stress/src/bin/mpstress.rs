@@ -488,7 +488,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    mp_testkit::init_tracing();
+    multiprocess::install_tracing();
     let threads_at_start = os_threads();
     let started = Instant::now();
     let result = run(&options, started);

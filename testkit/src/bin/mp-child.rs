@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     if let Err(e) = mp_testkit::child_waits::answer_sigusr1() {
         eprintln!("mp-child: cannot answer SIGUSR1 (the watchdog will not see our waits): {e}");
     }
-    mp_testkit::init_tracing();
+    multiprocess::install_tracing();
     if let Some(count) = std::env::var("MP_CHILD_MAX_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -12,7 +12,7 @@ use std::process::Command;
 use mp_testkit::probe::Init;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    mp_testkit::init_tracing();
+    multiprocess::install_tracing();
     // Started with -ipcfd=N: this is the child; serve until the parent leaves.
     if let Some(stream) = multiprocess::take_ipc_fd()? {
         return Ok(mp_testkit::serve_child(stream)?);

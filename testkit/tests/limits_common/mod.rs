@@ -68,7 +68,7 @@ pub(crate) fn child_main() {
         .and_then(|v| v.parse().ok())
         .expect("limits_child is the child process of this file's tests, which start it");
     let _ = mp_testkit::child_waits::answer_sigusr1();
-    mp_testkit::init_tracing();
+    multiprocess::install_tracing();
     let setting = |name: &str| -> Option<usize> { std::env::var(name).ok()?.parse().ok() };
     if let Some(bytes) = setting("MP_LIMITS_WORKER_STACK") {
         multiprocess_thread_map::set_worker_stack_size(bytes);

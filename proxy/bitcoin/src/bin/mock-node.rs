@@ -15,7 +15,7 @@ use multiprocess_proxy_bitcoin::init::Init;
 use multiprocess_proxy_bitcoin::mock::MockNode;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    multiprocess_proxy_bitcoin::install_tracing();
+    multiprocess::install_tracing();
     let node = if std::env::args().any(|arg| arg == "-empty") {
         MockNode::empty()
     } else {

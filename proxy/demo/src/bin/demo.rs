@@ -265,7 +265,7 @@ fn run(datadir: &Path) -> Result<bool, DynError> {
 }
 
 fn main() {
-    multiprocess_demo::install_tracing();
+    multiprocess::install_tracing();
     let datadir =
         TempDir(std::env::temp_dir().join(format!("multiprocess-demo-{}", std::process::id())));
     let result = std::fs::create_dir_all(&datadir.0)

@@ -91,7 +91,7 @@ fn threads(node: &Arc<dyn Node>, count: usize) {
 }
 
 fn main() {
-    multiprocess_demo::install_tracing();
+    multiprocess::install_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let datadir = datadir(&args);
     let ipcconnect = flag(&args, "ipcconnect").unwrap_or_else(|| "unix".into());

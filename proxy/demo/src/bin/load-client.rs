@@ -56,7 +56,7 @@ fn round(load: &dyn Load, calls: u32, barrier: &Barrier) -> Report {
 }
 
 fn main() {
-    multiprocess_demo::install_tracing();
+    multiprocess::install_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = match args.as_slice() {
         [address, threads, calls] => match (

@@ -84,7 +84,7 @@ fn exhaust_descriptors() -> std::io::Result<Vec<std::fs::File>> {
 }
 
 fn main() {
-    multiprocess_demo::install_tracing();
+    multiprocess::install_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = || -> ! {
         eprintln!("usage: load-server ADDRESS [HANDSHAKE_MS]");

@@ -345,7 +345,7 @@ fn run(args: &[String]) -> std::result::Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
-    multiprocess_demo::install_tracing();
+    multiprocess::install_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = run(&args) {
         say(&format!("node: error: {e}"));

@@ -58,7 +58,7 @@ impl Wallet for OurWallet {
 }
 
 fn main() {
-    multiprocess_demo::install_tracing();
+    multiprocess::install_tracing();
     // SAFETY: ignoring a signal has no preconditions.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     let connection = match multiprocess::serve_parent::<dyn WalletInit>(Arc::new(Init)) {

@@ -14,7 +14,7 @@ impl Calc for Child {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    multiprocess_proxy_tests::install_tracing(); // RUST_LOG=multiprocess=debug traces every call
+    multiprocess::install_tracing(); // RUST_LOG=multiprocess=debug traces every call
     if let Some(parent) = multiprocess::serve_parent::<dyn Calc>(Arc::new(Child))? {
         parent.wait_disconnected(Duration::MAX); // we are the child: serve until the parent leaves
         return Ok(());

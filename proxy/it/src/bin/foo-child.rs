@@ -7,7 +7,7 @@ use multiprocess_proxy_tests::foo_impl::FooInitImpl;
 use multiprocess_proxy_tests::foo_init::FooInit;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    multiprocess_proxy_tests::install_tracing();
+    multiprocess::install_tracing();
     let Some(connection) = multiprocess::serve_parent::<dyn FooInit>(Arc::new(FooInitImpl))? else {
         return Err("start me from a parent, with -ipcfd".into());
     };

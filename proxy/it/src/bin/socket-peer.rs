@@ -142,7 +142,7 @@ fn fake(path: &str, how: &str) {
 }
 
 fn main() {
-    multiprocess_proxy_tests::install_tracing();
+    multiprocess::install_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(mode), Some(address)) = (args.first(), args.get(1)) else {
         eprintln!("usage: socket-peer serve|connect|fake ADDRESS [flags]");

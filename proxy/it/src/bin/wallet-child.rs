@@ -6,7 +6,7 @@ use multiprocess_proxy_tests::wallet::Init;
 use multiprocess_proxy_tests::wallet_impl::{Style, TestInit};
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    multiprocess_proxy_tests::install_tracing();
+    multiprocess::install_tracing();
     let init: Arc<dyn Init> = Arc::new(TestInit::new(Style::CHILD));
     let Some(connection) = multiprocess::serve_parent::<dyn Init>(init)? else {
         return Err("start me from a parent, with -ipcfd".into());
