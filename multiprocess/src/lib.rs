@@ -60,8 +60,9 @@ pub use multiprocess_thread_map::{
 pub use multiprocess_thread_map::{live_workers, orphaned_workers};
 
 /// Installs a `tracing` subscriber that writes what `RUST_LOG` selects to
-/// stderr, with thread names: `RUST_LOG=multiprocess=debug` traces every
-/// request and response on both ends (Bitcoin Core's `-debug=ipc`). Does
+/// stderr, with thread names (and colours only if stderr is a terminal):
+/// `RUST_LOG=multiprocess=debug` traces every request and response on both
+/// ends (Bitcoin Core's `-debug=ipc`). Does
 /// nothing if the program has a subscriber already. A write that fails
 /// (stderr closed, as in `program | head`) is dropped: the default would
 /// report it with `eprintln!`, which panics, and on a loop thread that
@@ -75,6 +76,7 @@ pub fn install_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_thread_names(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .log_internal_errors(false)
         .try_init();
