@@ -6,9 +6,12 @@
 //! than until the earliest deadline. A timer costs nothing while none is
 //! pending.
 //!
-//! A [`Sleep`] dropped before its deadline leaves its entry in the heap
-//! until then; the entry then wakes a task that no longer waits for it,
-//! which is harmless (a task may always be polled once too often).
+//! A [`Sleep`] dropped before its deadline marks its entry cancelled: the
+//! entry is skipped when its deadline comes, and once cancelled entries
+//! are most of the heap (and more than a few), the heap is rebuilt without
+//! them, so that the heap holds at most about twice the sleeps pending,
+//! however many were started and dropped (a deadline per accepted
+//! connection, say, under a stream of short connections).
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
@@ -25,6 +28,8 @@ struct Entry {
     /// Breaks ties: of two timers with one deadline, the first set fires first.
     seq: u64,
     waker: Waker,
+    /// Set once the entry no longer counts: it fired, or its sleep let go.
+    done: Rc<Cell<bool>>,
 }
 
 impl PartialEq for Entry {
@@ -53,18 +58,42 @@ impl Ord for Entry {
 pub(crate) struct Timers {
     heap: RefCell<BinaryHeap<Entry>>,
     next_seq: Cell<u64>,
+    /// Entries in the heap whose sleep let go of them.
+    cancelled: Cell<usize>,
 }
 
+/// The heap is rebuilt without its cancelled entries once there are more
+/// than this many of them, and they are at least half of it.
+const COMPACT_ABOVE: usize = 64;
+
 impl Timers {
-    /// Wakes `waker` once `deadline` has passed.
-    fn add(&self, deadline: Instant, waker: Waker) {
+    /// Wakes `waker` once `deadline` has passed; returns the entry's flag,
+    /// for [`cancel`](Self::cancel).
+    fn add(&self, deadline: Instant, waker: Waker) -> Rc<Cell<bool>> {
         let seq = self.next_seq.get();
         self.next_seq.set(seq.wrapping_add(1));
+        let done = Rc::new(Cell::new(false));
         self.heap.borrow_mut().push(Entry {
             deadline,
             seq,
             waker,
+            done: done.clone(),
         });
+        done
+    }
+
+    /// Forgets the entry of flag `done`, unless it has fired already.
+    fn cancel(&self, done: &Cell<bool>) {
+        if done.replace(true) {
+            return;
+        }
+        let cancelled = self.cancelled.get() + 1;
+        self.cancelled.set(cancelled);
+        let mut heap = self.heap.borrow_mut();
+        if cancelled > COMPACT_ABOVE && cancelled * 2 >= heap.len() {
+            heap.retain(|entry| !entry.done.get());
+            self.cancelled.set(0);
+        }
     }
 
     /// Whether no timer is pending.
@@ -85,6 +114,9 @@ impl Timers {
                 }
             };
             match due {
+                Some(entry) if entry.done.replace(true) => {
+                    self.cancelled.set(self.cancelled.get().saturating_sub(1));
+                }
                 Some(entry) => entry.waker.wake(),
                 None => return,
             }
@@ -103,9 +135,9 @@ impl Timers {
 pub struct Sleep {
     deadline: Instant,
     timers: Rc<Timers>,
-    /// The waker last registered, so that polling again with the same one
-    /// does not add another entry.
-    registered: Option<Waker>,
+    /// The waker last registered and its entry's flag, so that polling
+    /// again with the same waker adds no entry, and another replaces it.
+    registered: Option<(Waker, Rc<Cell<bool>>)>,
 }
 
 impl std::fmt::Debug for Sleep {
@@ -141,12 +173,23 @@ impl Future for Sleep {
         let known = self
             .registered
             .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()));
+            .is_some_and(|(waker, done)| !done.get() && waker.will_wake(cx.waker()));
         if !known {
-            self.timers.add(self.deadline, cx.waker().clone());
-            self.registered = Some(cx.waker().clone());
+            if let Some((_, done)) = self.registered.take() {
+                self.timers.cancel(&done);
+            }
+            let done = self.timers.add(self.deadline, cx.waker().clone());
+            self.registered = Some((cx.waker().clone(), done));
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((_, done)) = self.registered.take() {
+            self.timers.cancel(&done);
+        }
     }
 }
 
@@ -216,6 +259,31 @@ mod tests {
             Some(start + Duration::from_secs(60))
         );
         assert!(!timers.is_empty());
+    }
+
+    /// Sleeps started and dropped before their deadline do not pile up
+    /// in the heap, and the one still pending fires.
+    #[test]
+    fn dropped_sleeps_are_forgotten_and_the_heap_stays_small() {
+        let timers = Rc::new(Timers::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let waker = Waker::from(recorder(1, &order));
+        let mut cx = Context::from_waker(&waker);
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut kept = Sleep::new(timers.clone(), far);
+        assert!(Pin::new(&mut kept).poll(&mut cx).is_pending());
+        for _ in 0..10_000 {
+            let mut dropped = Sleep::new(timers.clone(), far);
+            assert!(Pin::new(&mut dropped).poll(&mut cx).is_pending());
+        }
+        let len = timers.heap.borrow().len();
+        assert!(
+            len <= 2 * COMPACT_ABOVE + 2,
+            "{len} entries for one pending sleep"
+        );
+        timers.fire_due(far);
+        assert_eq!(*order.lock(), vec![1], "the kept sleep fired, once");
+        assert!(timers.is_empty());
     }
 
     #[test]

@@ -248,6 +248,9 @@ pub(crate) struct ConnState {
     /// the thread serving it calls back on that thread.
     callback_threads: RefCell<Slab<(thread::Client, PeerName)>>,
     disconnector: RefCell<Option<Disconnector>>,
+    /// Who waits for the peer's `construct` or the connection's end (a
+    /// listener's handshake deadline, [`ConnState::watch_handshake`]).
+    handshake_watcher: RefCell<Option<std::task::Waker>>,
     is_closed: Cell<bool>,
     poster: LoopPoster,
     shared: Weak<ConnShared>,
@@ -281,6 +284,18 @@ impl ConnState {
     /// Whether the peer has called `construct` (this side serving).
     pub(crate) fn constructed(&self) -> bool {
         self.peer_thread_map.borrow().is_some()
+    }
+
+    /// Wakes `waker` when the peer calls `construct` or the connection
+    /// closes (the last waker given is the one woken).
+    pub(crate) fn watch_handshake(&self, waker: &std::task::Waker) {
+        *self.handshake_watcher.borrow_mut() = Some(waker.clone());
+    }
+
+    fn handshake_settled(&self) {
+        if let Some(waker) = self.handshake_watcher.borrow_mut().take() {
+            waker.wake();
+        }
     }
 
     /// The `Thread` capabilities of thread `thread_id` of this process on
@@ -389,6 +404,7 @@ impl ConnState {
             error: Some(error.clone()),
         };
         tracing::debug!(target: "multiprocess", connection = %self.name, "connection closed: {error}");
+        self.handshake_settled();
         let threads = std::mem::take(&mut *self.client_threads.borrow_mut());
         let objects = std::mem::take(&mut *self.objects.borrow_mut());
         let pool = std::mem::take(&mut *self.pool.borrow_mut());
@@ -507,6 +523,7 @@ fn start_conn(
             worker_threads: Arc::default(),
             callback_threads: RefCell::new(Slab::new()),
             disconnector: RefCell::new(Some(Box::pin(disconnector))),
+            handshake_watcher: RefCell::new(None),
             is_closed: Cell::new(false),
             poster: cx.poster(),
             shared,
@@ -564,6 +581,7 @@ impl ServeContext {
             .ok_or_else(|| Error::Disconnected("connection closed".to_string()))?;
         tracing::debug!(target: "multiprocess", method = "construct", connection = %conn.name, "IPC server recv");
         *conn.peer_thread_map.borrow_mut() = Some(peer_thread_map);
+        conn.handshake_settled();
         tracing::debug!(target: "multiprocess", method = "construct", connection = %conn.name, "IPC server send");
         Ok(capnp_rpc::new_client(ThreadMapServer {
             conn_id: self.conn_id,

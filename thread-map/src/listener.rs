@@ -504,19 +504,34 @@ impl ListenerShared {
 
 /// Loop thread: closes connection `conn_id` if its peer has not called
 /// `construct` within `timeout` ([`ListenOptions::handshake_timeout`]).
+/// The task ends as soon as the peer calls it or the connection closes,
+/// so that short connections leave no tasks or timers behind.
 fn close_unless_constructed(conn_id: u64, timeout: Duration, address: Address) {
     LoopContext::with(|cx| {
         let deadline = cx.sleep(timeout);
-        cx.spawn(async move {
-            deadline.await;
-            let Some(conn) = crate::loop_state::with(|state| state.conn(conn_id)) else {
-                return;
-            };
-            if conn.constructed() {
-                return;
+        let settled = futures::future::poll_fn(move |task| {
+            match crate::loop_state::with(|state| state.conn(conn_id)) {
+                Some(conn) if !conn.constructed() => {
+                    conn.watch_handshake(task.waker());
+                    Poll::Pending
+                }
+                // Constructed, or closed (and gone from the loop's table).
+                _ => Poll::Ready(()),
             }
-            tracing::warn!(target: "multiprocess", %address, connection = %conn.name, "closing a connection whose peer did not call construct within {timeout:?}");
-            conn.close();
+        });
+        cx.spawn(async move {
+            if let futures::future::Either::Right(_) =
+                futures::future::select(settled, deadline).await
+            {
+                let Some(conn) = crate::loop_state::with(|state| state.conn(conn_id)) else {
+                    return;
+                };
+                if conn.constructed() {
+                    return;
+                }
+                tracing::warn!(target: "multiprocess", %address, connection = %conn.name, "closing a connection whose peer did not call construct within {timeout:?}");
+                conn.close();
+            }
         });
     });
 }
