@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::AsyncReadExt;
-use multiprocess_event_loop::{EventLoop, LoopContext, ReadHalf};
+use multiprocess_event_loop::{EventLoop, LoopContext, LoopHandle, ReadHalf};
 
 /// Reads once into a buffer of `size` bytes; says on `waiting` when the
 /// read found nothing and waits for the socket.
@@ -36,46 +36,73 @@ async fn read_once(stream: &mut ReadHalf, size: usize, waiting: &mpsc::Sender<()
     buf
 }
 
+/// What a reader on the loop reports: each read's bytes, and each time a
+/// read found nothing and waited for the socket.
+struct Reads {
+    received: mpsc::Receiver<Vec<u8>>,
+    waits: mpsc::Receiver<()>,
+}
+
+impl Reads {
+    /// Registers `socket` with `event_loop` and reads it `count` times, 64
+    /// bytes at most each.
+    fn start(event_loop: &LoopHandle, socket: UnixStream, count: usize) -> Self {
+        let (sender, received) = mpsc::channel();
+        let (waiting, waits) = mpsc::channel();
+        event_loop
+            .post(move || {
+                LoopContext::with(|cx| {
+                    let (mut stream, write) =
+                        cx.stream(socket).expect("register the socket").split();
+                    cx.spawn(async move {
+                        for _ in 0..count {
+                            let _ = sender.send(read_once(&mut stream, 64, &waiting).await);
+                        }
+                        drop(write);
+                    });
+                });
+            })
+            .expect("post");
+        Self { received, waits }
+    }
+
+    fn next(&self) -> Vec<u8> {
+        self.received
+            .recv_timeout(BOUND)
+            .expect("a read never ended")
+    }
+
+    fn waited(&self, which: &str) {
+        self.waits
+            .recv_timeout(BOUND)
+            .unwrap_or_else(|_| panic!("the {which} read never waited"));
+    }
+}
+
+/// How long a read may take.
+const BOUND: Duration = Duration::from_secs(10);
+
 #[test]
 fn reads_after_a_short_read_wait_for_new_data_and_full_reads_go_on() {
     common::within(Duration::from_secs(60), || {
         let event_loop = EventLoop::start("short-reads-loop").expect("loop");
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
         (&ours).write_all(&[1, 2, 3, 4, 5]).expect("write");
-        let (sender, received) = mpsc::channel::<Vec<u8>>();
-        let (waiting, waits) = mpsc::channel::<()>();
-        event_loop
-            .post(move || {
-                LoopContext::with(|cx| {
-                    let (mut stream, _write) =
-                        cx.stream(theirs).expect("register the socket").split();
-                    cx.spawn(async move {
-                        // Short: the socket is empty after it.
-                        let _ = sender.send(read_once(&mut stream, 64, &waiting).await);
-                        // Must be woken by the data written next.
-                        let _ = sender.send(read_once(&mut stream, 64, &waiting).await);
-                        // 100 bytes come at once: a full read of 64, then
-                        // the other 36 without waiting.
-                        let _ = sender.send(read_once(&mut stream, 64, &waiting).await);
-                        let _ = sender.send(read_once(&mut stream, 64, &waiting).await);
-                        drop(_write);
-                    });
-                });
-            })
-            .expect("post");
-        let bound = Duration::from_secs(10);
-        let next = || received.recv_timeout(bound).expect("a read never ended");
-        assert_eq!(next(), vec![1, 2, 3, 4, 5]);
-        waits.recv_timeout(bound).expect("the second read waited");
+        // Short, then one that must be woken by the data written next, then
+        // 100 bytes at once: a full read of 64, and the other 36 without
+        // waiting.
+        let reads = Reads::start(&event_loop, theirs, 4);
+        assert_eq!(reads.next(), vec![1, 2, 3, 4, 5]);
+        reads.waited("second");
         (&ours).write_all(&[6, 7, 8]).expect("write");
-        assert_eq!(next(), vec![6, 7, 8]);
-        waits.recv_timeout(bound).expect("the third read waited");
+        assert_eq!(reads.next(), vec![6, 7, 8]);
+        reads.waited("third");
         let hundred: Vec<u8> = (0..100).collect();
         (&ours).write_all(&hundred).expect("write");
-        assert_eq!(next(), hundred[..64].to_vec());
-        assert_eq!(next(), hundred[64..].to_vec());
+        assert_eq!(reads.next(), hundred[..64].to_vec());
+        assert_eq!(reads.next(), hundred[64..].to_vec());
         assert!(
-            waits.try_recv().is_err(),
+            reads.waits.try_recv().is_err(),
             "the read after a full one waited for readiness"
         );
     });
@@ -91,28 +118,12 @@ fn the_end_of_the_stream_is_read_after_the_last_short_read() {
         let event_loop = EventLoop::start("short-read-eof-loop").expect("loop");
         for round in 0..20u8 {
             let (ours, theirs) = UnixStream::pair().expect("socketpair");
-            let (sender, received) = mpsc::channel::<Vec<u8>>();
-            let (waiting, waits) = mpsc::channel::<()>();
-            event_loop
-                .post(move || {
-                    LoopContext::with(|cx| {
-                        let (mut stream, write) =
-                            cx.stream(theirs).expect("register the socket").split();
-                        cx.spawn(async move {
-                            let _ = sender.send(read_once(&mut stream, 64, &waiting).await);
-                            let _ = sender.send(read_once(&mut stream, 64, &waiting).await);
-                            drop(write);
-                        });
-                    });
-                })
-                .expect("post");
-            let bound = Duration::from_secs(10);
-            waits.recv_timeout(bound).expect("the first read waited");
+            let reads = Reads::start(&event_loop, theirs, 2);
+            reads.waited("first");
             (&ours).write_all(&[round, 1, 2]).expect("write");
             drop(ours);
-            let next = || received.recv_timeout(bound).expect("a read never ended");
-            assert_eq!(next(), vec![round, 1, 2]);
-            assert_eq!(next(), Vec::<u8>::new(), "the end of the stream");
+            assert_eq!(reads.next(), vec![round, 1, 2]);
+            assert_eq!(reads.next(), Vec::<u8>::new(), "the end of the stream");
         }
     });
 }

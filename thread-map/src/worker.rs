@@ -275,7 +275,14 @@ impl Worker {
         reaper: Reaper,
         peer_threads: Option<Arc<AtomicUsize>>,
     ) -> io::Result<Self> {
-        Self::start(name, os_name, reaper, 1, peer_threads, true)
+        Self::start(
+            Waiter::new(name.clone()),
+            name,
+            os_name,
+            reaper,
+            1,
+            peer_threads,
+        )
     }
 
     /// Starts a loop's cleanup thread: a worker that serves no peer, so it
@@ -287,22 +294,19 @@ impl Worker {
         os_name: String,
         reaper: Reaper,
     ) -> io::Result<Self> {
-        Self::start(name, os_name, reaper, 0, None, false)
+        let waiter = Waiter::never_spinning(name.clone());
+        Self::start(waiter, name, os_name, reaper, 0, None)
     }
 
+    /// Starts the thread that serves `waiter`.
     fn start(
+        waiter: Arc<Waiter>,
         name: Arc<str>,
         os_name: String,
         reaper: Reaper,
         counted: usize,
         peer_threads: Option<Arc<AtomicUsize>>,
-        spins: bool,
     ) -> io::Result<Self> {
-        let waiter = if spins {
-            Waiter::new(name.clone())
-        } else {
-            Waiter::never_spinning(name.clone())
-        };
         let join: JoinSlot = Arc::new(Mutex::new(None));
         let orphan = Arc::new(AtomicUsize::new(OWNED));
         let thread_waiter = waiter.clone();

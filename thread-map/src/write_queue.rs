@@ -145,6 +145,8 @@ where
     let end = EndOnDrop(state.clone());
     let task = async move {
         let _end = end;
+        // The messages of one flush, kept until it is done; reused.
+        let mut written = Vec::new();
         loop {
             let first = std::future::poll_fn(|cx| {
                 let mut state = state.borrow_mut();
@@ -164,7 +166,6 @@ where
             // call, and no waiting for anything that is not already ready.
             crate::drain::yield_now().await;
             timeline::mark(Step::FlushStart);
-            let mut written = Vec::new();
             let mut next = Some(first);
             while let Some(item) = next.take() {
                 match item {
@@ -183,7 +184,7 @@ where
             }
             writer.flush().await?;
             timeline::mark(Step::FlushDone);
-            for (message, notify) in written {
+            for (message, notify) in written.drain(..) {
                 // The message's memory goes first, then its sender hears.
                 drop(message);
                 let _ = notify.send(());

@@ -14,20 +14,6 @@ use multiprocess_demo::load::Load;
 
 const BOUND: Duration = Duration::from_secs(60);
 
-/// User plus system CPU time of process `pid` so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's stat");
-    // After the command name (in parentheses, which may hold spaces): the
-    // state is field 3, utime field 14, stime field 15.
-    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
 #[test]
 fn a_server_out_of_descriptors_waits_without_spinning_then_accepts() {
     guard("descriptor exhaustion", BOUND, || {
@@ -54,10 +40,12 @@ fn a_server_out_of_descriptors_waits_without_spinning_then_accepts() {
         // A second of the shortage: the server's CPU time in it. Spinning
         // on `accept` would be close to a second.
         let pid = server.pid();
-        let before = cpu_time(pid);
+        let before = stress::cpu::process_cpu(pid).expect("the server's CPU time");
         let window = Instant::now();
         std::thread::sleep(Duration::from_secs(1));
-        let used = cpu_time(pid).saturating_sub(before);
+        let used = stress::cpu::process_cpu(pid)
+            .expect("the server's CPU time")
+            .saturating_sub(before);
         let elapsed = window.elapsed();
         server.send("connections");
         assert_eq!(

@@ -6,10 +6,9 @@
 //! back where they started and its memory within 8 MiB.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use mp_testkit::line_process::LineProcess;
+use mp_testkit::line_process::{LineProcess, TempDir};
 use mp_testkit::watchdog::guard;
 use multiprocess_demo::ProcessStats;
 
@@ -112,20 +111,11 @@ fn read_round(client: &mut LineProcess) -> Vec<ThreadReport> {
     reports
 }
 
-/// A directory of the test's own: `name` keeps the tests of this file,
-/// which run at once, apart.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mp-many-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).expect("create the test's directory");
-    dir
-}
-
 #[test]
 fn sixty_four_clients_of_four_threads_each() {
     guard("sixty_four_clients_of_four_threads_each", BOUND, || {
-        let dir = temp_dir("64");
-        let mut server = Server::start(&dir);
+        let dir = TempDir::new("mp-many", "64");
+        let mut server = Server::start(dir.path());
         let start = |server: &Server| {
             let mut client = LineProcess::start(
                 env!("CARGO_BIN_EXE_load-client"),
@@ -214,7 +204,6 @@ fn sixty_four_clients_of_four_threads_each() {
             "memory: {before} -> {after}"
         );
         server.process.finish();
-        let _ = std::fs::remove_dir_all(&dir);
     });
 }
 
@@ -225,8 +214,8 @@ fn sixty_four_clients_of_four_threads_each() {
 #[test]
 fn settling_waits_for_connections_to_close() {
     guard("settling_waits_for_connections_to_close", BOUND, || {
-        let dir = temp_dir("settle");
-        let mut server = Server::start(&dir);
+        let dir = TempDir::new("mp-many", "settle");
+        let mut server = Server::start(dir.path());
         let mut client = LineProcess::start(
             env!("CARGO_BIN_EXE_load-client"),
             &[&server.address, "1", "1"],
@@ -242,6 +231,5 @@ fn settling_waits_for_connections_to_close() {
         client.finish();
         server.settle(0);
         server.process.finish();
-        let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -19,7 +19,8 @@ const HANDSHAKE: Duration = Duration::from_millis(300);
 fn a_client_that_never_calls_construct_is_closed_and_others_stay() {
     guard("silent clients", BOUND, || {
         let dir = TempDir::new("mp-demo", "silent-clients");
-        let address = format!("unix:{}", dir.path().join("load.sock").display());
+        let path = dir.path().join("load.sock");
+        let address = format!("unix:{}", path.display());
         let millis = HANDSHAKE.as_millis().to_string();
         let mut server =
             LineProcess::start(env!("CARGO_BIN_EXE_load-server"), &[&address, &millis]);
@@ -28,13 +29,12 @@ fn a_client_that_never_calls_construct_is_closed_and_others_stay() {
         // A real client first: its handshake deadline passes before the
         // silent one's does.
         let parsed: Address = address.parse().expect("address");
-        let (_connection, load) =
+        let (connection, load) =
             multiprocess::connect_to::<dyn Load>(&parsed).expect("a real client connects");
         assert_eq!(load.echo("early", 1).expect("echo").answer, "early#1");
 
         // A client that connects and says nothing: the server closes it
         // (its read sees the end of the stream, perhaps after an Abort).
-        let path = dir.path().join("load.sock");
         let mut silent = UnixStream::connect(&path).expect("connect");
         silent
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -58,8 +58,7 @@ fn a_client_that_never_calls_construct_is_closed_and_others_stay() {
         assert_eq!(load.echo("late", 2).expect("echo").answer, "late#2");
         server.send("connections");
         assert_eq!(server.line(), "connections 1");
-        drop(load);
-        drop(_connection);
+        drop((load, connection));
         server.send("wait-connections 0 10000");
         assert_eq!(server.line(), "connections 0 true");
     });

@@ -19,7 +19,7 @@
 
 use std::io::BufRead;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiprocess::{Address, Result};
 use multiprocess_demo::load::{EchoOutput, Holding, Load};
@@ -45,12 +45,12 @@ impl Load for Server {
 /// the loop (or the loop is joining it), so a round trip through the loop
 /// comes back after it.
 fn settle(listener: &multiprocess::Listener, count: usize, timeout: Duration) -> Result<bool> {
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = Instant::now() + timeout;
     let mut settled = multiprocess::raw::wait_for_workers(count, timeout);
     // A client's worker can go (the client released it) a little before
     // its connection closes (the end of its socket is read after).
     if settled && count == 0 {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         settled = listener.wait_connections(0, left);
     }
     multiprocess::default_loop()?.sync(|| ())?;
