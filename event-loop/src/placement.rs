@@ -93,9 +93,10 @@ pub fn start_near(cpu: Option<usize>) {
 }
 
 /// Whether a waker narrows a sleeper to its own CPU: as [`WAKE_NEAR_ENV`] says, or
-/// else when the process may use fewer than [`WAKE_NEAR_BELOW_CPUS`] CPUs.
+/// else when the process may use fewer than [`WAKE_NEAR_BELOW_CPUS`] CPUs. Public for
+/// code that must wait as the runtime does (and its tests).
 #[cfg(not(loom))]
-fn wake_near_enabled() -> bool {
+pub fn wake_near_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(
         || match std::env::var(WAKE_NEAR_ENV).as_deref().map(str::trim) {

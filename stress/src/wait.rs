@@ -330,6 +330,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::scenarios::raw_1cpu::{current_cpu_set, set_cpu_set};
 
     const LONG: Duration = Duration::from_secs(60);
 
@@ -386,19 +387,12 @@ mod tests {
 
     /// The CPU mask of the calling thread.
     fn own_mask() -> libc::cpu_set_t {
-        // SAFETY: cpu_set_t is plain data, for which all zeroes is the empty set.
-        let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `mask` is a valid cpu_set_t of the size given.
-        let got = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&mask), &mut mask) };
-        assert_eq!(got, 0, "sched_getaffinity: {}", io::Error::last_os_error());
-        mask
+        current_cpu_set().expect("sched_getaffinity")
     }
 
     /// Sets the calling thread's CPU mask.
     fn set_own_mask(mask: &libc::cpu_set_t) {
-        // SAFETY: `mask` is a valid cpu_set_t of the size given.
-        let set = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(mask), mask) };
-        assert_eq!(set, 0, "sched_setaffinity: {}", io::Error::last_os_error());
+        set_cpu_set(mask).expect("sched_setaffinity");
     }
 
     /// The mask of `cpu` alone.
@@ -425,16 +419,6 @@ mod tests {
         let own = own_mask();
         set_own_mask(&only(cpu));
         set_own_mask(&own);
-    }
-
-    /// Whether the runtime's "wake near the waker" is on in this process (its rule, read from
-    /// the same variable and CPU count).
-    fn wake_near_on() -> bool {
-        match std::env::var(WAKE_NEAR_ENV).as_deref().map(str::trim) {
-            Ok("0") => false,
-            Ok("1") => true,
-            _ => max_spinners() < WAKE_NEAR_BELOW_CPUS,
-        }
     }
 
     #[test]
@@ -477,7 +461,7 @@ mod tests {
             for mask in masks {
                 assert_eq!(mask, inherited, "the woken receiver gets its own mask back");
             }
-            if wake_near_on() {
+            if multiprocess_event_loop::placement::wake_near_enabled() {
                 assert!(
                     woken_near > 0,
                     "never woken near the sender in {ROUNDS} rounds"

@@ -15,9 +15,7 @@ use mp_testkit::watchdog;
 use stress::Options;
 use stress::child::ChildProcess;
 use stress::scenarios::{self, Scenario};
-
-/// `multiprocess_event_loop::spin::SPIN_ENV`, the spinning budget in microseconds.
-const SPIN_ENV: &str = "MULTIPROCESS_WAIT_SPIN_US";
+use stress::wait::SPIN_ENV;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const MPBENCH: &str = env!("CARGO_BIN_EXE_mpbench");

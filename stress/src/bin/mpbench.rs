@@ -24,7 +24,7 @@ use stress::child::{self, CHILD_FLAG, FD_FLAG};
 use stress::run::idle;
 use stress::run::plot::{self, Scale};
 use stress::run::{DEFAULT_CALLS, DEFAULT_ROUND};
-use stress::scenarios::{self, newthread, payload, scale};
+use stress::scenarios::{self, newthread, paced, payload, scale};
 use stress::{Options, run};
 
 /// The environment variable that carries `--worker-stack-kib` to the child.
@@ -71,7 +71,7 @@ fn usage() -> String {
          --calls N     measured calls per scenario (per variant); default {DEFAULT_CALLS}, except:\n\
          \x20             newthread {newthread} (each call starts a thread), payload and raw-1mib {payload}\n\
          \x20             (1 MiB each way per call), scale {scale} (in {per_thread}-call threads: 1000 threads),\n\
-         \x20             paced-1ms 2000 and paced-10ms 200 (2 s of calls)\n\
+         \x20             paced-1ms {paced_1ms} and paced-10ms {paced_10ms} (2 s of calls)\n\
          --warmup N    unmeasured calls first; default a tenth of the default calls (scale: none)\n\
          --round N     calls per scenario per turn with several scenarios; default {DEFAULT_ROUND},\n\
          \x20             scaled down for scenarios that make fewer calls (scale: one turn)\n\
@@ -99,6 +99,8 @@ fn usage() -> String {
         payload = payload::DEFAULT_CALLS,
         scale = scale::DEFAULT_CALLS,
         per_thread = scale::CALLS_PER_THREAD,
+        paced_1ms = paced::Paced::ONE_MS.default_calls(),
+        paced_10ms = paced::Paced::TEN_MS.default_calls(),
         idle = idle::NAME,
         idle_seconds = idle::DEFAULT_SECONDS,
     )

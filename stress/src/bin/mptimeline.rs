@@ -74,19 +74,17 @@ fn parent_and_child(dir: &Path) -> Result<(Process, Process), String> {
         })
         .collect();
     paths.sort();
-    let mut processes = paths
+    let processes = paths
         .iter()
         .map(|path| read_process(path))
         .collect::<Result<Vec<_>, _>>()?;
-    if processes.len() != 2 {
-        return Err(format!(
+    let [first, second] = <[Process; 2]>::try_from(processes).map_err(|processes| {
+        format!(
             "{}: {} timeline files; expected two, a parent's and its child's (one run per directory)",
             dir.display(),
             processes.len()
-        ));
-    }
-    let second = processes.pop().ok_or("no second file")?;
-    let first = processes.pop().ok_or("no first file")?;
+        )
+    })?;
     if second.ppid == first.pid {
         Ok((first, second))
     } else if first.ppid == second.pid {
@@ -99,13 +97,15 @@ fn parent_and_child(dir: &Path) -> Result<(Process, Process), String> {
 /// A mark in the merged timeline: time, process (`'P'` or `'C'`), step code.
 type Mark = (u64, char, u8);
 
-fn label((_, process, code): &Mark) -> String {
-    format!("{process}{code}")
+/// Which process passed which step: what a cycle's shape is made of.
+fn label(&(_, process, code): &Mark) -> (char, u8) {
+    (process, code)
 }
 
+/// The median (nearest rank, as mpbench's) of values, at least one.
 fn median(values: &mut [u64]) -> u64 {
     values.sort_unstable();
-    values[values.len() / 2]
+    stress::stats::percentile(values, 50).unwrap_or(0)
 }
 
 /// What [`analyse`] finds.
@@ -143,16 +143,21 @@ fn analyse(parent: &Process, child: &Process) -> Result<Report, String> {
         cycles.push(&marks[begin..end.unwrap_or(marks.len())]);
         start = end;
     }
-    let mut shapes: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut shapes: HashMap<Vec<(char, u8)>, usize> = HashMap::new();
     for cycle in &cycles {
         *shapes.entry(cycle.iter().map(label).collect()).or_default() += 1;
     }
-    let Some((shape, same_shape)) = shapes.into_iter().max_by_key(|(_, count)| *count) else {
+    // The most common shape; of two as common, the smaller (not whichever
+    // the map yields first).
+    let Some((shape, same_shape)) = shapes
+        .into_iter()
+        .max_by(|(a, m), (b, n)| m.cmp(n).then_with(|| b.cmp(a)))
+    else {
         return Err("no call by the parent in the files".to_string());
     };
     let same: Vec<&[Mark]> = cycles
         .iter()
-        .filter(|cycle| cycle.iter().map(label).eq(shape.iter().cloned()))
+        .filter(|cycle| cycle.iter().map(label).eq(shape.iter().copied()))
         .copied()
         .collect();
     let kept = &same[same.len() / 10..];

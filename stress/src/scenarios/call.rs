@@ -39,13 +39,7 @@ impl Scenario for ContextCall {
     }
 
     fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
-        let parent = Parent::connect(conn, "mpbench-call-loop")?;
-        let probe = parent.init.make_probe().map_err(runtime::to_io)?;
-        let mut client = CallClient {
-            probe,
-            _parent: parent,
-            seq: 0,
-        };
+        let mut client = CallClient::connect(conn, "mpbench-call-loop")?;
         Ok(Client::Each(Box::new(move || client.call())))
     }
 
@@ -54,8 +48,8 @@ impl Scenario for ContextCall {
     }
 }
 
-/// The parent's half.
-struct CallClient {
+/// The parent's half: `add(seq, 1)` on the child's probe (also `paced`'s).
+pub(crate) struct CallClient {
     /// Declared first: dropped before the connection it lives on.
     probe: Arc<dyn Probe>,
     _parent: Parent,
@@ -63,7 +57,19 @@ struct CallClient {
 }
 
 impl CallClient {
-    fn call(&mut self) -> io::Result<()> {
+    /// Connects over `conn` on a loop called `loop_name` and makes the probe.
+    pub(crate) fn connect(conn: UnixStream, loop_name: &str) -> io::Result<Self> {
+        let parent = Parent::connect(conn, loop_name)?;
+        let probe = parent.init.make_probe().map_err(runtime::to_io)?;
+        Ok(Self {
+            probe,
+            _parent: parent,
+            seq: 0,
+        })
+    }
+
+    /// One call, its answer checked.
+    pub(crate) fn call(&mut self) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let expected = self.seq.wrapping_add(1);
         let sum = self.probe.add(self.seq, 1).map_err(runtime::to_io)?;

@@ -6,9 +6,6 @@
 //! `recurse(f, 0)`: nine of each). Each sample is one whole tree divided by
 //! its levels: `median_us` is per level, comparable with one `callback`,
 //! while `calls` and `ctx_switches_per_call` count whole trees.
-//!
-//! (Before December 2026 a tree was divided by its depth, 8, not by its 9
-//! levels, which put `nested` 12.5% above what a level costs.)
 
 use std::io;
 use std::os::unix::net::UnixStream;
@@ -20,7 +17,7 @@ use mp_testkit::probe::{IntFn, Probe};
 use super::runtime::{self, Parent};
 use super::{Client, Scenario};
 
-/// Levels per measured tree.
+/// The depth of a tree's top call: `recurse(f, DEPTH)`.
 pub const DEPTH: i32 = 8;
 
 /// Levels per measured tree: `recurse` calls (and callbacks) from depth

@@ -14,55 +14,57 @@ use std::time::{Duration, Instant};
 
 use crate::run::Options;
 
-use super::runtime::{self, Parent};
-use super::{Client, Plan, Scenario, check_reply};
+use super::call::CallClient;
+use super::runtime;
+use super::{Client, Plan, Scenario};
 
 /// The `paced-*` scenarios: `call` with a pause of `gap` before each call.
 #[derive(Clone, Copy, Debug)]
 pub struct Paced {
+    name: &'static str,
     gap: Duration,
 }
 
 impl Paced {
     /// One call per millisecond.
     pub const ONE_MS: Paced = Paced {
+        name: "paced-1ms",
         gap: Duration::from_millis(1),
     };
     /// One call per 10 milliseconds.
     pub const TEN_MS: Paced = Paced {
+        name: "paced-10ms",
         gap: Duration::from_millis(10),
     };
 }
 
+impl Paced {
+    /// The calls measured unless `--calls` says otherwise: about 2 s of them.
+    pub fn default_calls(&self) -> usize {
+        let calls = Duration::from_secs(2).as_micros() / self.gap.as_micros().max(1);
+        usize::try_from(calls).unwrap_or(usize::MAX).max(10)
+    }
+}
+
 impl Scenario for Paced {
     fn name(&self) -> &'static str {
-        if self.gap >= Duration::from_millis(10) {
-            "paced-10ms"
-        } else {
-            "paced-1ms"
-        }
+        self.name
     }
 
     fn plan(&mut self, opts: &Options) -> Plan {
-        // About 2 s of calls either way.
-        let calls = (Duration::from_secs(2).as_micros() / self.gap.as_micros().max(1)) as usize;
-        Plan::with_default(opts, calls.max(10))
+        Plan::with_default(opts, self.default_calls())
     }
 
     fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
-        let parent = Parent::connect(conn, "mpbench-paced-loop")?;
-        let probe = parent.init.make_probe().map_err(runtime::to_io)?;
+        let mut client = CallClient::connect(conn, "mpbench-paced-loop")?;
         let gap = self.gap;
-        let mut seq = 0i32;
         Ok(Client::Batch(Box::new(move |n, samples| {
-            let _ = &parent;
             for _ in 0..n {
                 std::thread::sleep(gap);
-                seq = seq.wrapping_add(1);
                 let start = Instant::now();
-                let sum = probe.add(seq, 1).map_err(runtime::to_io)?;
+                let answered = client.call();
                 samples.push(start.elapsed());
-                check_reply(seq.wrapping_add(1), sum)?;
+                answered?;
             }
             Ok(())
         })))

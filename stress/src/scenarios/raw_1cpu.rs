@@ -89,7 +89,7 @@ impl Drop for Pinned {
 }
 
 /// The calling thread's CPU set.
-fn current_cpu_set() -> io::Result<libc::cpu_set_t> {
+pub(crate) fn current_cpu_set() -> io::Result<libc::cpu_set_t> {
     // SAFETY: cpu_set_t is plain bytes, for which all zeroes is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 is the calling thread; `set` is a valid, writable cpu_set_t of the size
@@ -103,7 +103,7 @@ fn current_cpu_set() -> io::Result<libc::cpu_set_t> {
 }
 
 /// Sets the calling thread's CPU set.
-fn set_cpu_set(set: &libc::cpu_set_t) -> io::Result<()> {
+pub(crate) fn set_cpu_set(set: &libc::cpu_set_t) -> io::Result<()> {
     // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
     let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
     if rc == 0 {
