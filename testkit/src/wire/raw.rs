@@ -61,6 +61,37 @@ fn export_id(descriptor: cap_descriptor::Reader<'_>) -> u32 {
 }
 
 /// The text of an exception's or abort's reason.
+impl From<Result<(Vec<u32>, ()), String>> for Answer {
+    fn from(decoded: Result<(Vec<u32>, ()), String>) -> Self {
+        match decoded {
+            Ok((caps, ())) => Answer::Results(caps),
+            Err(reason) => Answer::Exception(reason),
+        }
+    }
+}
+
+/// A `Return`'s results (their capability ids, as in [`Answer::Results`],
+/// and what `read` makes of their content) or its exception's reason.
+fn decode_return<T>(
+    ret: return_::Reader<'_>,
+    read: impl FnOnce(capnp::any_pointer::Reader<'_>) -> T,
+) -> Result<(Vec<u32>, T), String> {
+    match ret.which().expect("a known return type") {
+        return_::Results(payload) => {
+            let payload = payload.expect("payload");
+            let caps = payload
+                .get_cap_table()
+                .expect("cap table")
+                .iter()
+                .map(export_id)
+                .collect();
+            Ok((caps, read(payload.get_content())))
+        }
+        return_::Exception(e) => Err(reason(e.expect("exception").get_reason())),
+        _ => Err("<other return type>".into()),
+    }
+}
+
 fn reason(text: capnp::Result<capnp::text::Reader<'_>>) -> String {
     text.expect("reason")
         .to_string()
@@ -156,10 +187,7 @@ impl Raw {
     /// Reads until the server answers `question`; panics if it closes the
     /// connection instead.
     pub fn answer(&mut self, question: u32) -> Answer {
-        match self.returned(question, |_| ()) {
-            Ok((caps, ())) => Answer::Results(caps),
-            Err(reason) => Answer::Exception(reason),
-        }
+        Answer::from(self.returned(question, |_| ()))
     }
 
     /// Reads until the server answers `question`: its results' capability
@@ -180,20 +208,7 @@ impl Raw {
                 .expect("a message root");
             match root.which().expect("a known message type") {
                 message::Return(Ok(ret)) if ret.get_answer_id() == question => {
-                    return match ret.which().expect("a known return type") {
-                        return_::Results(payload) => {
-                            let payload = payload.expect("payload");
-                            let caps = payload
-                                .get_cap_table()
-                                .expect("cap table")
-                                .iter()
-                                .map(export_id)
-                                .collect();
-                            Ok((caps, read(payload.get_content())))
-                        }
-                        return_::Exception(e) => Err(reason(e.expect("exception").get_reason())),
-                        _ => Err("<other return type>".into()),
-                    };
+                    return decode_return(ret, read);
                 }
                 message::Abort(abort) => panic!(
                     "the server aborted instead of answering {question}: {:?}",
@@ -287,22 +302,7 @@ impl Iterator for Raw {
             .expect("a message root");
         Some(match root.which().expect("a known message type") {
             message::Return(Ok(ret)) => {
-                let answer = match ret.which().expect("a known return type") {
-                    return_::Results(payload) => Answer::Results(
-                        payload
-                            .expect("payload")
-                            .get_cap_table()
-                            .expect("cap table")
-                            .iter()
-                            .map(export_id)
-                            .collect(),
-                    ),
-                    return_::Exception(e) => {
-                        Answer::Exception(reason(e.expect("exception").get_reason()))
-                    }
-                    _ => Answer::Exception("<other return type>".into()),
-                };
-                Incoming::Return(ret.get_answer_id(), answer)
+                Incoming::Return(ret.get_answer_id(), decode_return(ret, |_| ()).into())
             }
             message::Call(Ok(call)) => {
                 let target = call.get_target().ok().and_then(|t| match t.which() {
