@@ -555,7 +555,7 @@ impl RawChild {
     fn spawn(configure: impl FnOnce(&mut Command)) -> Self {
         let mut command = Command::new(child_exe());
         command
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_remove("RUST_BACKTRACE");
         configure(&mut command);
@@ -601,6 +601,11 @@ impl RawChild {
         assert!(
             !stderr.contains("panicked"),
             "{what}: mp-child panicked:\n{stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{what}: mp-child wrote to its stdout:\n{}",
+            String::from_utf8_lossy(&output.stdout)
         );
         abort
     }

@@ -506,6 +506,12 @@ fn start_conn(
             limits,
         );
         let mut rpc = RpcSystem::new(Box::new(network), bootstrap);
+        // capnp-rpc prints its background tasks' failures to stdout, which
+        // belongs to the program: they go to the trace instead.
+        let traced_name = name.clone();
+        rpc.set_background_error_handler(move |e| {
+            tracing::warn!(target: "multiprocess", connection = %traced_name, "capnp-rpc background task failed: {e}");
+        });
         let peer_bootstrap = match side {
             Side::Client => Some(rpc.bootstrap::<capnp::capability::Client>(Side::Server)),
             _ => None,
