@@ -61,12 +61,15 @@ pub fn tid() -> i64 {
 }
 
 /// One `Counter` implementation dropped in this process.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct CounterDrop {
     /// The Counter's id (as `makeCounter` returned it).
     id: u64,
     /// The OS thread id of the thread that dropped it.
     tid: i64,
+    /// That thread's name, read as it dropped the Counter (the thread may
+    /// be gone by the time a test looks).
+    thread: Option<String>,
 }
 
 /// The `Counter` implementations dropped in this process, in order, with a
@@ -137,16 +140,16 @@ pub fn local_counter_drops_after(seen: usize, timeout: Duration) -> Vec<i64> {
         .collect()
 }
 
-/// The thread ids on which this process destroyed the Counter `id` (see
-/// [`Counter::id`]), once it has been destroyed (or
-/// after `timeout`: then empty). A Counter is destroyed once, so more than
-/// one entry is a bug.
-pub fn local_counter_drops_of(id: u64, timeout: Duration) -> Vec<i64> {
+/// The threads (OS thread id, and name if it has one) on which this
+/// process destroyed the Counter `id` (see [`Counter::id`]), once it has
+/// been destroyed (or after `timeout`: then empty). A Counter is destroyed
+/// once, so more than one entry is a bug.
+pub fn local_counter_drops_of(id: u64, timeout: Duration) -> Vec<(i64, Option<String>)> {
     counter_drop_log()
         .wait_until(|drops| drops.iter().any(|drop| drop.id == id), timeout)
-        .iter()
+        .into_iter()
         .filter(|drop| drop.id == id)
-        .map(|drop| drop.tid)
+        .map(|drop| (drop.tid, drop.thread))
         .collect()
 }
 
@@ -172,6 +175,7 @@ impl Drop for CounterImpl {
         counter_drop_log().record(CounterDrop {
             id: self.id,
             tid: tid(),
+            thread: std::thread::current().name().map(str::to_string),
         });
     }
 }
