@@ -21,7 +21,7 @@
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use multiprocess::{Address, Error};
@@ -31,6 +31,11 @@ use multiprocess_demo::{datadir, flag, say, short_thread_name};
 /// Set before a GUI that quits drops its connection: that disconnection is
 /// its own doing.
 static QUITTING: AtomicBool = AtomicBool::new(false);
+
+/// Held while a command runs: the node going away mid-command is told
+/// after the command has said how it went (`stop`'s answer comes just
+/// before the node disconnects, and must not be lost to the exit).
+static COMMAND: Mutex<()> = Mutex::new(());
 
 /// Says the node went away (once) and exits with 0.
 fn node_gone(reason: &str) -> ! {
@@ -116,6 +121,9 @@ fn main() {
             .name("node-watch".into())
             .spawn(move || {
                 let reason = connection.wait_disconnected(Duration::MAX);
+                // A running command ends soon: its calls fail once the
+                // connection is closed.
+                let _command = COMMAND.lock().unwrap_or_else(|p| p.into_inner());
                 if !QUITTING.load(Ordering::SeqCst) {
                     node_gone(&reason.map_or_else(|| "closed".into(), |e: Error| e.to_string()));
                 }
@@ -138,6 +146,7 @@ fn main() {
     }
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
+        let _command = COMMAND.lock().unwrap_or_else(|p| p.into_inner());
         let mut words = line.split_whitespace();
         match (words.next(), words.next().map(str::parse::<i32>)) {
             (Some("status"), None) => {
