@@ -205,6 +205,14 @@ fn capnp_200_calls_across_two_processes() {
 }
 
 #[test]
+fn capnp_callback_200_calls_across_two_processes() {
+    // `capnp` with a call back to a function passed with each call, or once.
+    for name in ["capnp-callback", "capnp-callback-saved"] {
+        one_scenario_200_calls(name, "50");
+    }
+}
+
+#[test]
 fn call_200_calls_across_two_processes() {
     one_scenario_200_calls("call", "50");
 }

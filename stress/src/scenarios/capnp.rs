@@ -30,13 +30,14 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use multiprocess_thread_map::{Connection, EventLoop, LoopHandle, RemoteObject, ServeContext};
 
 use super::runtime;
 use super::{Client, Scenario};
-use crate::bench_capnp::bench;
+use crate::bench_capnp::{self, bench};
 
 /// The `capnp` scenario.
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,17 +64,28 @@ impl Scenario for Capnp {
     }
 
     fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
-        mp_testkit::serve_child_with("mpbench-capnp-child-loop", conn, |ctx| {
-            let bench: bench::Client = capnp_rpc::new_client(BenchServer { ctx });
-            bench.client
-        })
-        .map_err(runtime::to_io)
+        serve(conn, "mpbench-capnp-child-loop")
     }
 }
 
-/// The child's half: answers the handshake and every `ping` on the loop thread.
+/// The child's half of the `capnp` scenarios: serves [`BenchServer`] on `conn` until the
+/// parent closes it.
+pub(super) fn serve(conn: UnixStream, loop_name: &str) -> io::Result<()> {
+    mp_testkit::serve_child_with(loop_name, conn, |ctx| {
+        let bench: bench::Client = capnp_rpc::new_client(BenchServer {
+            ctx,
+            saved: RefCell::new(None),
+        });
+        bench.client
+    })
+    .map_err(runtime::to_io)
+}
+
+/// The child's half: answers the handshake and every request on the loop thread.
 struct BenchServer {
     ctx: ServeContext,
+    /// The function `saveFn` kept, for `pingSaved`.
+    saved: RefCell<Option<bench_capnp::ping_fn::Client>>,
 }
 
 impl bench::Server for BenchServer {
@@ -97,6 +109,50 @@ impl bench::Server for BenchServer {
         results.get().set_value(value);
         Ok(())
     }
+
+    async fn ping_back(
+        self: Rc<Self>,
+        params: bench::PingBackParams,
+        mut results: bench::PingBackResults,
+    ) -> capnp::Result<()> {
+        let value = params.get()?.get_value();
+        let function = params.get()?.get_fn()?;
+        let got = call_back(&function, value).await?;
+        results.get().set_value(got);
+        Ok(())
+    }
+
+    async fn save_fn(
+        self: Rc<Self>,
+        params: bench::SaveFnParams,
+        _results: bench::SaveFnResults,
+    ) -> capnp::Result<()> {
+        *self.saved.borrow_mut() = Some(params.get()?.get_fn()?);
+        Ok(())
+    }
+
+    async fn ping_saved(
+        self: Rc<Self>,
+        params: bench::PingSavedParams,
+        mut results: bench::PingSavedResults,
+    ) -> capnp::Result<()> {
+        let value = params.get()?.get_value();
+        let function = self
+            .saved
+            .borrow()
+            .clone()
+            .ok_or_else(|| capnp::Error::failed("pingSaved before saveFn".to_string()))?;
+        let got = call_back(&function, value).await?;
+        results.get().set_value(got);
+        Ok(())
+    }
+}
+
+/// Calls `function` with `value` and returns its answer.
+async fn call_back(function: &bench_capnp::ping_fn::Client, value: u64) -> capnp::Result<u64> {
+    let mut request = function.call_request();
+    request.get().set_value(value);
+    Ok(request.send().promise.await?.get()?.get_value())
 }
 
 /// The parent's half.

@@ -21,6 +21,9 @@
 //!   [`chain_park`] (`chain-park`), the same with waits that sleep at once;
 //! - [`capnp`]: a plain capnp-rpc call on the runtime's connection, made on the parent's
 //!   event-loop thread and answered on the child's: no `Context`, no worker, no hand-off;
+//!   [`capnp_callback`] (`capnp-callback`, `capnp-callback-saved`), the same with a call back
+//!   to a function the parent passes with each call (or once): the floors of `callback` and
+//!   `callback-saved`;
 //! - [`call`]: the runtime's blocking call with a `Context`, from the application thread to the
 //!   child's worker thread dedicated to it, through the generated proxies; `call-hand`, the
 //!   same call through the hand-written client and server of [`hand`], their baseline;
@@ -47,6 +50,7 @@ use crate::run::{DEFAULT_CALLS, Options};
 pub mod call;
 pub mod callback;
 pub mod capnp;
+pub mod capnp_callback;
 pub mod chain;
 pub mod chain_park;
 pub mod hand;
@@ -230,6 +234,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(callback::Callback),
         Box::new(callback::HandCallback),
         Box::new(callback::SavedCallback),
+        Box::new(capnp_callback::CapnpCallback { saved: false }),
+        Box::new(capnp_callback::CapnpCallback { saved: true }),
         Box::new(nested::Nested),
         Box::new(paced::Paced::ONE_MS),
         Box::new(paced::Paced::TEN_MS),
