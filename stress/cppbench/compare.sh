@@ -38,6 +38,8 @@ command -v python3 >/dev/null || { echo "$0: needs python3 for the table" >&2; e
 command -v timeout >/dev/null || { echo "$0: needs timeout (coreutils)" >&2; exit 2; }
 limit=${TIMEOUT:-1800}
 
+# Expanded as ${common[@]+"${common[@]}"}: under `set -u`, bash before 4.4
+# calls an empty array unbound.
 common=()
 [[ -n ${CALLS:-} ]] && common+=(--calls "$CALLS")
 [[ -n ${WARMUP:-} ]] && common+=(--warmup "$WARMUP")
@@ -68,9 +70,9 @@ run() {
 
 echo "# compare.sh: $sittings sittings, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((sitting = 1; sitting <= sittings; sitting++)); do
-    run rust "$mpbench" "$rust_scenarios" --json "${common[@]}"
-    run cpp "$cppbench" "$cpp_scenarios" "${common[@]}"
-    run rust-spin-off env MULTIPROCESS_WAIT_SPIN_US=0 "$mpbench" "$rust_scenarios" --json "${common[@]}"
+    run rust "$mpbench" "$rust_scenarios" --json ${common[@]+"${common[@]}"}
+    run cpp "$cppbench" "$cpp_scenarios" ${common[@]+"${common[@]}"}
+    run rust-spin-off env MULTIPROCESS_WAIT_SPIN_US=0 "$mpbench" "$rust_scenarios" --json ${common[@]+"${common[@]}"}
 done
 echo
 
