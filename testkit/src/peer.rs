@@ -132,7 +132,12 @@ impl Peer {
     /// Kills the server abruptly: SIGKILL for a child; for an in-process
     /// server, its end of the connection is closed (its loop stays up until
     /// the `Peer` is dropped, so that its workers can be joined once the
-    /// test releases whatever user code they are blocked in).
+    /// test releases whatever user code they are blocked in). Either way the
+    /// server serves nothing more once this returns.
+    ///
+    /// # Panics
+    ///
+    /// If an in-process server's end has not closed within 10 s.
     pub fn kill_server(&mut self) {
         match &mut self.server {
             Server::Child(child) => {
@@ -142,7 +147,15 @@ impl Peer {
             }
             Server::InProcess { connection, .. } => {
                 if let Some(connection) = connection.take() {
+                    // Closing is the server loop's to do: until it has, a
+                    // request the test sends next could still be served.
                     connection.disconnect();
+                    assert!(
+                        connection
+                            .wait_disconnected(Duration::from_secs(10))
+                            .is_some(),
+                        "the in-process server's end did not close within 10 s"
+                    );
                     drop(connection);
                 }
             }
