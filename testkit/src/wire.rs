@@ -302,25 +302,40 @@ pub fn whoami(
     })
 }
 
-/// `Probe.block(gate)` (method 2), `open(gate)` (3) or
-/// `waitBlocked(gate, 1)` (4), run on the worker `thread`.
+/// A `Probe` method on a gate, for [`gate_call`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateMethod {
+    /// `block(gate)` (method 2): blocks until the gate opens.
+    Block,
+    /// `open(gate)` (method 3).
+    Open,
+    /// `waitBlocked(gate, 1)` (method 4): returns once one call blocks on it.
+    WaitBlocked,
+}
+
+/// `Probe.block(gate)`, `open(gate)` or `waitBlocked(gate, 1)`, run on the
+/// worker `thread`.
 pub fn gate_call(
     question: u32,
     probe: impl Into<Ref>,
     thread: impl Into<Ref>,
-    method: u16,
+    method: GateMethod,
     gate: &str,
 ) -> Builder<HeapAllocator> {
     match method {
-        2 => on_worker::<probe::block_params::Owned>(question, probe, thread, 2, &[], |mut p| {
-            on_thread(p.reborrow().init_context());
-            p.set_gate(gate);
-        }),
-        3 => on_worker::<probe::open_params::Owned>(question, probe, thread, 3, &[], |mut p| {
-            on_thread(p.reborrow().init_context());
-            p.set_gate(gate);
-        }),
-        4 => on_worker::<probe::wait_blocked_params::Owned>(
+        GateMethod::Block => {
+            on_worker::<probe::block_params::Owned>(question, probe, thread, 2, &[], |mut p| {
+                on_thread(p.reborrow().init_context());
+                p.set_gate(gate);
+            })
+        }
+        GateMethod::Open => {
+            on_worker::<probe::open_params::Owned>(question, probe, thread, 3, &[], |mut p| {
+                on_thread(p.reborrow().init_context());
+                p.set_gate(gate);
+            })
+        }
+        GateMethod::WaitBlocked => on_worker::<probe::wait_blocked_params::Owned>(
             question,
             probe,
             thread,
@@ -332,7 +347,6 @@ pub fn gate_call(
                 p.set_count(1);
             },
         ),
-        _ => panic!("not a gate method: {method}"),
     }
 }
 

@@ -28,8 +28,8 @@ use mp_testkit::probe_capnp::{init, probe};
 use mp_testkit::probe_server::serve;
 use mp_testkit::watchdog::guard;
 use mp_testkit::wire::{
-    Answer, Cap, Raw, add, bootstrap, bytes, construct, construct_with, finish, gate_call,
-    make_pool, make_probe, make_probe_with, make_thread, pool_call, resolve_to_error,
+    Answer, Cap, GateMethod, Raw, add, bootstrap, bytes, construct, construct_with, finish,
+    gate_call, make_pool, make_probe, make_probe_with, make_thread, pool_call, resolve_to_error,
 };
 use multiprocess::Interface;
 use multiprocess_thread_map::{Connection, Error, EventLoop, LoopHandle};
@@ -710,8 +710,14 @@ fn a_released_worker_counts_until_its_thread_ends() {
             let probe_id = raw.results(4)[0];
             // Block `held`'s thread, and wait (on `watcher`) until it is blocked.
             let gate = format!("released-worker-{}", std::process::id());
-            raw.send(&gate_call(5, probe_id, held, 2, &gate));
-            raw.send(&gate_call(6, probe_id, watcher, 4, &gate));
+            raw.send(&gate_call(5, probe_id, held, GateMethod::Block, &gate));
+            raw.send(&gate_call(
+                6,
+                probe_id,
+                watcher,
+                GateMethod::WaitBlocked,
+                &gate,
+            ));
             raw.results(6);
             // Cancel the blocked call, and drop `held` (finishing the question
             // that returned it releases its capabilities).
@@ -728,7 +734,7 @@ fn a_released_worker_counts_until_its_thread_ends() {
             );
             // Once `held`'s thread has run out of its job and ended, its place is
             // free again.
-            raw.send(&gate_call(9, probe_id, watcher, 3, &gate));
+            raw.send(&gate_call(9, probe_id, watcher, GateMethod::Open, &gate));
             raw.results(9);
             let deadline = std::time::Instant::now() + IO_TIMEOUT;
             let mut question = 10;

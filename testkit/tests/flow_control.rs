@@ -20,7 +20,7 @@ use mp_testkit::watchdog::guard;
 
 mod limits_common;
 use limits_common::LimitsChild;
-use mp_testkit::wire::{self, Answer, bootstrap, echo, gate_call, make_thread};
+use mp_testkit::wire::{self, Answer, GateMethod, bootstrap, echo, gate_call, make_thread};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const MIB: usize = 1 << 20;
@@ -172,8 +172,14 @@ fn requests_queued_behind_a_busy_worker_are_bounded() {
             raw.send(&make_thread(4, map, "watcher"));
             let watcher = raw.results(4)[0];
             let gate = format!("queued-{}", std::process::id());
-            raw.send(&gate_call(5, probe, thread, 2, &gate));
-            raw.send(&gate_call(6, probe, watcher, 4, &gate));
+            raw.send(&gate_call(5, probe, thread, GateMethod::Block, &gate));
+            raw.send(&gate_call(
+                6,
+                probe,
+                watcher,
+                GateMethod::WaitBlocked,
+                &gate,
+            ));
             assert!(matches!(raw.answer(6), Answer::Results(_)));
             let before = child.rss_kib();
             let payload = vec![0xa5; MIB];

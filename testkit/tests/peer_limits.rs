@@ -17,7 +17,8 @@ use multiprocess_thread_map::MAX_THREAD_NAME;
 mod limits_common;
 use limits_common::LimitsChild;
 use mp_testkit::wire::{
-    Answer, Incoming, Raw, call_fn, gate_call, make_probe, make_thread, return_exception, whoami,
+    Answer, GateMethod, Incoming, Raw, call_fn, gate_call, make_probe, make_thread,
+    return_exception, whoami,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -164,8 +165,8 @@ fn the_process_worker_cap_spans_connections_and_counts_orphans() {
 
             // a2 blocks in a method; `a` hangs up: a1 ends, a2 is orphaned.
             let gate = format!("orphan-{}", std::process::id());
-            a.send(&gate_call(5, a_probe, a2, 2, &gate));
-            a.send(&gate_call(6, a_probe, a1, 4, &gate));
+            a.send(&gate_call(5, a_probe, a2, GateMethod::Block, &gate));
+            a.send(&gate_call(6, a_probe, a1, GateMethod::WaitBlocked, &gate));
             assert!(matches!(a.answer(6), Answer::Results(_)));
             drop(a);
             let counts = child.wait_counts("a's connection closed", |c| c == (3, 1));
@@ -180,7 +181,7 @@ fn the_process_worker_cap_spans_connections_and_counts_orphans() {
             // Once its method returns, the orphan ends and frees its place.
             b.send(&make_probe(7, b_init, b1));
             let b_probe = b.results(7)[0];
-            b.send(&gate_call(8, b_probe, b1, 3, &gate));
+            b.send(&gate_call(8, b_probe, b1, GateMethod::Open, &gate));
             b.results(8);
             child.wait_counts("the orphan's method returned", |c| c == (3, 0));
             b.send(&make_thread(9, b_map, "b4"));

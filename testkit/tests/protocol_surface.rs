@@ -16,8 +16,8 @@ use mp_testkit::watchdog::guard;
 mod limits_common;
 use limits_common::LimitsChild;
 use mp_testkit::wire::{
-    self, Answer, Incoming, PROBE, Raw, add, bootstrap, call, call_saved_from_notifier, construct,
-    finish, gate_call, make_thread, release, return_exception, save_fn,
+    self, Answer, GateMethod, Incoming, PROBE, Raw, add, bootstrap, call, call_saved_from_notifier,
+    construct, finish, gate_call, make_thread, release, return_exception, save_fn,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -166,8 +166,14 @@ fn a_question_id_reused_in_flight_closes_that_connection_only() {
             let (_init, map, thread, probe) = raw.probe("reuser");
             raw.send(&make_thread(4, map, "watcher"));
             let watcher = raw.results(4)[0];
-            raw.send(&gate_call(10, probe, thread, 2, &gate));
-            raw.send(&gate_call(11, probe, watcher, 4, &gate));
+            raw.send(&gate_call(10, probe, thread, GateMethod::Block, &gate));
+            raw.send(&gate_call(
+                11,
+                probe,
+                watcher,
+                GateMethod::WaitBlocked,
+                &gate,
+            ));
             assert!(matches!(raw.answer(11), Answer::Results(_)));
             // Question 10 is blocked in the child: ask it again.
             raw.send(&add(10, probe, watcher, 1, 1));
