@@ -51,6 +51,9 @@ const BUFFER: usize = 64 * 1024;
 pub(crate) struct ConnStatus {
     closed: Mutex<Option<Error>>,
     cv: Condvar,
+    /// Told when the connection closes, besides this status's own waiters
+    /// (a listener's count of closed connections).
+    counters: Mutex<Vec<Arc<CloseCounter>>>,
 }
 
 impl ConnStatus {
@@ -58,6 +61,7 @@ impl ConnStatus {
         Self {
             closed: Mutex::new(None),
             cv: Condvar::new(),
+            counters: Mutex::new(Vec::new()),
         }
     }
 
@@ -68,6 +72,25 @@ impl ConnStatus {
         }
         drop(closed);
         self.cv.notify_all();
+        let counters = std::mem::take(&mut *self.counters.lock());
+        for counter in counters {
+            counter.count();
+        }
+    }
+
+    /// Counts this connection's close in `counter`: when it closes, or now
+    /// if it already has.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn count_close_in(&self, counter: Arc<CloseCounter>) {
+        let mut counters = self.counters.lock();
+        // `set` records the close before it takes the counters: a close
+        // either finds `counter` here or is seen below.
+        if self.closed.lock().is_some() {
+            drop(counters);
+            counter.count();
+        } else {
+            counters.push(counter);
+        }
     }
 
     fn get(&self) -> Option<Error> {
@@ -95,6 +118,47 @@ impl ConnStatus {
             }
         }
         closed.clone()
+    }
+}
+
+/// How many of a set of connections have closed, for waiting until one
+/// more has (see [`ConnStatus::count_close_in`]).
+#[derive(Default)]
+pub(crate) struct CloseCounter {
+    closed: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl CloseCounter {
+    fn count(&self) {
+        *self.closed.lock() += 1;
+        self.cv.notify_all();
+    }
+
+    /// How many have closed so far.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn closed(&self) -> u64 {
+        *self.closed.lock()
+    }
+
+    /// Blocks until more than `seen` have closed, or `deadline` (`None`:
+    /// no deadline); returns whether more have.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn wait_beyond(&self, seen: u64, deadline: Option<Instant>) -> bool {
+        let mut closed = self.closed.lock();
+        while *closed <= seen {
+            match deadline {
+                None => closed = self.cv.wait(closed),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    closed = self.cv.wait_timeout(closed, deadline - now);
+                }
+            }
+        }
+        true
     }
 }
 
@@ -282,12 +346,14 @@ impl ConnState {
     }
 
     /// Whether the peer has called `construct` (this side serving).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn constructed(&self) -> bool {
         self.peer_thread_map.borrow().is_some()
     }
 
     /// Wakes `waker` when the peer calls `construct` or the connection
     /// closes (the last waker given is the one woken).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn watch_handshake(&self, waker: &std::task::Waker) {
         *self.handshake_watcher.borrow_mut() = Some(waker.clone());
     }
@@ -831,6 +897,7 @@ impl Connection {
     }
 
     /// The connection's number in this process (the `N` of its name).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn id(&self) -> u64 {
         self.shared.id
     }

@@ -33,7 +33,7 @@ use multiprocess_event_loop::{
 };
 
 use crate::address::Address;
-use crate::connection::{Connection, ServeContext};
+use crate::connection::{CloseCounter, Connection, ServeContext};
 use crate::drain::{Gauge, remaining};
 use crate::sync::global::{AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, Weak};
@@ -178,6 +178,8 @@ struct ListenerShared {
     make_bootstrap: Arc<MakeBootstrap>,
     gauge: Arc<Gauge>,
     connections: Mutex<Vec<Connection>>,
+    /// Counts the accepted connections that have closed.
+    closes: Arc<CloseCounter>,
     /// The socket file we created, while it is ours to remove.
     socket_file: Mutex<Option<SocketFile>>,
 }
@@ -284,6 +286,7 @@ impl Listener {
             make_bootstrap: Arc::new(make_bootstrap),
             gauge: Gauge::new(event_loop.poster()),
             connections: Mutex::new(Vec::new()),
+            closes: Arc::default(),
             socket_file: Mutex::new(socket_file),
         });
         let weak = Arc::downgrade(&shared);
@@ -335,19 +338,15 @@ impl Listener {
     /// returns whether they are. Waiting holds no connection open.
     pub fn wait_connections(&self, count: usize, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
+        let closes = &self.shared.closes;
         loop {
-            let open = {
-                let mut connections = self.shared.connections.lock();
-                connections.retain(|c| !c.is_disconnected());
-                if connections.len() <= count {
-                    return true;
-                }
-                connections.first().map(Connection::status)
-            };
-            let left = deadline.map_or(Duration::MAX, crate::drain::remaining);
-            if let Some(status) = open
-                && status.wait(left).is_none()
-            {
+            // Read before counting: a connection that closes after the
+            // count below moves this on, and the wait ends at once.
+            let seen = closes.closed();
+            if self.connection_count() <= count {
+                return true;
+            }
+            if !closes.wait_beyond(seen, deadline) {
                 return false;
             }
         }
@@ -493,6 +492,9 @@ impl ListenerShared {
                     self.handshake_timeout,
                     self.address.clone(),
                 );
+                // Before it is listed: a listed connection's close is
+                // always counted.
+                connection.status().count_close_in(self.closes.clone());
                 connections.push(connection);
             }
             Err(e) => {

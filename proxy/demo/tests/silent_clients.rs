@@ -51,6 +51,7 @@ fn a_client_that_never_calls_construct_is_closed_and_others_stay() {
         );
         // Its connection is gone from the server; the real one is left.
         server.send("wait-connections 1 10000");
+        assert_eq!(server.line(), "waiting");
         assert_eq!(server.line(), "connections 1 true");
 
         // The real client's deadline passed too (it connected first): it
@@ -60,6 +61,7 @@ fn a_client_that_never_calls_construct_is_closed_and_others_stay() {
         assert_eq!(server.line(), "connections 1");
         drop((load, connection));
         server.send("wait-connections 0 10000");
+        assert_eq!(server.line(), "waiting");
         assert_eq!(server.line(), "connections 0 true");
     });
 }

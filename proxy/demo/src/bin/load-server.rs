@@ -6,8 +6,9 @@
 //!   are alive and their threads joined (and, for N = 0, no connection is
 //!   open); prints `settled true|false N`.
 //! - `connections`: prints `connections N` (accepted connections open);
-//! - `wait-connections N MS`: waits at most MS milliseconds until at most
-//!   N accepted connections are open; prints `connections N true|false`;
+//! - `wait-connections N MS`: prints `waiting`, then waits at most MS
+//!   milliseconds until at most N accepted connections are open; prints
+//!   `connections N true|false`;
 //! - `exhaust-fds`: lowers its descriptor limit to 256 and opens
 //!   `/dev/null` until no descriptor is left, so that accepting fails;
 //!   prints `exhausted N` (descriptors it took);
@@ -132,6 +133,7 @@ fn main() {
             ["connections"] => say(&format!("connections {}", listener.connection_count())),
             ["wait-connections", count, ms] => match (count.parse(), ms.parse()) {
                 (Ok(count), Ok(ms)) => {
+                    say("waiting");
                     let done = listener.wait_connections(count, Duration::from_millis(ms));
                     say(&format!(
                         "connections {} {done}",
