@@ -135,6 +135,9 @@ impl Peer {
     /// test releases whatever user code they are blocked in). Either way the
     /// server serves nothing more once this returns.
     ///
+    /// Call it from a test thread: on a loop thread the wait for an
+    /// in-process server's end only looks.
+    ///
     /// # Panics
     ///
     /// If an in-process server's end has not closed within 10 s.

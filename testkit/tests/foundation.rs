@@ -587,3 +587,53 @@ fn blocking_call_on_a_loop_thread_fails_in_process() {
         || blocking_call_on_a_loop_thread_fails(in_process()),
     );
 }
+
+/// Waiting for fewer of a listener's connections on a loop thread, which is
+/// what closes them, only looks: it returns at once, whatever the timeout.
+#[test]
+fn waiting_for_fewer_connections_on_a_loop_thread_only_looks() {
+    use multiprocess_thread_map::{Address, EventLoop, ListenOptions, Listener};
+    guard(
+        "waiting_for_fewer_connections_on_a_loop_thread_only_looks",
+        LIMIT,
+        || {
+            let dir = mp_testkit::line_process::TempDir::new("mp-testkit", "loop-wait");
+            let address = Address::Unix(dir.path().join("listener.sock"));
+            let server_loop = EventLoop::start("listener-loop").expect("a loop");
+            let listener = std::sync::Arc::new(
+                Listener::bind(
+                    &server_loop,
+                    &address,
+                    ListenOptions::new(),
+                    mp_testkit::probe_server::bootstrap,
+                )
+                .expect("bind"),
+            );
+            let client_loop = EventLoop::start("client-loop").expect("a loop");
+            // Once the handshake is done, the connection is accepted and listed.
+            let (connection, _init) = multiprocess_thread_map::connect_to::<
+                mp_testkit::probe_capnp::init::Client,
+            >(&client_loop, &address, LIMIT)
+            .expect("connect");
+            assert_eq!(listener.connection_count(), 1);
+            let on_loop = {
+                let listener = listener.clone();
+                move || listener.wait_connections(0, Duration::MAX)
+            };
+            let looked = server_loop
+                .sync(on_loop.clone())
+                .expect("the loop runs the closure");
+            assert!(!looked, "no connection closed, yet the wait said so");
+            // From this thread it waits, and sees the close.
+            drop((_init, connection));
+            assert!(
+                listener.wait_connections(0, LIMIT),
+                "closed within {LIMIT:?}"
+            );
+            let looked = server_loop
+                .sync(on_loop)
+                .expect("the loop runs the closure");
+            assert!(looked, "seen closed from the loop too");
+        },
+    );
+}

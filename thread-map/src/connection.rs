@@ -57,7 +57,7 @@ pub(crate) struct ConnStatus {
 }
 
 impl ConnStatus {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             closed: Mutex::new(None),
             cv: Condvar::new(),
@@ -65,7 +65,7 @@ impl ConnStatus {
         }
     }
 
-    fn set(&self, error: Error) {
+    pub(crate) fn set(&self, error: Error) {
         let mut closed = self.closed.lock();
         if closed.is_none() {
             *closed = Some(error);
@@ -576,7 +576,11 @@ fn start_conn(
         // belongs to the program: they go to the trace instead.
         let traced_name = name.clone();
         rpc.set_background_error_handler(move |e| {
-            tracing::warn!(target: "multiprocess", connection = %traced_name, "capnp-rpc background task failed: {e}");
+            if e.kind == capnp::ErrorKind::Disconnected {
+                tracing::debug!(target: "multiprocess", connection = %traced_name, "capnp-rpc background task: {e}");
+            } else {
+                tracing::warn!(target: "multiprocess", connection = %traced_name, "capnp-rpc background task failed: {e}");
+            }
         });
         let peer_bootstrap = match side {
             Side::Client => Some(rpc.bootstrap::<capnp::capability::Client>(Side::Server)),

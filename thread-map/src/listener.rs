@@ -335,9 +335,15 @@ impl Listener {
 
     /// Blocks until at most `count` accepted connections are open (closed
     /// by either end, and their tables dropped), or `timeout` passes;
-    /// returns whether they are. Waiting holds no connection open.
+    /// returns whether they are. Waiting holds no connection open. On a
+    /// loop thread, which is what closes connections and so must never
+    /// wait for one, it only looks.
     pub fn wait_connections(&self, count: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = if multiprocess_event_loop::on_a_loop_thread() {
+            Some(Instant::now())
+        } else {
+            Instant::now().checked_add(timeout)
+        };
         let closes = &self.shared.closes;
         loop {
             // Read before counting: a connection that closes after the

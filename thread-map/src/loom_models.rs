@@ -526,3 +526,32 @@ fn a_callback_dropped_on_one_thread_while_another_invokes_it() {
         assert!(!drops[0], "dropped on the loop thread");
     });
 }
+
+/// A connection closing while a listener registers its close counter, with
+/// a thread waiting for one close: the close is counted exactly once,
+/// whichever goes first, and the waiter always wakes. (A `count_close_in`
+/// that only registers, without looking whether the connection has closed
+/// already, leaves the waiter blocked: loom reports the deadlock.)
+#[test]
+fn a_close_is_counted_once_whether_it_comes_before_or_after_registration() {
+    use crate::connection::{CloseCounter, ConnStatus};
+    model(|| {
+        let status = Arc::new(ConnStatus::new());
+        let counter = Arc::new(CloseCounter::default());
+        let closing = {
+            let status = status.clone();
+            thread::spawn(move || status.set(Error::Disconnected("closed".to_string())))
+        };
+        let waiting = {
+            let counter = counter.clone();
+            thread::spawn(move || counter.wait_beyond(0, None))
+        };
+        status.count_close_in(counter.clone());
+        closing.join().expect("closing thread");
+        assert!(
+            waiting.join().expect("waiting thread"),
+            "the waiter saw the close"
+        );
+        assert_eq!(counter.closed(), 1, "counted once");
+    });
+}

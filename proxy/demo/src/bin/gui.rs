@@ -137,12 +137,16 @@ fn main() {
         say(&format!("gui: block {height}"));
         Ok(())
     });
-    check(node.subscribe(tip));
-    if let Some(status) = check(node.status()) {
-        say(&format!(
-            "gui: connected to {address}, height {} balance {}",
-            status.height, status.balance
-        ));
+    {
+        // Getting started is a command too: its lines come first.
+        let _command = COMMAND.lock().unwrap_or_else(|p| p.into_inner());
+        check(node.subscribe(tip));
+        if let Some(status) = check(node.status()) {
+            say(&format!(
+                "gui: connected to {address}, height {} balance {}",
+                status.height, status.balance
+            ));
+        }
     }
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
