@@ -176,6 +176,8 @@ pub struct Spin {
     /// When the thread found it had nothing to do: the first `again` since
     /// `begin`.
     idle_since: Option<Instant>,
+    /// The places it counts in: the process's (a test's own, in tests).
+    places: &'static AtomicUsize,
 }
 
 impl Spin {
@@ -206,7 +208,16 @@ impl Spin {
             counted: false,
             armed: true,
             idle_since: None,
+            places: &SPINNERS,
         }
+    }
+
+    /// This spell, counting in `places` instead of the process's: tests of
+    /// the places must not share them with the other tests' threads.
+    #[cfg(test)]
+    fn counting_in(mut self, places: &'static AtomicUsize) -> Self {
+        self.places = places;
+        self
     }
 
     /// Starts a wait of the kind `history` keeps: under the adaptive
@@ -248,9 +259,9 @@ impl Spin {
             Some(deadline) => deadline,
             None => {
                 self.counted =
-                    SPINNERS.fetch_add(1, Ordering::Relaxed) < max_spinners() || self.first;
+                    self.places.fetch_add(1, Ordering::Relaxed) < max_spinners() || self.first;
                 if !self.counted {
-                    SPINNERS.fetch_sub(1, Ordering::Relaxed);
+                    self.places.fetch_sub(1, Ordering::Relaxed);
                     self.deadline = Some(now);
                     return false;
                 }
@@ -272,7 +283,7 @@ impl Spin {
 
     fn give_back(&mut self) {
         if std::mem::take(&mut self.counted) {
-            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+            self.places.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -350,30 +361,32 @@ mod tests {
             eprintln!("{SPIN_ENV}=0: spinning is off, nothing to check");
             return;
         }
+        // Places of this test's own: other tests' threads spin meanwhile.
+        static PLACES: AtomicUsize = AtomicUsize::new(0);
         let max = max_spinners();
         let mut spells: Vec<Spin> = (0..max)
             .map(|_| {
-                let mut spell = Spin::for_waiter();
+                let mut spell = Spin::for_waiter().counting_in(&PLACES);
                 assert!(spell.again(), "a waiter with a place left spins");
                 spell
             })
             .collect();
-        assert_eq!(SPINNERS.load(Ordering::Relaxed), max);
+        assert_eq!(PLACES.load(Ordering::Relaxed), max);
 
-        let mut refused = Spin::for_waiter();
+        let mut refused = Spin::for_waiter().counting_in(&PLACES);
         assert!(!refused.again(), "a waiter past the limit sleeps at once");
         assert!(!refused.again(), "and does not spin later in its spell");
-        assert_eq!(SPINNERS.load(Ordering::Relaxed), max, "and takes no place");
+        assert_eq!(PLACES.load(Ordering::Relaxed), max, "and takes no place");
 
-        let mut the_loop = Spin::for_loop();
+        let mut the_loop = Spin::for_loop().counting_in(&PLACES);
         assert!(the_loop.again(), "the loop spins even with no place left");
         the_loop.reset();
-        assert_eq!(SPINNERS.load(Ordering::Relaxed), max);
+        assert_eq!(PLACES.load(Ordering::Relaxed), max);
 
         // As a Waiter does before it runs a job: the place is free for others.
         spells[0].reset();
-        assert_eq!(SPINNERS.load(Ordering::Relaxed), max - 1);
-        let mut next = Spin::for_waiter();
+        assert_eq!(PLACES.load(Ordering::Relaxed), max - 1);
+        let mut next = Spin::for_waiter().counting_in(&PLACES);
         assert!(
             next.again(),
             "a place given back is taken by the next waiter"
@@ -382,7 +395,7 @@ mod tests {
         drop(next);
         drop(spells);
         assert_eq!(
-            SPINNERS.load(Ordering::Relaxed),
+            PLACES.load(Ordering::Relaxed),
             0,
             "dropped spells give back"
         );
