@@ -149,10 +149,15 @@ fn one_scenario_200_calls(name: &str, warmup: &str) {
     let lines = stdout_lines(&output);
     assert_eq!(lines.len(), 1, "one JSON line: {lines:?}");
     let map = contract_line(&lines[0], name, 200, 1);
-    let p99 = number(&map, "p99_us");
-    // 200 calls cannot take more than 200 * p99 (nor, being sequential, less than 200 * min).
+    let median = number(&map, "median_us");
+    // Sequential calls: half of them took at least the median each, so the run took at least
+    // 100 medians. (No bound the other way: the two slowest calls may take any time on a
+    // loaded machine.)
     let per_s = number(&map, "calls_per_s");
-    assert!(per_s >= 1e6 / p99 / 2.0, "calls_per_s {per_s} vs p99 {p99}");
+    assert!(
+        per_s > 0.0 && per_s <= 2e6 / median * 1.01,
+        "calls_per_s {per_s} vs median {median} us"
+    );
     if cfg!(target_os = "linux") {
         // Each call blocks at least once on one side or the other: in `read`, in `epoll_wait`
         // or on a futex.
