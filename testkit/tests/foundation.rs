@@ -588,52 +588,153 @@ fn blocking_call_on_a_loop_thread_fails_in_process() {
     );
 }
 
+/// A listener in this process (on a loop of its own) with one client
+/// connected to it, handshake done (so accepted and listed).
+struct Listening {
+    _dir: mp_testkit::line_process::TempDir,
+    server_loop: multiprocess_thread_map::LoopHandle,
+    listener: std::sync::Arc<multiprocess_thread_map::Listener>,
+    client: Option<(
+        multiprocess_thread_map::Connection,
+        std::sync::Arc<dyn mp_testkit::probe::Init>,
+    )>,
+    _client_loop: multiprocess_thread_map::LoopHandle,
+}
+
+fn listening(name: &str) -> Listening {
+    use multiprocess_thread_map::{Address, EventLoop, ListenOptions, Listener};
+    let dir = mp_testkit::line_process::TempDir::new("mp-testkit", name);
+    let address = Address::Unix(dir.path().join("listener.sock"));
+    let server_loop = EventLoop::start("listener-loop").expect("a loop");
+    let listener = std::sync::Arc::new(
+        Listener::bind(
+            &server_loop,
+            &address,
+            ListenOptions::new(),
+            mp_testkit::probe_server::bootstrap,
+        )
+        .expect("bind"),
+    );
+    let client_loop = EventLoop::start("client-loop").expect("a loop");
+    let (connection, init) = multiprocess_thread_map::connect_to::<
+        mp_testkit::probe_capnp::init::Client,
+    >(&client_loop, &address, LIMIT)
+    .expect("connect");
+    let init = <dyn mp_testkit::probe::Init as multiprocess::Interface>::from_remote(init);
+    assert_eq!(listener.connection_count(), 1);
+    Listening {
+        _dir: dir,
+        server_loop,
+        listener,
+        client: Some((connection, init)),
+        _client_loop: client_loop,
+    }
+}
+
 /// Waiting for fewer of a listener's connections on a loop thread, which is
 /// what closes them, only looks: it returns at once, whatever the timeout.
 #[test]
 fn waiting_for_fewer_connections_on_a_loop_thread_only_looks() {
-    use multiprocess_thread_map::{Address, EventLoop, ListenOptions, Listener};
     guard(
         "waiting_for_fewer_connections_on_a_loop_thread_only_looks",
         LIMIT,
         || {
-            let dir = mp_testkit::line_process::TempDir::new("mp-testkit", "loop-wait");
-            let address = Address::Unix(dir.path().join("listener.sock"));
-            let server_loop = EventLoop::start("listener-loop").expect("a loop");
-            let listener = std::sync::Arc::new(
-                Listener::bind(
-                    &server_loop,
-                    &address,
-                    ListenOptions::new(),
-                    mp_testkit::probe_server::bootstrap,
-                )
-                .expect("bind"),
-            );
-            let client_loop = EventLoop::start("client-loop").expect("a loop");
-            // Once the handshake is done, the connection is accepted and listed.
-            let (connection, _init) = multiprocess_thread_map::connect_to::<
-                mp_testkit::probe_capnp::init::Client,
-            >(&client_loop, &address, LIMIT)
-            .expect("connect");
-            assert_eq!(listener.connection_count(), 1);
+            let mut l = listening("loop-wait");
             let on_loop = {
-                let listener = listener.clone();
+                let listener = l.listener.clone();
                 move || listener.wait_connections(0, Duration::MAX)
             };
-            let looked = server_loop
+            let looked = l
+                .server_loop
                 .sync(on_loop.clone())
                 .expect("the loop runs the closure");
             assert!(!looked, "no connection closed, yet the wait said so");
             // From this thread it waits, and sees the close.
-            drop((_init, connection));
+            drop(l.client.take());
             assert!(
-                listener.wait_connections(0, LIMIT),
+                l.listener.wait_connections(0, LIMIT),
                 "closed within {LIMIT:?}"
             );
-            let looked = server_loop
+            let looked = l
+                .server_loop
                 .sync(on_loop)
                 .expect("the loop runs the closure");
             assert!(looked, "seen closed from the loop too");
         },
     );
+}
+
+/// Waiting for a drain on a loop thread only looks too: that loop is what
+/// answers the running request and then disconnects everyone.
+#[test]
+fn waiting_for_a_drain_on_a_loop_thread_only_looks() {
+    guard(
+        "waiting_for_a_drain_on_a_loop_thread_only_looks",
+        LIMIT,
+        || {
+            let mut l = listening("loop-drain");
+            let probe = l
+                .client
+                .as_ref()
+                .map(|(_, init)| init.make_probe())
+                .expect("connected")
+                .expect("makeProbe");
+            let gate = "drain-on-a-loop-thread";
+            let blocked = {
+                let probe = probe.clone();
+                std::thread::spawn(move || probe.block(gate))
+            };
+            probe.wait_blocked(gate, 1).expect("waitBlocked");
+            l.listener.begin_drain();
+            let looked = l
+                .server_loop
+                .sync({
+                    let listener = l.listener.clone();
+                    move || listener.wait_drained(Duration::MAX)
+                })
+                .expect("the loop runs the closure");
+            assert!(!looked, "a request runs, yet the wait said drained");
+            // The running request completes, with its answer; then the drain ends.
+            mp_testkit::probe_server::open_gate(gate);
+            blocked
+                .join()
+                .expect("the blocked caller")
+                .expect("the request running when the drain began is answered");
+            drop(probe);
+            assert!(l.listener.wait_drained(LIMIT), "drained within {LIMIT:?}");
+            drop(l.client.take());
+        },
+    );
+}
+
+/// Connecting on an event-loop thread fails with `WrongThread` instead of
+/// waiting for a handshake that loop would have to run (or stalling
+/// another loop's connections for its round trip).
+#[test]
+fn connecting_on_a_loop_thread_fails() {
+    guard("connecting_on_a_loop_thread_fails", LIMIT, || {
+        let l = listening("loop-connect");
+        let address = l.listener.address().clone();
+        let handle = l.server_loop.clone();
+        let outcome = l
+            .server_loop
+            .sync(move || {
+                let stream = std::os::unix::net::UnixStream::connect(match &address {
+                    multiprocess_thread_map::Address::Unix(path) => path,
+                    other => panic!("a unix address, not {other}"),
+                })
+                .expect("the socket accepts");
+                multiprocess_thread_map::Connection::connect::<
+                    mp_testkit::probe_capnp::init::Client,
+                >(&handle, stream)
+                .map(|_| ())
+            })
+            .expect("the loop runs the closure");
+        match outcome {
+            Err(Error::WrongThread(message)) => {
+                assert!(message.contains("connect from"), "{message}")
+            }
+            other => panic!("expected WrongThread, got {other:?}"),
+        }
+    });
 }

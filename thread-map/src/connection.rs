@@ -715,8 +715,10 @@ impl Connection {
     /// does), and returns the connection with the bootstrap capability as a
     /// `C`.
     ///
-    /// Blocks the calling thread for the handshake's round trip. The peer
-    /// is held to the default [`ConnectionLimits`].
+    /// Blocks the calling thread for the handshake's round trip, so on an
+    /// event-loop thread it fails with [`Error::WrongThread`] (the loop
+    /// would wait for itself, or stall its connections). The peer is held
+    /// to the default [`ConnectionLimits`].
     pub fn connect<C>(
         event_loop: &LoopHandle,
         stream: impl Into<Socket>,
@@ -736,6 +738,12 @@ impl Connection {
     where
         C: FromClientHook + capnp::traits::HasTypeId + Clone + 'static,
     {
+        if multiprocess_event_loop::on_a_loop_thread() {
+            return Err(Error::WrongThread(
+                "connecting blocks for the handshake; connect from an application or worker thread"
+                    .to_string(),
+            ));
+        }
         let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         let name = format!("connection-{id} (client)");
         let status = Arc::new(ConnStatus::new());

@@ -392,9 +392,14 @@ impl Listener {
     /// all did. On timeout, requests are still running and the drain has
     /// closed nothing yet; it stays in effect (everyone is disconnected
     /// once they end), and [`disconnect_all`](Self::disconnect_all) forces
-    /// it now.
+    /// it now. On a loop thread, which answers the running requests and
+    /// disconnects, it only looks.
     pub fn wait_drained(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = if multiprocess_event_loop::on_a_loop_thread() {
+            Some(Instant::now())
+        } else {
+            Instant::now().checked_add(timeout)
+        };
         let deadline =
             deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         if !self.shared.gauge.wait_disconnecting(deadline) {
