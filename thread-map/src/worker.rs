@@ -160,22 +160,41 @@ pub fn orphaned_workers() -> usize {
     live().count.lock().orphaned
 }
 
-/// Blocks until at most `count` workers are alive, or `timeout` passes.
-/// Returns whether the count was reached. A worker counts as gone once it
-/// has stopped serving and handed its join to its loop.
+/// Blocks until at most `count` workers are alive, or `timeout` passes
+/// (`Duration::MAX`: no limit). Returns whether the count was reached. A
+/// worker counts as gone once it has stopped serving and handed its join
+/// to its loop.
 #[cfg(not(loom))]
 pub fn wait_for_workers(count: usize, timeout: Duration) -> bool {
     let live = live();
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout);
     let mut current = live.count.lock();
     while current.live > count {
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
+        match deadline {
+            None => current = live.cv.wait(current),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return false;
+                }
+                current = live.cv.wait_timeout(current, deadline - now);
+            }
         }
-        current = live.cv.wait_timeout(current, deadline - now);
     }
     true
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_for_workers_takes_any_timeout() {
+        // No count of workers is above usize::MAX: true at once, and a
+        // timeout too long to add to now is no limit rather than a panic.
+        assert!(wait_for_workers(usize::MAX, Duration::MAX));
+        assert!(wait_for_workers(usize::MAX, Duration::ZERO));
+    }
 }
 
 /// Sets the stack size of worker threads started from now on (0: the
