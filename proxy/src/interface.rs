@@ -72,10 +72,31 @@ pub fn serve<I: Interface + ?Sized>(
 /// Starts `command` as a child process on a socketpair (passing its end as
 /// `-ipcfd=N`, as Bitcoin Core does) and returns the child with the object
 /// it serves ([`serve_parent`] in the child).
+///
+/// If the handshake fails (the child exited, or serves something else),
+/// the child is killed and reaped before the error returns: nothing is
+/// left running or unreaped. On an event-loop thread it fails with
+/// [`Error::WrongThread`] before starting
+/// anything (the handshake blocks).
 pub fn spawn<I: Interface + ?Sized>(command: &mut Command) -> Result<(Child, Arc<I>)> {
-    let (child, stream) = multiprocess_thread_map::spawn_process(command)?;
-    let object = connect::<I>(default_loop()?, stream)?;
-    Ok((child, object))
+    if multiprocess_event_loop::on_a_loop_thread() {
+        return Err(Error::WrongThread(
+            "spawning blocks for the handshake; spawn from an application or worker thread"
+                .to_string(),
+        ));
+    }
+    let event_loop = default_loop()?;
+    let (mut child, stream) = multiprocess_thread_map::spawn_process(command)?;
+    match connect::<I>(event_loop, stream) {
+        Ok(object) => Ok((child, object)),
+        Err(e) => {
+            // Killing one that already exited fails harmlessly; the wait
+            // reaps it either way.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
 }
 
 /// In a process started by [`spawn`]: serves `object` to the parent and
