@@ -73,11 +73,12 @@ pub fn serve<I: Interface + ?Sized>(
 /// `-ipcfd=N`, as Bitcoin Core does) and returns the child with the object
 /// it serves ([`serve_parent`] in the child).
 ///
-/// If the handshake fails (the child exited, or serves something else),
-/// the child is killed and reaped before the error returns: nothing is
-/// left running or unreaped. On an event-loop thread it fails with
-/// [`Error::WrongThread`] before starting
-/// anything (the handshake blocks).
+/// If the handshake fails (the child exits, or answers with something
+/// other than a multiprocess server), the child is killed and reaped
+/// before the error returns (processes it started itself are its own
+/// business). A child that keeps the socket open and never answers keeps
+/// this waiting. On an event-loop thread it fails with
+/// [`Error::WrongThread`] before starting anything (the handshake blocks).
 pub fn spawn<I: Interface + ?Sized>(command: &mut Command) -> Result<(Child, Arc<I>)> {
     if multiprocess_event_loop::on_a_loop_thread() {
         return Err(Error::WrongThread(
@@ -90,10 +91,13 @@ pub fn spawn<I: Interface + ?Sized>(command: &mut Command) -> Result<(Child, Arc
     match connect::<I>(event_loop, stream) {
         Ok(object) => Ok((child, object)),
         Err(e) => {
-            // Killing one that already exited fails harmlessly; the wait
-            // reaps it either way.
-            let _ = child.kill();
-            let _ = child.wait();
+            // SIGKILL ends it, or it had exited: either way the wait is
+            // short. A child we may not signal is reaped only if done.
+            if child.kill().is_ok() {
+                let _ = child.wait();
+            } else {
+                let _ = child.try_wait();
+            }
             Err(e)
         }
     }

@@ -680,28 +680,43 @@ fn waiting_for_a_drain_on_a_loop_thread_only_looks() {
                 .expect("connected")
                 .expect("makeProbe");
             let gate = "drain-on-a-loop-thread";
+            // Opened however the test ends, so that a failed assertion does not
+            // leave the blocked caller (and the unwinding) waiting for good.
+            struct OpenOnDrop(&'static str);
+            impl Drop for OpenOnDrop {
+                fn drop(&mut self) {
+                    mp_testkit::probe_server::open_gate(self.0);
+                }
+            }
+            let opener = OpenOnDrop(gate);
             let blocked = {
                 let probe = probe.clone();
                 std::thread::spawn(move || probe.block(gate))
             };
             probe.wait_blocked(gate, 1).expect("waitBlocked");
             l.listener.begin_drain();
+            let on_loop = {
+                let listener = l.listener.clone();
+                move || listener.wait_drained(Duration::MAX)
+            };
             let looked = l
                 .server_loop
-                .sync({
-                    let listener = l.listener.clone();
-                    move || listener.wait_drained(Duration::MAX)
-                })
+                .sync(on_loop.clone())
                 .expect("the loop runs the closure");
             assert!(!looked, "a request runs, yet the wait said drained");
             // The running request completes, with its answer; then the drain ends.
-            mp_testkit::probe_server::open_gate(gate);
+            drop(opener);
             blocked
                 .join()
                 .expect("the blocked caller")
                 .expect("the request running when the drain began is answered");
             drop(probe);
             assert!(l.listener.wait_drained(LIMIT), "drained within {LIMIT:?}");
+            let looked = l
+                .server_loop
+                .sync(on_loop)
+                .expect("the loop runs the closure");
+            assert!(looked, "seen drained from the loop too");
             drop(l.client.take());
         },
     );
@@ -737,4 +752,63 @@ fn connecting_on_a_loop_thread_fails() {
             other => panic!("expected WrongThread, got {other:?}"),
         }
     });
+}
+
+/// Connecting to an address on an event-loop thread fails with
+/// `WrongThread` before dialing (a dial can block for long, and forever if
+/// the listener is on that very loop).
+#[test]
+fn connecting_to_an_address_on_a_loop_thread_fails_before_dialing() {
+    guard(
+        "connecting_to_an_address_on_a_loop_thread_fails_before_dialing",
+        LIMIT,
+        || {
+            let l = listening("loop-connect-to");
+            let address = l.listener.address().clone();
+            let handle = l.server_loop.clone();
+            let outcome = l
+                .server_loop
+                .sync(move || {
+                    multiprocess_thread_map::connect_to::<mp_testkit::probe_capnp::init::Client>(
+                        &handle, &address, LIMIT,
+                    )
+                    .map(|_| ())
+                })
+                .expect("the loop runs the closure");
+            match outcome {
+                // Refused before dialing: the message is connect_to's own.
+                Err(Error::WrongThread(message)) => {
+                    assert!(message.contains("connecting to unix:"), "{message}")
+                }
+                other => panic!("expected WrongThread, got {other:?}"),
+            }
+        },
+    );
+}
+
+/// Waiting for workers on an event-loop thread only looks: workers end
+/// when their connections close, which is the loop's to do.
+#[test]
+fn waiting_for_workers_on_a_loop_thread_only_looks() {
+    guard(
+        "waiting_for_workers_on_a_loop_thread_only_looks",
+        LIMIT,
+        || {
+            let l = listening("loop-workers");
+            // A call: the server runs it on a worker for this thread, which
+            // stays while the connection does.
+            let probe = l
+                .client
+                .as_ref()
+                .map(|(_, init)| init.make_probe())
+                .expect("connected")
+                .expect("makeProbe");
+            assert_eq!(probe.add(1, 2).expect("add"), 3);
+            let looked = l
+                .server_loop
+                .sync(|| multiprocess_thread_map::wait_for_workers(0, Duration::MAX))
+                .expect("the loop runs the closure");
+            assert!(!looked, "a worker lives, yet the wait said none did");
+        },
+    );
 }

@@ -105,7 +105,8 @@ fn explain_unix(address: &Address, path: &Path, e: io::Error) -> Error {
 /// `handshake_timeout`, is not a multiprocess server ([`Error::Protocol`]
 /// saying so); one that closes the connection during the handshake (a
 /// listener at its maximum of connections does) gives
-/// [`Error::Disconnected`].
+/// [`Error::Disconnected`]. On an event-loop thread it fails with
+/// [`Error::WrongThread`] before dialing (dialing and the handshake block).
 pub fn connect_to<C>(
     event_loop: &LoopHandle,
     address: &Address,
@@ -114,6 +115,11 @@ pub fn connect_to<C>(
 where
     C: FromClientHook + capnp::traits::HasTypeId + Clone + 'static,
 {
+    if multiprocess_event_loop::on_a_loop_thread() {
+        return Err(Error::WrongThread(format!(
+            "connecting to {address} blocks; connect from an application or worker thread"
+        )));
+    }
     let socket = dial(address)?;
     // The loop owns the socket; a copy of the descriptor lets a timer shut
     // it down (the loop then sees it end) if the peer never answers.

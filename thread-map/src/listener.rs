@@ -414,7 +414,8 @@ impl Listener {
     /// [`begin_drain`](Self::begin_drain), then
     /// [`wait_drained`](Self::wait_drained): stops accepting, waits until
     /// no request is running, disconnects everyone. Returns whether that
-    /// was done within `timeout`.
+    /// was done within `timeout`. On a loop thread it begins the drain and
+    /// only looks.
     pub fn drain(&self, timeout: Duration) -> bool {
         self.begin_drain();
         self.wait_drained(timeout)

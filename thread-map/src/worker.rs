@@ -163,11 +163,16 @@ pub fn orphaned_workers() -> usize {
 /// Blocks until at most `count` workers are alive, or `timeout` passes
 /// (`Duration::MAX`: no limit). Returns whether the count was reached. A
 /// worker counts as gone once it has stopped serving and handed its join
-/// to its loop.
+/// to its loop. On an event-loop thread, which ends workers by closing
+/// their connections, it only looks.
 #[cfg(not(loom))]
 pub fn wait_for_workers(count: usize, timeout: Duration) -> bool {
     let live = live();
-    let deadline = Instant::now().checked_add(timeout);
+    let deadline = if multiprocess_event_loop::on_a_loop_thread() {
+        Some(Instant::now())
+    } else {
+        Instant::now().checked_add(timeout)
+    };
     let mut current = live.count.lock();
     while current.live > count {
         match deadline {

@@ -52,6 +52,20 @@ fn a_child_that_fails_its_handshake_is_reaped_and_spawning_on_a_loop_thread_star
     // tests in one binary run at once.
     guard("spawn failures", BOUND, || {
         assert_eq!(children(), [], "children before the test");
+        // The scan sees a child of ours (or every check below is empty).
+        let mut control = Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .expect("spawn sleep");
+        let listed = children();
+        assert!(
+            listed.iter().any(|(pid, _)| *pid == control.id()),
+            "sleep {} not among {listed:?}",
+            control.id()
+        );
+        control.kill().expect("kill sleep");
+        control.wait().expect("reap sleep");
+        assert_eq!(children(), [], "the control is reaped");
 
         // A child that exits at once, without serving: the handshake fails.
         let mut exits = Command::new("sh");
@@ -62,7 +76,9 @@ fn a_child_that_fails_its_handshake_is_reaped_and_spawning_on_a_loop_thread_star
         }
         assert_eq!(children(), [], "the failed child is reaped");
 
-        // On a loop thread, nothing starts: `sleep` would stay for good.
+        // On a loop thread, nothing starts: the error is spawn's own (were
+        // the child started, connecting would refuse instead, and the child
+        // would be killed and reaped).
         let on_loop = multiprocess::default_loop()
             .expect("the default loop")
             .sync(|| {
