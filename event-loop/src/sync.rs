@@ -168,6 +168,25 @@ mod imp {
 
 pub use imp::*;
 
+impl Condvar {
+    /// Waits for a notification until `deadline` (`None`: for as long as it
+    /// takes). `Err` gives the guard back without waiting once the deadline
+    /// has passed; a caller loops on its condition around this.
+    pub fn wait_until<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<MutexGuard<'a, T>, MutexGuard<'a, T>> {
+        match deadline {
+            None => Ok(self.wait(guard)),
+            Some(deadline) => match deadline.checked_duration_since(std::time::Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(self.wait_timeout(guard, left)),
+                _ => Err(guard),
+            },
+        }
+    }
+}
+
 /// Atomics that take part in no hand-off a model checks, always std's:
 /// process-wide statics (ids, counters, configuration: loom's atomics cannot
 /// initialise a `static`), and per-object hints that no correctness argument

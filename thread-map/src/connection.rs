@@ -98,24 +98,10 @@ impl ConnStatus {
     }
 
     pub(crate) fn wait(&self, timeout: Duration) -> Option<Error> {
-        let timeout = if multiprocess_event_loop::on_a_loop_thread() {
-            Duration::ZERO
-        } else {
-            timeout
-        };
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::deadline::deadline_after(timeout);
         let mut closed = self.closed.lock();
         while closed.is_none() {
-            match deadline {
-                None => closed = self.cv.wait(closed),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return None;
-                    }
-                    closed = self.cv.wait_timeout(closed, deadline - now);
-                }
-            }
+            closed = self.cv.wait_until(closed, deadline).ok()?;
         }
         closed.clone()
     }
@@ -147,15 +133,9 @@ impl CloseCounter {
     pub(crate) fn wait_beyond(&self, seen: u64, deadline: Option<Instant>) -> bool {
         let mut closed = self.closed.lock();
         while *closed <= seen {
-            match deadline {
-                None => closed = self.cv.wait(closed),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    closed = self.cv.wait_timeout(closed, deadline - now);
-                }
+            match self.cv.wait_until(closed, deadline) {
+                Ok(guard) => closed = guard,
+                Err(_) => return false,
             }
         }
         true

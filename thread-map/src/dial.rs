@@ -175,18 +175,16 @@ impl Timer {
                 let deadline = Instant::now().checked_add(timeout);
                 let mut state = lock.lock();
                 while !state.done {
-                    let now = Instant::now();
-                    match deadline {
-                        Some(deadline) if now >= deadline => {
-                            state.fired = true;
+                    match cv.wait_until(state, deadline) {
+                        Ok(guard) => state = guard,
+                        Err(mut guard) => {
+                            guard.fired = true;
                             let _ = match &socket {
                                 Socket::Unix(s) => s.shutdown(Shutdown::Both),
                                 Socket::Tcp(s) => s.shutdown(Shutdown::Both),
                             };
                             return;
                         }
-                        Some(deadline) => state = cv.wait_timeout(state, deadline - now),
-                        None => state = cv.wait(state),
                     }
                 }
             })?;

@@ -130,15 +130,15 @@ impl Gauge {
         }
     }
 
-    /// Blocks until everyone has been told to disconnect, or `deadline`.
-    pub(crate) fn wait_disconnecting(&self, deadline: Instant) -> bool {
+    /// Blocks until everyone has been told to disconnect, or `deadline`
+    /// (`None`: no limit).
+    pub(crate) fn wait_disconnecting(&self, deadline: Option<Instant>) -> bool {
         let mut state = self.state.lock();
         while !state.disconnecting {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
+            match self.cv.wait_until(state, deadline) {
+                Ok(guard) => state = guard,
+                Err(_) => return false,
             }
-            state = self.cv.wait_timeout(state, deadline - now);
         }
         true
     }
@@ -241,9 +241,4 @@ impl Drop for Running {
             let _ = gauge.poster.post(move || g.disconnect_if_idle());
         }
     }
-}
-
-/// How long until `deadline`, at least zero.
-pub(crate) fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
 }

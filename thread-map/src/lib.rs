@@ -94,6 +94,7 @@ mod call;
 mod cleanup;
 mod client_thread;
 mod connection;
+mod deadline;
 #[cfg(not(loom))]
 mod dial;
 mod drain;

@@ -26,7 +26,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiprocess_event_loop::{
     AsyncListener, Error, ListenSocket, LoopContext, LoopHandle, Result, Socket,
@@ -34,7 +34,8 @@ use multiprocess_event_loop::{
 
 use crate::address::Address;
 use crate::connection::{CloseCounter, Connection, ServeContext};
-use crate::drain::{Gauge, remaining};
+use crate::deadline::{deadline_after, remaining};
+use crate::drain::Gauge;
 use crate::sync::global::{AtomicU64, Ordering};
 use crate::sync::{Arc, Mutex, Weak};
 
@@ -339,11 +340,7 @@ impl Listener {
     /// loop thread, which is what closes connections and so must never
     /// wait for one, it only looks.
     pub fn wait_connections(&self, count: usize, timeout: Duration) -> bool {
-        let deadline = if multiprocess_event_loop::on_a_loop_thread() {
-            Some(Instant::now())
-        } else {
-            Instant::now().checked_add(timeout)
-        };
+        let deadline = deadline_after(timeout);
         let closes = &self.shared.closes;
         loop {
             // Read before counting: a connection that closes after the
@@ -395,13 +392,7 @@ impl Listener {
     /// it now. On a loop thread, which answers the running requests and
     /// disconnects, it only looks.
     pub fn wait_drained(&self, timeout: Duration) -> bool {
-        let deadline = if multiprocess_event_loop::on_a_loop_thread() {
-            Some(Instant::now())
-        } else {
-            Instant::now().checked_add(timeout)
-        };
-        let deadline =
-            deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        let deadline = deadline_after(timeout);
         if !self.shared.gauge.wait_disconnecting(deadline) {
             return false;
         }

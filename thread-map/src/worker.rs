@@ -37,7 +37,7 @@ use std::io;
 use multiprocess_event_loop::{Waiter, mailbox::Job};
 
 #[cfg(not(loom))]
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[cfg(not(loom))]
 use crate::sync::Condvar;
@@ -168,22 +168,12 @@ pub fn orphaned_workers() -> usize {
 #[cfg(not(loom))]
 pub fn wait_for_workers(count: usize, timeout: Duration) -> bool {
     let live = live();
-    let deadline = if multiprocess_event_loop::on_a_loop_thread() {
-        Some(Instant::now())
-    } else {
-        Instant::now().checked_add(timeout)
-    };
+    let deadline = crate::deadline::deadline_after(timeout);
     let mut current = live.count.lock();
     while current.live > count {
-        match deadline {
-            None => current = live.cv.wait(current),
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return false;
-                }
-                current = live.cv.wait_timeout(current, deadline - now);
-            }
+        match live.cv.wait_until(current, deadline) {
+            Ok(guard) => current = guard,
+            Err(_) => return false,
         }
     }
     true
