@@ -562,12 +562,7 @@ fn blocking_call_on_a_loop_thread_fails(peer: Peer) {
         .event_loop
         .sync(move || on_loop.add(1, 2))
         .expect("the loop runs the closure");
-    match outcome {
-        Err(Error::WrongThread(message)) => {
-            assert!(message.contains("blocking call"), "{message}")
-        }
-        other => panic!("expected WrongThread, got {other:?}"),
-    }
+    assert_wrong_thread(outcome, "blocking call");
     // Nothing was left stuck: calls from here still work.
     assert_eq!(probe.add(2, 3).expect("add"), 5);
 }
@@ -599,6 +594,36 @@ struct Listening {
         std::sync::Arc<dyn mp_testkit::probe::Init>,
     )>,
     _client_loop: multiprocess_thread_map::LoopHandle,
+}
+
+impl Listening {
+    /// Runs `f` on the listener's loop thread and returns what it returns.
+    fn on_loop<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        self.server_loop.sync(f).expect("the loop runs the closure")
+    }
+
+    /// A `Probe` of the connected client's.
+    fn probe(&self) -> std::sync::Arc<dyn mp_testkit::probe::Probe> {
+        self.client
+            .as_ref()
+            .map(|(_, init)| init.make_probe())
+            .expect("connected")
+            .expect("makeProbe")
+    }
+}
+
+/// Checks that `outcome` is a `WrongThread` error whose message holds
+/// `needle` (which says which refusal it was).
+fn assert_wrong_thread<T: std::fmt::Debug>(
+    outcome: multiprocess_thread_map::Result<T>,
+    needle: &str,
+) {
+    match outcome {
+        Err(Error::WrongThread(message)) => {
+            assert!(message.contains(needle), "{message}")
+        }
+        other => panic!("expected WrongThread, got {other:?}"),
+    }
 }
 
 fn listening(name: &str) -> Listening {
@@ -644,10 +669,7 @@ fn waiting_for_fewer_connections_on_a_loop_thread_only_looks() {
                 let listener = l.listener.clone();
                 move || listener.wait_connections(0, Duration::MAX)
             };
-            let looked = l
-                .server_loop
-                .sync(on_loop.clone())
-                .expect("the loop runs the closure");
+            let looked = l.on_loop(on_loop.clone());
             assert!(!looked, "no connection closed, yet the wait said so");
             // From this thread it waits, and sees the close.
             drop(l.client.take());
@@ -655,10 +677,7 @@ fn waiting_for_fewer_connections_on_a_loop_thread_only_looks() {
                 l.listener.wait_connections(0, LIMIT),
                 "closed within {LIMIT:?}"
             );
-            let looked = l
-                .server_loop
-                .sync(on_loop)
-                .expect("the loop runs the closure");
+            let looked = l.on_loop(on_loop);
             assert!(looked, "seen closed from the loop too");
         },
     );
@@ -673,12 +692,7 @@ fn waiting_for_a_drain_on_a_loop_thread_only_looks() {
         LIMIT,
         || {
             let mut l = listening("loop-drain");
-            let probe = l
-                .client
-                .as_ref()
-                .map(|(_, init)| init.make_probe())
-                .expect("connected")
-                .expect("makeProbe");
+            let probe = l.probe();
             let gate = "drain-on-a-loop-thread";
             // Opened however the test ends, so that a failed assertion does not
             // leave the blocked caller (and the unwinding) waiting for good.
@@ -699,10 +713,7 @@ fn waiting_for_a_drain_on_a_loop_thread_only_looks() {
                 let listener = l.listener.clone();
                 move || listener.wait_drained(Duration::MAX)
             };
-            let looked = l
-                .server_loop
-                .sync(on_loop.clone())
-                .expect("the loop runs the closure");
+            let looked = l.on_loop(on_loop.clone());
             assert!(!looked, "a request runs, yet the wait said drained");
             // The running request completes, with its answer; then the drain ends.
             drop(opener);
@@ -712,10 +723,7 @@ fn waiting_for_a_drain_on_a_loop_thread_only_looks() {
                 .expect("the request running when the drain began is answered");
             drop(probe);
             assert!(l.listener.wait_drained(LIMIT), "drained within {LIMIT:?}");
-            let looked = l
-                .server_loop
-                .sync(on_loop)
-                .expect("the loop runs the closure");
+            let looked = l.on_loop(on_loop);
             assert!(looked, "seen drained from the loop too");
             drop(l.client.take());
         },
@@ -731,26 +739,18 @@ fn connecting_on_a_loop_thread_fails() {
         let l = listening("loop-connect");
         let address = l.listener.address().clone();
         let handle = l.server_loop.clone();
-        let outcome = l
-            .server_loop
-            .sync(move || {
-                let stream = std::os::unix::net::UnixStream::connect(match &address {
-                    multiprocess_thread_map::Address::Unix(path) => path,
-                    other => panic!("a unix address, not {other}"),
-                })
-                .expect("the socket accepts");
-                multiprocess_thread_map::Connection::connect::<
-                    mp_testkit::probe_capnp::init::Client,
-                >(&handle, stream)
-                .map(|_| ())
+        let outcome = l.on_loop(move || {
+            let stream = std::os::unix::net::UnixStream::connect(match &address {
+                multiprocess_thread_map::Address::Unix(path) => path,
+                other => panic!("a unix address, not {other}"),
             })
-            .expect("the loop runs the closure");
-        match outcome {
-            Err(Error::WrongThread(message)) => {
-                assert!(message.contains("connect from"), "{message}")
-            }
-            other => panic!("expected WrongThread, got {other:?}"),
-        }
+            .expect("the socket accepts");
+            multiprocess_thread_map::Connection::connect::<mp_testkit::probe_capnp::init::Client>(
+                &handle, stream,
+            )
+            .map(|_| ())
+        });
+        assert_wrong_thread(outcome, "connect from");
     });
 }
 
@@ -766,22 +766,14 @@ fn connecting_to_an_address_on_a_loop_thread_fails_before_dialing() {
             let l = listening("loop-connect-to");
             let address = l.listener.address().clone();
             let handle = l.server_loop.clone();
-            let outcome = l
-                .server_loop
-                .sync(move || {
-                    multiprocess_thread_map::connect_to::<mp_testkit::probe_capnp::init::Client>(
-                        &handle, &address, LIMIT,
-                    )
-                    .map(|_| ())
-                })
-                .expect("the loop runs the closure");
-            match outcome {
-                // Refused before dialing: the message is connect_to's own.
-                Err(Error::WrongThread(message)) => {
-                    assert!(message.contains("connecting to unix:"), "{message}")
-                }
-                other => panic!("expected WrongThread, got {other:?}"),
-            }
+            let outcome = l.on_loop(move || {
+                multiprocess_thread_map::connect_to::<mp_testkit::probe_capnp::init::Client>(
+                    &handle, &address, LIMIT,
+                )
+                .map(|_| ())
+            });
+            // Refused before dialing: the message is connect_to's own.
+            assert_wrong_thread(outcome, "connecting to unix:");
         },
     );
 }
@@ -797,17 +789,9 @@ fn waiting_for_workers_on_a_loop_thread_only_looks() {
             let l = listening("loop-workers");
             // A call: the server runs it on a worker for this thread, which
             // stays while the connection does.
-            let probe = l
-                .client
-                .as_ref()
-                .map(|(_, init)| init.make_probe())
-                .expect("connected")
-                .expect("makeProbe");
+            let probe = l.probe();
             assert_eq!(probe.add(1, 2).expect("add"), 3);
-            let looked = l
-                .server_loop
-                .sync(|| multiprocess_thread_map::wait_for_workers(0, Duration::MAX))
-                .expect("the loop runs the closure");
+            let looked = l.on_loop(|| multiprocess_thread_map::wait_for_workers(0, Duration::MAX));
             assert!(!looked, "a worker lives, yet the wait said none did");
         },
     );

@@ -37,7 +37,7 @@ use multiprocess_thread_map::{Connection, EventLoop, LoopHandle, RemoteObject, S
 
 use super::runtime;
 use super::{Client, Scenario};
-use crate::bench_capnp::{self, bench};
+use crate::bench_capnp::{self, bench, ping_fn};
 
 /// The `capnp` scenario.
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,18 +49,7 @@ impl Scenario for Capnp {
     }
 
     fn client(&mut self, conn: UnixStream) -> io::Result<Client> {
-        let event_loop = EventLoop::start("mpbench-capnp-loop")?;
-        let (connection, bench) =
-            Connection::connect::<bench::Client>(&event_loop, conn).map_err(runtime::to_io)?;
-        let mut client = CapnpClient {
-            bench,
-            _connection: connection,
-            _event_loop: event_loop,
-            seq: 0,
-        };
-        Ok(Client::Batch(Box::new(move |n, samples| {
-            client.batch(n, samples)
-        })))
+        loop_client(conn, "mpbench-capnp-loop", Exchange::Ping)
     }
 
     fn serve(&mut self, conn: UnixStream) -> io::Result<()> {
@@ -155,25 +144,91 @@ async fn call_back(function: &bench_capnp::ping_fn::Client, value: u64) -> capnp
     Ok(request.send().promise.await?.get()?.get_value())
 }
 
+/// What each call of a loop-to-loop batch is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Exchange {
+    /// `ping(value)`, answered with `value` (`capnp`).
+    Ping,
+    /// `pingBack(value, fn)` with a fresh [`Doubler`] each time, answered
+    /// with `2 * value` (`capnp-callback`).
+    PingBack,
+    /// `pingSaved(value)`, after one `saveFn(Doubler)` (`capnp-callback-saved`).
+    PingSaved,
+}
+
+/// The parent's half of the `capnp` scenarios: connects over `conn` with an event loop of
+/// its own named `loop_name` and makes batches of `exchange` on it.
+pub(super) fn loop_client(
+    conn: UnixStream,
+    loop_name: &str,
+    exchange: Exchange,
+) -> io::Result<Client> {
+    let event_loop = EventLoop::start(loop_name)?;
+    let (connection, bench) =
+        Connection::connect::<bench::Client>(&event_loop, conn).map_err(runtime::to_io)?;
+    if exchange == Exchange::PingSaved {
+        bench
+            .call("Bench.saveFn", |bench, _cx| {
+                let mut request = bench.save_fn_request();
+                request
+                    .get()
+                    .set_fn(capnp_rpc::new_client::<ping_fn::Client, _>(Doubler));
+                let response = request.send().promise;
+                async move {
+                    response.await?;
+                    Ok(())
+                }
+            })
+            .map_err(runtime::to_io)?;
+    }
+    let mut client = LoopClient {
+        bench,
+        _connection: connection,
+        _event_loop: event_loop,
+        exchange,
+        seq: 0,
+    };
+    Ok(Client::Batch(Box::new(move |n, samples| {
+        client.batch(n, samples)
+    })))
+}
+
+/// The function the parent passes: doubles its argument, in place on the parent's loop thread.
+struct Doubler;
+
+impl ping_fn::Server for Doubler {
+    async fn call(
+        self: Rc<Self>,
+        params: ping_fn::CallParams,
+        mut results: ping_fn::CallResults,
+    ) -> capnp::Result<()> {
+        let value = params.get()?.get_value();
+        results.get().set_value(value.wrapping_mul(2));
+        Ok(())
+    }
+}
+
 /// The parent's half.
-struct CapnpClient {
+struct LoopClient {
     /// Declared first: dropped before the connection it lives on, then the loop.
     bench: RemoteObject<bench::Client>,
     _connection: Connection,
     _event_loop: LoopHandle,
-    /// The value of the last ping sent.
+    exchange: Exchange,
+    /// The value of the last call.
     seq: u64,
 }
 
-impl CapnpClient {
-    /// Makes `n` pings on the loop thread and appends their latencies to `samples`.
+impl LoopClient {
+    /// Makes `n` calls on the loop thread and appends their latencies to `samples`.
     fn batch(&mut self, n: usize, samples: &mut Vec<Duration>) -> io::Result<()> {
         let first = self.seq;
+        let exchange = self.exchange;
         let timed = self
             .bench
-            .call("Bench.ping (batch)", move |bench, _cx| {
+            .call("Bench (batch)", move |bench, _cx| {
                 let bench = bench.clone();
-                async move { ping_batch(&bench, first, n).await }
+                async move { timed_batch(&bench, first, n, exchange).await }
             })
             .map_err(runtime::to_io)?;
         self.seq = first.wrapping_add(n as u64);
@@ -182,22 +237,44 @@ impl CapnpClient {
     }
 }
 
-/// On the loop thread: `n` sequential pings with the values after `first`, each timed from
+/// On the loop thread: `n` sequential calls with the values after `first`, each timed from
 /// building the request to reading its response.
-async fn ping_batch(bench: &bench::Client, first: u64, n: usize) -> capnp::Result<Vec<Duration>> {
+async fn timed_batch(
+    bench: &bench::Client,
+    first: u64,
+    n: usize,
+    exchange: Exchange,
+) -> capnp::Result<Vec<Duration>> {
     let mut samples = Vec::with_capacity(n);
     let mut value = first;
     for _ in 0..n {
         value = value.wrapping_add(1);
         let start = Instant::now();
-        let mut request = bench.ping_request();
-        request.get().set_value(value);
-        let response = request.send().promise.await?;
-        let got = response.get()?.get_value();
+        let (got, expected) = match exchange {
+            Exchange::Ping => {
+                let mut request = bench.ping_request();
+                request.get().set_value(value);
+                (request.send().promise.await?.get()?.get_value(), value)
+            }
+            Exchange::PingBack => {
+                let mut request = bench.ping_back_request();
+                let mut params = request.get();
+                params.set_value(value);
+                params.set_fn(capnp_rpc::new_client::<ping_fn::Client, _>(Doubler));
+                let got = request.send().promise.await?.get()?.get_value();
+                (got, value.wrapping_mul(2))
+            }
+            Exchange::PingSaved => {
+                let mut request = bench.ping_saved_request();
+                request.get().set_value(value);
+                let got = request.send().promise.await?.get()?.get_value();
+                (got, value.wrapping_mul(2))
+            }
+        };
         samples.push(start.elapsed());
-        if got != value {
+        if got != expected {
             return Err(capnp::Error::failed(format!(
-                "expected reply {value}, got {got}"
+                "expected reply {expected}, got {got}"
             )));
         }
     }
